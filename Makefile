@@ -1,0 +1,29 @@
+# Set-up and entry points. `make run` and `make test` each create .venv when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.meltpot-installed
+CORES  ?= 2
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: run test test-fast venv clean-results
+
+venv: $(STAMP)
+
+# torch is pinned first: on these machines 2.13.0 is a local CPU wheel, while an
+# unpinned spec would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"

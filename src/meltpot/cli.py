@@ -1,0 +1,295 @@
+"""``meltpot`` command line: every workflow step as a subcommand (Snakemake rules call these).
+
+Errors that meltpot raises on purpose print one line naming the file/frame/key at fault
+and exit with status 2; nothing already written is overwritten by a failing step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from .errors import MeltpotError
+
+log = logging.getLogger("meltpot")
+
+
+# ----------------------------------------------------------------------------- config
+def cmd_config_check(args) -> int:
+    from .config import config_hash, load_config
+    from .sampling.grid import expand_states
+
+    cfg = load_config(args.config)
+    units = expand_states(cfg)
+    print(f"{args.config}: valid (run_id {cfg['run_id']}, sha256 {config_hash(cfg)[:12]})")
+    for u in units:
+        print(f"  {u.kind:8s} {u.unit_id}: {len(u.steps)} state(s), {u.phase}, ~{u.n_atoms} atoms")
+    for imp in cfg["imports"]:
+        print(f"  import   {imp['id']}: {imp['path']}")
+    return 0
+
+
+def cmd_units(args) -> int:
+    """Print the sampling unit ids and import ids (one per line), for workflows."""
+    from .config import load_config
+    from .sampling.grid import expand_states
+
+    cfg = load_config(args.config)
+    for u in expand_states(cfg):
+        print(u.unit_id)
+    for imp in cfg["imports"]:
+        print(imp["id"])
+    return 0
+
+
+# ----------------------------------------------------------------------------- sample
+def cmd_sample(args) -> int:
+    from .config import load_config
+    from .manifest import write_json
+    from .reference import make_engine
+    from .sampling.grid import find_unit
+    from .sampling.protocols import sample_unit
+
+    cfg = load_config(args.config)
+    unit = find_unit(cfg, args.unit)
+    ref = dict(cfg["reference"], base_dir=cfg.get("_base_dir"))
+    engine = make_engine(ref, cfg["elements"], cfg["units"])
+    summary = sample_unit(cfg, unit, engine, args.out, progress=not args.no_progress)
+    if args.summary:
+        write_json(args.summary, summary)
+    for sid, st in summary["states"].items():
+        print(f"{sid}: {st['frames']} frames, <T> = {st['T_inst_mean']:.4g}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- import
+def cmd_import(args) -> int:
+    from ase.io import write
+
+    from .config import load_config
+    from .data.frames import composition_string
+    from .data.io import read_frames
+
+    cfg = load_config(args.config)
+    entries = {e["id"]: e for e in cfg["imports"]}
+    if args.id not in entries:
+        raise MeltpotError(f"{args.config}: no import with id {args.id!r}; known: {', '.join(entries) or 'none'}")
+    entry = entries[args.id]
+    path = Path(entry["path"])
+    if not path.is_absolute():
+        path = Path(cfg["_base_dir"]) / path
+    frames = read_frames(path, format=entry.get("format"), units=entry.get("n2p2_units", "metal"))
+    fmt = entry.get("format") or "auto"
+    for fr in frames:
+        fr.info.update(state_id=entry["id"], branch="", phase=entry.get("phase", "imported"),
+                       T_target=entry.get("T", math.nan), P_target=entry.get("P", math.nan),
+                       composition=composition_string(fr.get_chemical_symbols(), order=cfg["elements"]),
+                       engine=f"import:{fmt}", units="metal")
+        if fr.get_velocities() is not None and fr.get_momenta().any():
+            fr.info["T_inst"] = float(fr.get_temperature())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    write(tmp, frames, format="extxyz")
+    tmp.replace(out)
+    print(f"{path}: {len(frames)} frames imported into {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- dataset
+def cmd_dataset(args) -> int:
+    """Validate all frames, then write the index, the per-state table and its plot."""
+    import pandas as pd
+    from ase.io import iread
+
+    from .config import load_config
+    from .data.index import build_index, state_summary
+    from .data.validate import ValidationSettings, validate_frames
+    from .plots import plot_states
+
+    cfg = load_config(args.config)
+    v = cfg["validation"]
+    settings = ValidationSettings(elements=cfg["elements"], min_distance=v["min_distance"],
+                                  min_cell_width=v["min_cell_width"], require_stress=v["require_stress"],
+                                  max_force=v["max_force"])
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries, report = [], []
+    for file in args.frames:
+        try:
+            frames = list(iread(file, format="extxyz", index=":"))
+        except Exception as exc:  # ASE raises many types for broken files
+            raise MeltpotError(f"{file}: cannot be read as extxyz ({type(exc).__name__}: {exc})") from exc
+        for i, fr in enumerate(frames):
+            fr.info["source_index"] = i
+        kept, rep = validate_frames(frames, settings, source=str(file), on_error=v["on_error"])
+        report += rep
+        entries += [(file, fr.info["source_index"], fr) for fr in kept]
+    if not entries:
+        raise MeltpotError("no valid frames: every frame was dropped (see the validation report)")
+    index = build_index(entries, root=out, units=cfg["units"])
+    index_path = out / "index.parquet"
+    index.to_parquet(index_path, index=False)
+    states = state_summary(index)
+    states.to_csv(out / "states.csv", index=False)
+    pd.DataFrame(report, columns=["source", "index", "reason"]).to_csv(out / "validation_report.csv", index=False)
+    plot_states(index, out / "states.png", units=cfg["units"])
+    if args.n2p2:
+        from .data.io import write_n2p2
+
+        write_n2p2(out / "input.data", [fr for _, _, fr in entries])
+    print(f"{index_path}: {len(index)} frames from {len(args.frames)} file(s); "
+          f"{len(report)} dropped; {index['state_id'].nunique()} states")
+    return 0
+
+
+# ----------------------------------------------------------------------------- split
+def cmd_split(args) -> int:
+    import pandas as pd
+
+    from .config import load_config
+    from .data.splits import make_splits
+    from .seeds import derive_seed
+
+    cfg = load_config(args.config)
+    s = cfg["split"]
+    seed = s["seed"] if s["seed"] is not None else derive_seed(cfg["seed"], "split")
+    index = pd.read_parquet(args.index)
+    table = make_splits(index, by=s["by"], train=s["train"], validation=s["validation"], test=s["test"],
+                        holdout_states=s["holdout_states"], seed=seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    counts = table["split"].value_counts().reindex(["train", "validation", "test"]).to_dict()
+    print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (by {s['by']}, seed {seed})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- frames
+def cmd_frames_convert(args) -> int:
+    from .data.io import read_frames, write_frames
+
+    frames = read_frames(args.input, format=args.input_format, units=args.n2p2_units)
+    write_frames(args.output, frames, format=args.output_format)
+    print(f"{args.output}: {len(frames)} frames")
+    return 0
+
+
+def cmd_frames_check(args) -> int:
+    from .data.io import read_frames
+    from .data.validate import ValidationSettings, validate_frames
+
+    settings = ValidationSettings(elements=args.elements, min_distance=args.min_distance,
+                                  min_cell_width=args.min_cell_width, require_stress=args.require_stress)
+    bad = 0
+    for file in args.files:
+        frames = read_frames(file, format=args.format)
+        kept, report = validate_frames(frames, settings, source=str(file), on_error="drop")
+        for r in report:
+            print(f"{r['source']}, frame {r['index']}: {r['reason']}")
+        bad += len(report)
+        print(f"{file}: {len(kept)}/{len(frames)} frames valid")
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------- manifest
+def cmd_manifest(args) -> int:
+    from .config import load_config
+    from .manifest import build_manifest, write_json
+
+    cfg = load_config(args.config)
+    extra = {}
+    for path in args.summaries or []:
+        with open(path) as fh:
+            extra.setdefault("sampling", []).append(json.load(fh))
+    write_json(args.out, build_manifest(cfg, inputs=[args.config], outputs=args.outputs or [], extra=extra))
+    print(f"{args.out}: written")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meltpot", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cc = csub.add_parser("check", help="validate a config and list what it samples")
+    cc.add_argument("config")
+    cc.set_defaults(func=cmd_config_check)
+
+    u = sub.add_parser("units", help="list sampling unit ids and import ids of a config")
+    u.add_argument("config")
+    u.set_defaults(func=cmd_units)
+
+    s = sub.add_parser("sample", help="run the MD of one sampling unit (state or branch) with the reference engine")
+    s.add_argument("config")
+    s.add_argument("--unit", required=True, help="unit id (see `meltpot units`)")
+    s.add_argument("--out", required=True, help="extxyz file of labelled frames")
+    s.add_argument("--summary", help="JSON summary (frames, mean T per state, wall time)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("import", help="import an existing trajectory named in the config's imports")
+    i.add_argument("config")
+    i.add_argument("--id", required=True)
+    i.add_argument("--out", required=True, help="extxyz file")
+    i.set_defaults(func=cmd_import)
+
+    d = sub.add_parser("dataset", help="validate frames; write index.parquet, states.csv/png, validation report")
+    d.add_argument("config")
+    d.add_argument("--frames", nargs="+", required=True, help="extxyz files (sampled or imported)")
+    d.add_argument("--out-dir", required=True)
+    d.add_argument("--n2p2", action="store_true", help="also write the dataset as n2p2 input.data")
+    d.set_defaults(func=cmd_dataset)
+
+    sp = sub.add_parser("split", help="train/validation/test split of a dataset index")
+    sp.add_argument("config")
+    sp.add_argument("--index", required=True)
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(func=cmd_split)
+
+    f = sub.add_parser("frames", help="frame file tools")
+    fsub = f.add_subparsers(dest="frames_command", required=True)
+    fc = fsub.add_parser("convert", help="convert between extxyz, VASP OUTCAR/vasprun.xml and n2p2 input.data")
+    fc.add_argument("input")
+    fc.add_argument("output")
+    fc.add_argument("--input-format", choices=["extxyz", "vasp-out", "vasp-xml", "n2p2"])
+    fc.add_argument("--output-format", choices=["extxyz", "n2p2"])
+    fc.add_argument("--n2p2-units", choices=["metal", "atomic"], default="metal")
+    fc.set_defaults(func=cmd_frames_convert)
+    fk = fsub.add_parser("check", help="validate frame files and list every bad frame")
+    fk.add_argument("files", nargs="+")
+    fk.add_argument("--format", choices=["extxyz", "vasp-out", "vasp-xml", "n2p2"])
+    fk.add_argument("--elements", nargs="+")
+    fk.add_argument("--min-distance", type=float, default=0.5)
+    fk.add_argument("--min-cell-width", type=float)
+    fk.add_argument("--require-stress", action="store_true")
+    fk.set_defaults(func=cmd_frames_check)
+
+    m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
+    m.add_argument("config")
+    m.add_argument("--out", required=True)
+    m.add_argument("--outputs", nargs="*")
+    m.add_argument("--summaries", nargs="*", help="sampling summary JSON files to include")
+    m.set_defaults(func=cmd_manifest)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except MeltpotError as exc:
+        print(f"meltpot: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Frames: labelled configurations, their import/export, validation, index and splits."""

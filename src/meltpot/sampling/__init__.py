@@ -1,0 +1,1 @@
+"""Sampling: state grids, initial structures and MD protocols that make labelled frames."""

@@ -1,0 +1,81 @@
+# Sampling stage: reference MD per state/branch, imports, validated dataset index, splits.
+
+
+rule run_config:
+    output:
+        f"{RUN}/config.yaml",
+    params:
+        text=yaml_text(CFG),
+    run:
+        Path(output[0]).write_text(params.text)
+
+
+rule sample:
+    input:
+        f"{RUN}/config.yaml",
+    output:
+        frames=f"{RUN}/frames/{{unit}}.extxyz",
+        summary=f"{RUN}/frames/{{unit}}.summary.json",
+    wildcard_constraints:
+        unit="(?!import_)[A-Za-z0-9][A-Za-z0-9_.-]*",
+    log:
+        f"{RUN}/logs/sample/{{unit}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/sample/{{unit}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS=1 meltpot sample {input} --unit {wildcards.unit} --out {output.frames}"
+        " --summary {output.summary} 2> {log}"
+
+
+rule import_frames:
+    input:
+        f"{RUN}/config.yaml",
+    output:
+        f"{RUN}/frames/import_{{name}}.extxyz",
+    log:
+        f"{RUN}/logs/import/{{name}}.log",
+    shell:
+        "meltpot import {input} --id {wildcards.name} --out {output} 2> {log}"
+
+
+rule dataset:
+    input:
+        config=f"{RUN}/config.yaml",
+        frames=FRAME_FILES,
+    output:
+        index=f"{RUN}/dataset/index.parquet",
+        states=f"{RUN}/dataset/states.csv",
+        plot=f"{RUN}/dataset/states.png",
+        report=f"{RUN}/dataset/validation_report.csv",
+    log:
+        f"{RUN}/logs/dataset.log",
+    shell:
+        "meltpot dataset {input.config} --frames {input.frames} --out-dir {RUN}/dataset 2> {log}"
+
+
+rule split:
+    input:
+        config=f"{RUN}/config.yaml",
+        index=f"{RUN}/dataset/index.parquet",
+    output:
+        f"{RUN}/dataset/splits.parquet",
+    log:
+        f"{RUN}/logs/split.log",
+    shell:
+        "meltpot split {input.config} --index {input.index} --out {output} 2> {log}"
+
+
+rule manifest:
+    input:
+        config=f"{RUN}/config.yaml",
+        outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet"],
+        summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
+    output:
+        f"{RUN}/manifest.json",
+    shell:
+        "meltpot manifest {input.config} --out {output} --outputs {input.outputs}"
+        " --summaries {input.summaries}"
