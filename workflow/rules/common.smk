@@ -5,6 +5,21 @@ from pathlib import Path
 from meltpot.config import validate_config
 from meltpot.sampling.grid import expand_states
 
+
+
+def _merge(base, over):
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+if "elements" not in config:  # no full config given: the default plus any --config overrides
+    _default = yaml.safe_load(Path(workflow.basedir, "config", "config.yaml").read_text())
+    _merged = _merge(_default, dict(config))
+    config.clear()
+    config.update(_merged)
+
 # fails here, naming the key, if the config is invalid: no rule has run yet
 CFG = validate_config(config, source="snakemake config")
 CFG["_base_dir"] = str(Path(workflow.basedir).resolve())

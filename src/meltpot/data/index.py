@@ -5,7 +5,7 @@ folder), ``file_index`` (frame index inside the file), the tags of
 :data:`~meltpot.data.frames.TAG_KEYS`, ``n_atoms``, ``symbols`` (comma-joined element
 list), ``energy`` and ``energy_per_atom`` (eV or ε), ``volume_per_atom`` (Å³ or σ³),
 ``T_inst`` (K or reduced), ``P_inst`` (virial + kinetic pressure; GPa or reduced; NaN
-without stress), ``has_stress``, ``source`` (original file for imports).
+without stress), ``has_stress``, ``origin`` (``file#frame`` of an imported frame's original file).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def frame_row(atoms, units: str) -> dict:
         T_inst=float(T) if T is not None else math.nan,
         P_inst=p_inst,
         has_stress="stress" in lab,
-        source=str(atoms.info.get("source", "")),
+        origin=str(atoms.info.get("origin", "")),
     )
     return row
 

