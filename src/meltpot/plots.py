@@ -24,7 +24,7 @@ def plot_states(index: pd.DataFrame, path: str | Path, units: str = "metal") -> 
     ax1.set_ylabel(f"energy per atom ({e_unit})")
     ax2.set_xlabel("frame within state")
     ax2.set_ylabel(f"instantaneous T ({t_unit})")
-    if index["state_id"].nunique() <= 16:
+    if index["state_id"].nunique() <= 16 and ax1.get_legend_handles_labels()[0]:
         ax1.legend(fontsize=6, markerscale=2, ncol=2)
     fig.suptitle(f"{len(index)} frames, {index['state_id'].nunique()} states")
     fig.tight_layout()

@@ -587,7 +587,9 @@ def write_frames(path: str | os.PathLike, frames: Iterable[Atoms], format: str |
     """Write frames (eV, Å) as extxyz or n2p2 (format guessed from the name when None).
 
     extxyz keeps energy (force-consistent), forces, stress and every ``info`` entry;
-    positions and forces are written by ASE with 8 decimals. String tags that ASE's
+    every float is written with 17 significant digits, so that a frame read back equals the
+    frame written (ASE's own writer rounds positions and forces to 8 decimals, which
+    would shift energies of labelled frames by ~1e-6 eV). String tags that ASE's
     key=value parser would change (empty, numeric- or boolean-looking) are written
     percent-encoded behind a ``_str:`` prefix and restored by :func:`read_frames`.
     """
@@ -600,11 +602,11 @@ def write_frames(path: str | os.PathLike, frames: Iterable[Atoms], format: str |
     if fmt == "n2p2":
         write_n2p2(path, frames)
         return
-    import ase.io
-
     tmp = path.with_name(path.name + ".part")
     try:
-        ase.io.write(str(tmp), [_extxyz_copy(a) for a in frames], format="extxyz")
+        with open(tmp, "w") as fh:
+            for atoms in frames:
+                fh.write(_extxyz_block(_extxyz_copy(atoms)))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -616,6 +618,55 @@ def append_extxyz(path: str | os.PathLike, atoms: Atoms) -> None:
 
     For streaming long trajectories; the caller makes the file final (e.g. by renaming).
     """
-    import ase.io
+    with open(path, "a") as fh:
+        fh.write(_extxyz_block(_extxyz_copy(atoms)))
 
-    ase.io.write(str(path), _extxyz_copy(atoms), format="extxyz", append=True)
+
+def _extxyz_block(atoms: Atoms) -> str:
+    """One extxyz frame at full float precision, readable by ASE's extxyz reader.
+
+    The comment line is built with ASE's own ``key_val_dict_to_str`` (Lattice, Properties,
+    pbc, labels, info); per-atom columns are species, positions, any other per-atom
+    arrays (momenta, ...), then forces.
+    """
+    from ase.io.extxyz import key_val_dict_to_str
+
+    n = len(atoms)
+    lab = labels(atoms)
+    columns = [("species", "S", 1, np.array(atoms.get_chemical_symbols(), dtype=object)[:, None]),
+               ("pos", "R", 3, atoms.positions)]
+    for key, value in atoms.arrays.items():
+        if key in ("numbers", "positions"):
+            continue
+        value = np.asarray(value)
+        if value.shape[0] != n or value.ndim > 2 or value.dtype.kind not in "fiub":
+            continue
+        kind = "R" if value.dtype.kind == "f" else ("L" if value.dtype.kind == "b" else "I")
+        value = value.reshape(n, -1)
+        columns.append((key, kind, value.shape[1], value))
+    if "forces" in lab:
+        columns.append(("forces", "R", 3, lab["forces"].reshape(n, 3)))
+    header = {"Lattice": atoms.cell.array.reshape(9),
+              "Properties": ":".join(f"{name}:{kind}:{width}" for name, kind, width, _ in columns)}
+    if "energy" in lab:
+        header["energy"] = float(lab["energy"])
+        header["free_energy"] = float(lab["energy"])
+    if "stress" in lab:
+        st = np.asarray(lab["stress"], dtype=float)
+        st = st if st.shape == (3, 3) else np.array([[st[0], st[5], st[4]], [st[5], st[1], st[3]],
+                                                     [st[4], st[3], st[2]]])
+        header["stress"] = st.reshape(9)
+    header.update({k: v for k, v in atoms.info.items() if k not in header})
+    header["pbc"] = np.asarray(atoms.pbc, dtype=bool)
+
+    def fmt(kind, x):
+        if kind == "R":
+            return repr(float(x))
+        if kind == "L":
+            return "T" if x else "F"
+        return str(x) if kind == "S" else str(int(x))
+
+    lines = [str(n), key_val_dict_to_str(header)]
+    for i in range(n):
+        lines.append(" ".join(fmt(kind, x) for _, kind, _, col in columns for x in col[i]))
+    return "\n".join(lines) + "\n"
