@@ -84,3 +84,26 @@ def test_dataset_drop_mode_reports_each_bad_frame(tmp_path):
     report = pd.read_csv(ds / "validation_report.csv")
     assert list(report["index"]) == [1, 2]
     assert "energy is nan" in report["reason"][0] and "closer than min_distance" in report["reason"][1]
+
+
+def test_frames_convert_to_n2p2_and_back(tmp_path):
+    src = DATA / "AlNi_liquid.extxyz"
+    n2p2 = tmp_path / "input.data"
+    back = tmp_path / "back.extxyz"
+    assert main(["frames", "convert", str(src), str(n2p2), "--output-format", "n2p2"]) == 0
+    assert n2p2.read_text().startswith("begin\n")
+    assert main(["frames", "convert", str(n2p2), str(back)]) == 0
+    for a, b in zip(read_frames(src), read_frames(back), strict=True):
+        assert b.get_potential_energy() == a.get_potential_energy()
+        np.testing.assert_array_equal(b.get_forces(), a.get_forces())
+        np.testing.assert_array_equal(b.cell.array, a.cell.array)
+        assert b.info["state_id"] == a.info["state_id"]
+
+
+def test_frames_check_lists_bad_frames(tmp_path, capsys):
+    bad = _with_bad_frames(tmp_path)
+    assert main(["frames", "check", str(bad), "--elements", "Al", "--min-distance", "1.0"]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}, frame 1: energy is nan" in out and f"{bad}: 2/4 frames valid" in out
+    good = DATA / "OUTCAR_Al4_md"
+    assert main(["frames", "check", str(good), "--elements", "Al"]) == 0

@@ -73,3 +73,25 @@ def test_heating_branch_npt_expands_at_zero_pressure(tmp_path):
     # fcc Al at 100 K with the Mendelev EAM: a ≈ 4.05 Å → 16.6 Å³/atom
     assert v["h_T100K"] == pytest.approx(16.6, rel=0.02)
     assert all(fr.get_stress().shape == (6,) for fr in frames)
+
+
+def test_cubic_crystals_keep_their_structure_under_npt(tmp_path):
+    """bcc Al (unstable at 0 GPa) is kept at 10 GPa in a cubic cell; fcc and hcp at 0 GPa."""
+    from ase.neighborlist import neighbor_list
+
+    cfg = dict(AL, sampling={
+        "n_atoms": 128, "equilibration_steps": 500, "production_steps": 1500, "sample_every": 1500,
+        "states": [{"id": "bcc", "phase": "bcc", "T": 10, "P": 10}, {"id": "fcc", "phase": "fcc", "T": 10, "P": 10},
+                   {"id": "hcp", "phase": "hcp", "T": 10, "P": 0}]})
+    (bcc,), (fcc,), (hcp,) = (_run(cfg, tmp_path, x)[2] for x in ("bcc", "fcc", "hcp"))
+    # bcc: 8 nearest neighbours at a√3/2 (fcc would give 12 at a/√2)
+    a = (2 * bcc.get_volume() / len(bcc)) ** (1 / 3)
+    i = neighbor_list("i", bcc, 0.5 * (a * 3**0.5 / 2 + a))
+    assert np.all(np.bincount(i) == 8)
+    e_bcc, e_fcc = bcc.get_potential_energy() / len(bcc), fcc.get_potential_energy() / len(fcc)
+    assert e_bcc - e_fcc > 0.02  # eV/atom: bcc stays above fcc
+    # close-packed hcp: 12 neighbours within the midpoint of the first two shells
+    a_hcp = (hcp.get_volume() / len(hcp) * 4 / (3**0.5 * (8 / 3) ** 0.5)) ** (1 / 3)
+    assert np.all(np.bincount(neighbor_list("i", hcp, 0.5 * (a_hcp + a_hcp * 2**0.5))) == 12)
+    lengths = bcc.cell.lengths()
+    assert np.ptp(lengths) / lengths.mean() < 1e-9  # the cell stays cubic

@@ -15,9 +15,11 @@ def plot_states(index: pd.DataFrame, path: str | Path, units: str = "metal") -> 
     """Two panels per dataset: energy per atom vs T_inst, and T_inst over frames, by state."""
     e_unit, t_unit = ("eV", "K") if units == "metal" else ("ε", "ε/k_B")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for sid, grp in index.groupby("state_id", sort=False):
-        ax1.scatter(grp["T_inst"], grp["energy_per_atom"], s=6, label=sid)
-        ax2.plot(range(len(grp)), grp["T_inst"], lw=0.8)
+    colours = plt.get_cmap("tab20").colors
+    for k, (sid, grp) in enumerate(index.groupby("state_id", sort=False)):
+        c = colours[k % len(colours)]
+        ax1.scatter(grp["T_inst"], grp["energy_per_atom"], s=6, label=sid, color=c)
+        ax2.plot(range(len(grp)), grp["T_inst"], lw=0.8, color=c)
         if pd.notna(grp["T_target"].iloc[0]):
             ax2.axhline(grp["T_target"].iloc[0], lw=0.4, ls="--", color="grey")
     ax1.set_xlabel(f"instantaneous T ({t_unit})")

@@ -55,12 +55,21 @@ def starting_volume_per_atom(cfg: dict, unit: SamplingUnit) -> float:
     return reference_volume_per_atom(unit.composition, cfg["elements"])
 
 
+def default_barostat(phase: str) -> str:
+    """NPT coupling by phase: ``aniso`` for hcp (c/a must relax), ``iso`` otherwise.
+
+    Cubic crystals keep a cubic cell: under anisotropic coupling bcc Al (mechanically
+    unstable along the Bain path for the Mendelev EAM) turns into fcc within picoseconds.
+    """
+    return "aniso" if phase == "hcp" else "iso"
+
+
 def build_segments(cfg: dict, unit: SamplingUnit, n_atoms: int, seed: int) -> tuple[list[MDSegment], dict[int, StateSpec]]:
     """MD segments of a unit, and which segment index samples which state."""
     md = cfg["md"]
     samp = cfg["sampling"]
     common = dict(timestep=md["timestep"], tdamp=md.get("tdamp"), pdamp=md.get("pdamp"))
-    barostat = unit.barostat or ("iso" if unit.phase == "liquid" else "aniso")
+    barostat = unit.barostat or default_barostat(unit.phase)
     segments: list[MDSegment] = []
     production: dict[int, StateSpec] = {}
     first = unit.steps[0]
