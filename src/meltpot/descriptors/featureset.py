@@ -1,0 +1,266 @@
+"""Feature sets: which symmetry functions each element's network sees, as plain data.
+
+A symmetry function (n2p2 conventions; lengths in Å or σ, η in 1/length²):
+
+* ``radial`` (n2p2 type 2): ``G = Σ_j exp(−η (r_ij − r_s)²) f_c(r_ij)``
+* ``angular_narrow`` (n2p2 type 3, Behler's G4; the thesis's "G5", eqs. 4.3/5.4):
+  ``G = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η[(r_ij−r_s)² + (r_ik−r_s)² + (r_jk−r_s)²])
+  f_c(r_ij) f_c(r_ik) f_c(r_jk)``
+* ``angular_wide`` (n2p2 type 9, Behler's G5): as narrow without the r_jk terms.
+
+The sum over j<k runs over unordered neighbour pairs. Element resolution: a radial
+function names one neighbour element, an angular function an unordered pair of neighbour
+elements (``neighbors``); the pair block sums the atom pairs {j, k} with exactly those
+elements. ``cutoff`` is ``cosine`` (½(cos(πr/r_c)+1), n2p2 type 1) or ``polynomial``
+(((15−6x)x−10)x³+1, x = r/r_c, n2p2 type 6).
+
+On disk a feature set is YAML::
+
+    name: al-thesis
+    cutoff: polynomial
+    elements: [Al]                 # optional: resolve a generic list for these elements
+    functions:                     # generic: expanded over neighbour elements
+      - {type: radial, eta: 0.0013, rs: 0.0, rc: 6.8}
+      - {type: angular_narrow, eta: 0.0013, lambda: -1, zeta: 1, rc: 6.8}
+
+or fully resolved, with ``per_element: {Al: [{..., neighbors: [Al]}, ...], Ni: [...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError
+
+TYPES = ("radial", "angular_narrow", "angular_wide")
+N2P2_TYPE = {"radial": 2, "angular_narrow": 3, "angular_wide": 9}
+CUTOFFS = ("cosine", "polynomial")
+N2P2_CUTOFF = {"cosine": 1, "polynomial": 6}
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass(frozen=True)
+class SymmetryFunction:
+    """One symmetry function of a centre element (see module docstring for the formulas)."""
+
+    type: str
+    eta: float
+    rc: float
+    rs: float = 0.0
+    zeta: float | None = None
+    lam: float | None = None
+    neighbors: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ConfigError(f"symmetry function type {self.type!r} unknown; allowed: {', '.join(TYPES)}")
+        if self.rc <= 0 or self.eta < 0:
+            raise ConfigError(f"symmetry function needs rc > 0 and eta >= 0, got rc={self.rc}, eta={self.eta}")
+        if self.rs < 0 or self.rs >= self.rc:
+            raise ConfigError(f"symmetry function needs 0 <= rs < rc, got rs={self.rs}, rc={self.rc}")
+        if self.is_angular:
+            if self.zeta is None or self.lam is None:
+                raise ConfigError(f"{self.type} needs zeta and lambda")
+            if self.zeta < 1:
+                raise ConfigError(f"{self.type} needs zeta >= 1, got {self.zeta}")
+            if self.lam not in (-1.0, 1.0):
+                raise ConfigError(f"{self.type} needs lambda = +1 or -1, got {self.lam}")
+            if self.neighbors and len(self.neighbors) != 2:
+                raise ConfigError(f"{self.type} names two neighbour elements, got {list(self.neighbors)}")
+        elif self.neighbors and len(self.neighbors) != 1:
+            raise ConfigError(f"radial function names one neighbour element, got {list(self.neighbors)}")
+
+    @property
+    def is_angular(self) -> bool:
+        return self.type != "radial"
+
+    def label(self) -> str:
+        """Short readable name, e.g. ``G2(eta=1.85,rs=1.017;Al)``."""
+        nb = ",".join(self.neighbors)
+        if self.is_angular:
+            kind = "G3" if self.type == "angular_narrow" else "G9"
+            return (f"{kind}(eta={self.eta:g},zeta={self.zeta:g},lambda={self.lam:+g}"
+                    + (f",rs={self.rs:g}" if self.rs else "") + f";{nb})")
+        return f"G2(eta={self.eta:g},rs={self.rs:g};{nb})"
+
+    def to_dict(self) -> dict:
+        d = {"type": self.type, "eta": self.eta, "rs": self.rs, "rc": self.rc}
+        if self.is_angular:
+            d.update(zeta=self.zeta, **{"lambda": self.lam})
+        if self.neighbors:
+            d["neighbors"] = list(self.neighbors)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "function") -> "SymmetryFunction":
+        allowed = {"type", "eta", "rs", "rc", "zeta", "lambda", "neighbors"}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        missing = [k for k in ("type", "eta", "rc") if k not in d]
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(missing)}")
+        try:
+            return cls(type=d["type"], eta=float(d["eta"]), rc=float(d["rc"]), rs=float(d.get("rs", 0.0)),
+                       zeta=None if d.get("zeta") is None else float(d["zeta"]),
+                       lam=None if d.get("lambda") is None else float(d["lambda"]),
+                       neighbors=tuple(d.get("neighbors", ())))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+@dataclass
+class FeatureSet:
+    """Element-resolved symmetry functions per centre element, and the cutoff function."""
+
+    per_element: dict[str, list[SymmetryFunction]]
+    cutoff: str = "polynomial"
+    name: str = "featureset"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.cutoff not in CUTOFFS:
+            raise ConfigError(f"cutoff {self.cutoff!r} unknown; allowed: {', '.join(CUTOFFS)}")
+        elements = set(self.per_element)
+        for el, fns in self.per_element.items():
+            if not fns:
+                raise ConfigError(f"feature set {self.name}: element {el} has no functions")
+            for f in fns:
+                if not f.neighbors:
+                    raise ConfigError(f"feature set {self.name}: {el} function {f.label()} names no neighbours")
+                unknown = sorted(set(f.neighbors) - elements)
+                if unknown:
+                    raise ConfigError(f"feature set {self.name}: {el} function {f.label()} names "
+                                      f"{', '.join(unknown)}, not an element of the set {sorted(elements)}")
+            dup = len({f for f in fns}) != len(fns)
+            if dup:
+                raise ConfigError(f"feature set {self.name}: element {el} lists a function twice")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_generic(cls, functions: list[SymmetryFunction], elements: list[str], cutoff: str = "polynomial",
+                     name: str = "featureset", meta: dict | None = None) -> "FeatureSet":
+        """Expand neighbour-agnostic functions over elements: radial × each element,
+        angular × each unordered element pair (sorted by the order of ``elements``)."""
+        pairs = list(itertools.combinations_with_replacement(elements, 2))
+        resolved = []
+        for f in functions:
+            if f.neighbors:
+                resolved.append(f)
+            elif f.is_angular:
+                resolved += [SymmetryFunction(**{**asdict(f), "neighbors": p}) for p in pairs]
+            else:
+                resolved += [SymmetryFunction(**{**asdict(f), "neighbors": (e,)}) for e in elements]
+        return cls({el: list(resolved) for el in elements}, cutoff=cutoff, name=name, meta=meta or {})
+
+    @classmethod
+    def from_dict(cls, d: dict, elements: list[str] | None = None, source: str = "feature set") -> "FeatureSet":
+        allowed = {"name", "cutoff", "elements", "functions", "per_element", "description", "reference"}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        name = d.get("name", Path(source).stem)
+        cutoff = d.get("cutoff", "polynomial")
+        meta = {k: d[k] for k in ("description", "reference") if k in d}
+        if "per_element" in d:
+            per = {el: [SymmetryFunction.from_dict(f, f"{source}: per_element.{el}[{i}]") for i, f in enumerate(fns)]
+                   for el, fns in d["per_element"].items()}
+            fs = cls(per, cutoff=cutoff, name=name, meta=meta)
+            if elements is not None and sorted(fs.elements) != sorted(elements):
+                raise ConfigError(f"{source}: feature set elements {fs.elements} differ from the data's {elements}")
+            return fs
+        if "functions" not in d:
+            raise ConfigError(f"{source}: needs 'functions' (generic) or 'per_element' (resolved)")
+        els = elements or d.get("elements")
+        if not els:
+            raise ConfigError(f"{source}: a generic feature set needs elements (from the data or 'elements:')")
+        fns = [SymmetryFunction.from_dict(f, f"{source}: functions[{i}]") for i, f in enumerate(d["functions"])]
+        return cls.from_generic(fns, list(els), cutoff=cutoff, name=name, meta=meta)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def elements(self) -> list[str]:
+        return list(self.per_element)
+
+    @property
+    def cutoff_radius(self) -> float:
+        return max(f.rc for fns in self.per_element.values() for f in fns)
+
+    def n_features(self, element: str) -> int:
+        return len(self.per_element[element])
+
+    def labels(self, element: str) -> list[str]:
+        return [f.label() for f in self.per_element[element]]
+
+    def subset(self, keep: dict[str, list[int]], name: str | None = None) -> "FeatureSet":
+        """A feature set with only the given function indices per element (order kept)."""
+        per = {el: [self.per_element[el][i] for i in sorted(idx)] for el, idx in keep.items()}
+        return FeatureSet(per, cutoff=self.cutoff, name=name or f"{self.name}-subset", meta=dict(self.meta))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "cutoff": self.cutoff, **self.meta,
+                "per_element": {el: [f.to_dict() for f in fns] for el, fns in self.per_element.items()}}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def content_hash(self) -> str:
+        """sha256 of what determines the numbers (cutoff and functions; not name or notes)."""
+        core = {"cutoff": self.cutoff,
+                "per_element": {el: [f.to_dict() for f in fns] for el, fns in self.per_element.items()}}
+        return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_featureset(spec: str | Path | dict, elements: list[str] | None = None) -> FeatureSet:
+    """A feature set from a preset name, a YAML path or a dict (resolved for ``elements``)."""
+    if isinstance(spec, dict):
+        return FeatureSet.from_dict(spec, elements)
+    path = Path(spec)
+    if not path.exists():
+        preset = PRESET_DIR / f"{spec}.yaml"
+        if not preset.exists():
+            raise ConfigError(f"feature set {spec!r} is neither a file nor a preset; presets: {', '.join(preset_names())}")
+        path = preset
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return FeatureSet.from_dict(data, elements, source=str(path))
+
+
+def grid(elements: list[str], rc: float, n_radial: int = 8, n_shifted: int = 8, r_min: float | None = None,
+         zetas=(1, 2, 4, 16), lambdas=(-1, 1), angular_etas=None, angular_type: str = "angular_narrow",
+         cutoff: str = "polynomial", name: str = "grid") -> FeatureSet:
+    """A grid feature set in the style of Imbalzano et al. / n2p2's generator.
+
+    Radial: ``n_radial`` centred functions (r_s = 0) with widths geometric between r_c/2
+    and ``r_min`` (default r_c/8) — η = 1/(2σ²) — plus ``n_shifted`` shifted functions with
+    r_s evenly spaced in [r_min, r_c) and η set by the spacing. Angular: every combination of
+    ``zetas`` × ``lambdas`` × ``angular_etas`` (default: one wide Gaussian η = 1/(2(r_c/2)²)).
+    """
+    import numpy as np
+
+    r_min = r_min if r_min is not None else rc / 8
+    fns: list[SymmetryFunction] = []
+    if n_radial:
+        sig = np.geomspace(rc / 2, r_min, n_radial)
+        fns += [SymmetryFunction("radial", eta=float(1 / (2 * s * s)), rc=rc) for s in sig]
+    if n_shifted:
+        rs = np.linspace(r_min, rc, n_shifted, endpoint=False)
+        dr = rs[1] - rs[0] if n_shifted > 1 else rc - r_min
+        fns += [SymmetryFunction("radial", eta=float(1 / (2 * dr * dr)), rs=float(r), rc=rc) for r in rs]
+    etas = angular_etas if angular_etas is not None else [1 / (2 * (rc / 2) ** 2)]
+    for eta, zeta, lam in itertools.product(etas, zetas, lambdas):
+        fns.append(SymmetryFunction(angular_type, eta=float(eta), zeta=float(zeta), lam=float(lam), rc=rc))
+    return FeatureSet.from_generic(fns, elements, cutoff=cutoff, name=name,
+                                   meta={"description": f"generated grid, rc={rc}"})

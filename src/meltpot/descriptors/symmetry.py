@@ -1,0 +1,186 @@
+"""Vectorised symmetry-function evaluation from a pair list (TorchScript-friendly core).
+
+The core, :class:`SymmetryFunctions`, takes what a LAMMPS pair style has: species of all
+atoms (local and ghost), pair indices ``center``/``neighbor``, pair vectors ``r_ij``, and the
+number of local atoms; it returns ``G`` (n_local, F_max) where row i holds the features of
+atom i's element in its first F_e columns (zeros after). Gradients flow through the pair
+vectors, so forces and the virial come from autograd.
+
+Evaluation (TorchANI-style, no Python loop over atoms): pairs are scattered into a padded
+(n_local, M) neighbour table (M = most neighbours of any atom). Radial terms are summed over
+M. Angular terms use the (n_local, M, M) table of neighbour pairs: cos θ_jk from one batched
+matrix product, the radial weights w_j w_k as an outer product, (1 + λ cos θ)^ζ by repeated
+multiplication shared across ζ values, and element-pair blocks as bilinear forms with
+one-hot neighbour species — the sum over unordered pairs j<k is half the sum over j≠k.
+Centres are processed in chunks to bound memory (the M×M tables dominate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .featureset import FeatureSet
+
+
+def cutoff_fn(r: torch.Tensor, rc: torch.Tensor, kind: str) -> torch.Tensor:
+    """f_c(r) for r < r_c, 0 beyond: cosine ½(cos(πr/r_c)+1) or polynomial ((15−6x)x−10)x³+1."""
+    x = (r / rc).clamp(max=1.0)
+    if kind == "cosine":
+        f = 0.5 * (torch.cos(math.pi * x) + 1.0)
+    else:
+        f = ((15.0 - 6.0 * x) * x - 10.0) * x * x * x + 1.0
+    return torch.where(r < rc, f, torch.zeros_like(f))
+
+
+class SymmetryFunctions(torch.nn.Module):
+    """Symmetry functions of a :class:`FeatureSet` (see module docstring)."""
+
+    def __init__(self, featureset: FeatureSet, chunk_size: int = 128):
+        super().__init__()
+        self.featureset = featureset
+        self.elements = featureset.elements
+        self.cutoff_kind = featureset.cutoff
+        self.cutoff = float(featureset.cutoff_radius)
+        self.chunk_size = chunk_size
+        el_index = {e: k for k, e in enumerate(self.elements)}
+        # union of functions over centre elements; per-element column maps into it
+        union = []
+        for fns in featureset.per_element.values():
+            for f in fns:
+                if f not in union:
+                    union.append(f)
+        self.n_union = len(union)
+        self.f_max = max(len(v) for v in featureset.per_element.values())
+        col = torch.full((len(self.elements), self.f_max), -1, dtype=torch.long)
+        for e, fns in featureset.per_element.items():
+            for k, f in enumerate(fns):
+                col[el_index[e], k] = union.index(f)
+        self.register_buffer("columns", col, persistent=False)
+        self.register_buffer("n_features", torch.tensor([len(featureset.per_element[e]) for e in self.elements]),
+                             persistent=False)
+
+        rad = [(u, f) for u, f in enumerate(union) if not f.is_angular]
+        self.register_buffer("rad_index", torch.tensor([u for u, _ in rad], dtype=torch.long), persistent=False)
+        self.register_buffer("rad_eta", torch.tensor([f.eta for _, f in rad], dtype=torch.float64), persistent=False)
+        self.register_buffer("rad_rs", torch.tensor([f.rs for _, f in rad], dtype=torch.float64), persistent=False)
+        self.register_buffer("rad_rc", torch.tensor([f.rc for _, f in rad], dtype=torch.float64), persistent=False)
+        self.register_buffer("rad_elem", torch.tensor([el_index[f.neighbors[0]] for _, f in rad], dtype=torch.long),
+                             persistent=False)
+        # angular: groups sharing the radial part (type, eta, rs, rc), then (zeta, lambda)
+        ang = [(u, f) for u, f in enumerate(union) if f.is_angular]
+        self.ang_groups = []  # list of dicts (plain Python: evaluated in a Python loop over groups)
+        keys = []
+        for u, f in ang:
+            key = (f.type, f.eta, f.rs, f.rc)
+            if key not in keys:
+                keys.append(key)
+                self.ang_groups.append({"type": f.type, "eta": f.eta, "rs": f.rs, "rc": f.rc, "terms": []})
+            g = self.ang_groups[keys.index(key)]
+            e1, e2 = sorted((el_index[f.neighbors[0]], el_index[f.neighbors[1]]))
+            g["terms"].append((u, f.zeta, f.lam, e1, e2))
+
+    # ------------------------------------------------------------------ helpers
+    def split(self, G: torch.Tensor, species: torch.Tensor) -> list[torch.Tensor]:
+        """Per element e: the rows of atoms of e, first F_e columns."""
+        return [G[species == k][:, : int(self.n_features[k])] for k in range(len(self.elements))]
+
+    def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
+                n_local: int) -> torch.Tensor:
+        """``G`` (n_local, F_max) from a pair list (pairs with centre < n_local; any order)."""
+        dtype, device = rij.dtype, rij.device
+        n_el = len(self.elements)
+        U = torch.zeros(n_local, self.n_union, dtype=dtype, device=device)
+        if center.numel() == 0:
+            return self._select(U, species[:n_local])
+        # padded neighbour table
+        order = torch.argsort(center, stable=True)
+        c = center[order]
+        counts = torch.bincount(c, minlength=n_local)
+        M = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(c.numel(), device=device) - starts[c]
+        R = torch.zeros(n_local, M, 3, dtype=dtype, device=device)
+        R = R.index_put((c, slot), rij[order])
+        nb_species = torch.full((n_local, M), -1, dtype=torch.long, device=device)
+        nb_species[c, slot] = species[neighbor[order]]
+        mask = nb_species >= 0
+        onehot = torch.nn.functional.one_hot(nb_species.clamp(min=0), n_el).to(dtype) * mask[..., None].to(dtype)
+        d2 = (R * R).sum(-1)
+        d = torch.sqrt(torch.where(mask, d2, torch.ones_like(d2)))  # padded slots: 1 (masked later)
+
+        chunks = []
+        for s in range(0, n_local, self.chunk_size):
+            e = min(s + self.chunk_size, n_local)
+            chunks.append(self._chunk(R[s:e], d[s:e], d2[s:e], mask[s:e], onehot[s:e]))
+        U = torch.cat(chunks, 0)
+        return self._select(U, species[:n_local])
+
+    def _select(self, U: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        cols = self.columns[species]                          # (n, F_max)
+        G = torch.gather(U, 1, cols.clamp(min=0))
+        return G * (cols >= 0).to(U.dtype)
+
+    def _chunk(self, R, d, d2, mask, onehot) -> torch.Tensor:
+        n, M = d.shape
+        dtype = R.dtype
+        maskf = mask.to(dtype)
+        out = torch.zeros(n, self.n_union, dtype=dtype, device=R.device)
+        if self.rad_index.numel():
+            eta = self.rad_eta.to(dtype)
+            rs = self.rad_rs.to(dtype)
+            rc = self.rad_rc.to(dtype)
+            fc = cutoff_fn(d[..., None], rc, self.cutoff_kind) * maskf[..., None]           # (n, M, Fr)
+            term = torch.exp(-eta * (d[..., None] - rs) ** 2) * fc
+            w = onehot[..., self.rad_elem]                                                  # (n, M, Fr)
+            out = out.index_copy(1, self.rad_index, (term * w).sum(1))
+        if self.ang_groups:
+            cos_num = torch.bmm(R, R.transpose(1, 2))                                       # r_ij · r_ik
+            dd = d[:, :, None] * d[:, None, :]
+            cos = cos_num / dd
+            pair_mask = maskf[:, :, None] * maskf[:, None, :]
+            pair_mask = pair_mask * (1.0 - torch.eye(M, dtype=dtype, device=R.device))
+            r_jk = None
+            for g in self.ang_groups:
+                rc = torch.tensor(g["rc"], dtype=dtype, device=R.device)
+                w = torch.exp(-g["eta"] * (d - g["rs"]) ** 2) * cutoff_fn(d, rc, self.cutoff_kind) * maskf
+                base = w[:, :, None] * w[:, None, :] * pair_mask
+                if g["type"] == "angular_narrow":
+                    if r_jk is None:
+                        r2 = (d2[:, :, None] + d2[:, None, :] - 2.0 * cos_num).clamp(min=0.0)
+                        r_jk = torch.sqrt(r2 + (r2 == 0).to(dtype))  # r2 = 0 only on the masked diagonal
+                    base = base * torch.exp(-g["eta"] * (r_jk - g["rs"]) ** 2) \
+                        * cutoff_fn(r_jk, rc, self.cutoff_kind)
+                powers = {}
+                for (u, zeta, lam, e1, e2) in g["terms"]:
+                    key = (zeta, lam)
+                    if key not in powers:
+                        powers[key] = self._power(1.0 + lam * cos, zeta)
+                    T = base * powers[key]
+                    if onehot.shape[-1] == 1:
+                        val = 0.5 * T.sum((1, 2))
+                    else:
+                        a = onehot[..., e1]
+                        b = onehot[..., e2]
+                        val = torch.einsum("nj,njk,nk->n", a, T, b)
+                        if e1 == e2:
+                            val = 0.5 * val
+                    out[:, u] = val * 2.0 ** (1.0 - zeta)
+        return out
+
+    @staticmethod
+    def _power(x: torch.Tensor, zeta: float) -> torch.Tensor:
+        """x^ζ; integer ζ by repeated squaring (exact, and fast for ζ = 64). x ≥ 0 here."""
+        if float(zeta).is_integer():
+            k = int(zeta)
+            result = None
+            base = x
+            while k:
+                if k & 1:
+                    result = base if result is None else result * base
+                k >>= 1
+                if k:
+                    base = base * base
+            return result
+        return x.clamp(min=0.0) ** zeta
