@@ -123,6 +123,8 @@ class SymmetryFunctions(torch.nn.Module):
         return G * (cols >= 0).to(U.dtype)
 
     def _chunk(self, R, d, d2, mask, onehot) -> torch.Tensor:
+        m = int(mask.sum(1).max()) if mask.numel() else 0   # this chunk's most neighbours
+        R, d, d2, mask, onehot = R[:, :m], d[:, :m], d2[:, :m], mask[:, :m], onehot[:, :m]
         n, M = d.shape
         dtype = R.dtype
         maskf = mask.to(dtype)
@@ -136,51 +138,86 @@ class SymmetryFunctions(torch.nn.Module):
             w = onehot[..., self.rad_elem]                                                  # (n, M, Fr)
             out = out.index_copy(1, self.rad_index, (term * w).sum(1))
         if self.ang_groups:
-            cos_num = torch.bmm(R, R.transpose(1, 2))                                       # r_ij · r_ik
-            dd = d[:, :, None] * d[:, None, :]
-            cos = cos_num / dd
-            pair_mask = maskf[:, :, None] * maskf[:, None, :]
-            pair_mask = pair_mask * (1.0 - torch.eye(M, dtype=dtype, device=R.device))
-            r_jk = None
-            for g in self.ang_groups:
-                rc = torch.tensor(g["rc"], dtype=dtype, device=R.device)
-                w = torch.exp(-g["eta"] * (d - g["rs"]) ** 2) * cutoff_fn(d, rc, self.cutoff_kind) * maskf
-                base = w[:, :, None] * w[:, None, :] * pair_mask
-                if g["type"] == "angular_narrow":
-                    if r_jk is None:
-                        r2 = (d2[:, :, None] + d2[:, None, :] - 2.0 * cos_num).clamp(min=0.0)
-                        r_jk = torch.sqrt(r2 + (r2 == 0).to(dtype))  # r2 = 0 only on the masked diagonal
-                    base = base * torch.exp(-g["eta"] * (r_jk - g["rs"]) ** 2) \
-                        * cutoff_fn(r_jk, rc, self.cutoff_kind)
-                powers = {}
-                for (u, zeta, lam, e1, e2) in g["terms"]:
-                    key = (zeta, lam)
-                    if key not in powers:
-                        powers[key] = self._power(1.0 + lam * cos, zeta)
-                    T = base * powers[key]
-                    if onehot.shape[-1] == 1:
-                        val = 0.5 * T.sum((1, 2))
-                    else:
-                        a = onehot[..., e1]
-                        b = onehot[..., e2]
-                        val = torch.einsum("nj,njk,nk->n", a, T, b)
-                        if e1 == e2:
-                            val = 0.5 * val
-                    out[:, u] = val * 2.0 ** (1.0 - zeta)
+            self._angular(out, R, d, maskf, onehot)
         return out
 
+    def _angular(self, out, R, d, maskf, onehot) -> None:
+        """Angular terms over the compact list of neighbour pairs j < k of each centre.
+
+        Candidates come from the packed upper triangle of the padded table; only real pairs
+        are kept, and when every angular function is of the narrow type only pairs with
+        r_jk < r_c (the others have f_c(r_jk) = 0). Sums per centre by ``index_add``.
+        """
+        n, M = d.shape
+        dtype, device = R.dtype, R.device
+        a, b = torch.triu_indices(M, M, offset=1, device=device)
+        if a.numel() == 0:
+            return
+        dot_full = torch.bmm(R, R.transpose(1, 2)).reshape(n, M * M)
+        with torch.no_grad():
+            keep = (maskf[:, a] * maskf[:, b]) > 0
+            if all(g["type"] == "angular_narrow" for g in self.ang_groups):
+                rc_max = max(g["rc"] for g in self.ang_groups)
+                da0, db0 = d[:, a], d[:, b]
+                keep &= (da0 * da0 + db0 * db0 - 2.0 * dot_full[:, a * M + b]) < rc_max * rc_max
+            row, t = torch.nonzero(keep, as_tuple=True)
+        ja, jb = a[t], b[t]
+        da, db = d[row, ja], d[row, jb]
+        dot = dot_full[row, ja * M + jb]
+        cos = dot / (da * db)
+        n_el = onehot.shape[-1]
+        blocks = {}
+        if n_el > 1:
+            oa, ob = onehot[row, ja], onehot[row, jb]
+            for g in self.ang_groups:
+                for (_, _, _, e1, e2) in g["terms"]:
+                    if (e1, e2) not in blocks:
+                        blk = oa[:, e1] * ob[:, e2]
+                        if e1 != e2:
+                            blk = blk + oa[:, e2] * ob[:, e1]
+                        blocks[(e1, e2)] = blk
+        r_jk = None
+        bases = {}
+        for g in self.ang_groups:
+            rc = torch.tensor(g["rc"], dtype=dtype, device=device)
+            w = torch.exp(-g["eta"] * (d - g["rs"]) ** 2) * cutoff_fn(d, rc, self.cutoff_kind)
+            radial = w[row, ja] * w[row, jb]
+            if g["type"] == "angular_narrow":
+                if r_jk is None:
+                    r2 = (da * da + db * db - 2.0 * dot).clamp(min=1e-30)
+                    r_jk = torch.sqrt(r2)
+                radial = radial * torch.exp(-g["eta"] * (r_jk - g["rs"]) ** 2) \
+                    * cutoff_fn(r_jk, rc, self.cutoff_kind)
+            terms, cols = [], []
+            for lam in sorted({t_[2] for t_ in g["terms"]}):
+                if lam not in bases:
+                    bases[lam] = 1.0 + lam * cos
+                powers = self._powers(bases[lam], sorted({t_[1] for t_ in g["terms"] if t_[2] == lam}))
+                for (u, zeta, lam_t, e1, e2) in g["terms"]:
+                    if lam_t == lam:
+                        weight = radial if n_el == 1 else radial * blocks[(e1, e2)]
+                        terms.append(weight * powers[zeta] * 2.0 ** (1.0 - zeta))
+                        cols.append(u)
+            sums = torch.zeros(n, len(cols), dtype=dtype, device=device).index_add(0, row, torch.stack(terms, 1))
+            out[:, cols] = sums
+
     @staticmethod
-    def _power(x: torch.Tensor, zeta: float) -> torch.Tensor:
-        """x^ζ; integer ζ by repeated squaring (exact, and fast for ζ = 64). x ≥ 0 here."""
-        if float(zeta).is_integer():
+    def _powers(x: torch.Tensor, zetas) -> dict:
+        """x^ζ for several ζ sharing one chain of squarings (integer ζ); x ≥ 0 here."""
+        out = {}
+        squares = {1: x}          # x^(2^k)
+        for zeta in zetas:
+            if not float(zeta).is_integer():
+                out[zeta] = x.clamp(min=0.0) ** zeta
+                continue
             k = int(zeta)
-            result = None
-            base = x
+            result, bit = None, 1
             while k:
+                if bit not in squares:
+                    squares[bit] = squares[bit // 2] * squares[bit // 2]
                 if k & 1:
-                    result = base if result is None else result * base
+                    result = squares[bit] if result is None else result * squares[bit]
                 k >>= 1
-                if k:
-                    base = base * base
-            return result
-        return x.clamp(min=0.0) ** zeta
+                bit *= 2
+            out[zeta] = result
+        return out
