@@ -22,7 +22,7 @@ class AtomsDescriptor:
     """Features of ASE frames for a feature set (dtype and device of the computation)."""
 
     def __init__(self, featureset: FeatureSet, dtype: torch.dtype = torch.float64, device: str = "cpu",
-                 chunk_size: int = 128):
+                 chunk_size: int = 32):
         self.featureset = featureset
         self.dtype = dtype
         self.device = torch.device(device)

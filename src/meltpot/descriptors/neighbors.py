@@ -32,7 +32,7 @@ def cell_heights(cell: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: float,
-                   chunk: int = 512, allow_images: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   chunk: int = 128, allow_images: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All ordered pairs within ``cutoff`` (see module docstring).
 
     Parameters
@@ -102,6 +102,9 @@ def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: flo
     slot = torch.arange(len(order), device=device) - starts[g_bin_sorted]
     table[g_bin_sorted, slot] = order
 
+    g_cart = g_frac @ cell                                    # (G, 3) Cartesian image positions
+    g_orig = (g_shift == 0).all(-1)                           # (G,) the image is the atom itself
+    cart = frac @ cell
     # centres: the original atoms (zero image shift)
     c_bin3 = torch.minimum(((frac - lo) / width).floor().long(), nbins - 1)
     offsets = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), device=device)
@@ -116,10 +119,10 @@ def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: flo
         cand = torch.where(ok[..., None], cand, torch.full_like(cand, -1)).reshape(stop - start, -1)
         valid = cand >= 0
         cg = cand.clamp(min=0)
-        d = (g_frac[cg] - frac[start:stop, None, :]) @ cell    # (C, K, 3)
+        d = g_cart[cg] - cart[start:stop, None, :]             # (C, K, 3)
         r2 = (d * d).sum(-1)
         centre = torch.arange(start, stop, device=device)[:, None]
-        is_self = (g_atom[cg] == centre) & (g_shift[cg] == 0).all(-1)
+        is_self = (g_atom[cg] == centre) & g_orig[cg]
         keep = valid & (r2 < cut2) & ~is_self
         ci, k = torch.nonzero(keep, as_tuple=True)
         gi = cg[ci, k]
