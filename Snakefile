@@ -7,10 +7,12 @@
 # --config key=value overrides apply on top of either.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/descriptors.smk"
 
 
 rule all:
     input:
         f"{RUN}/dataset/index.parquet",
         f"{RUN}/dataset/splits.parquet",
+        DESCRIPTORS,
         f"{RUN}/manifest.json",

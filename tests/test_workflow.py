@@ -94,10 +94,34 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
 
     idx = str(Path("results/lj-tiny/dataset/index.parquet"))
     assert manifest["outputs"][idx] == file_sha256(run / "dataset" / "index.parquet")
+    # descriptors: every atom of every frame, finite, statistics over the training frames
+    from meltpot.descriptors.cache import DescriptorCache
+
+    h5 = run / "descriptors" / "lj-thesis.h5"
+    assert manifest["outputs"][str(Path("results/lj-tiny/descriptors/lj-thesis.h5"))] == file_sha256(h5)
+    train = splits.loc[splits["split"] == "train", "frame_id"].to_numpy()
+    with DescriptorCache(h5) as c:
+        assert c.elements == ["Ar"] and c.n_features("Ar") == 22 and c.n_frames == 20
+        G = c.features("Ar")
+        assert G.shape == (20 * 256, 22) and np.isfinite(G).all() and (G >= 0).any()
+        assert (G[:, :12] > 0).all()  # every atom has neighbours within r_c: radial terms positive
+        st = c.stats("Ar")
+        assert st["over"] == "train" and st["n_rows"] == len(train) * 256
+        np.testing.assert_allclose(st["mean"], c.features("Ar", train).mean(0), rtol=1e-12)
+        assert (st["std"] > 0).all() and (st["min"] <= st["mean"]).all() and (st["mean"] <= st["max"]).all()
+    assert "atom environments/s" in (run / "logs" / "descriptors.log").read_text()
     # a second invocation has nothing to do
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+    # forcing the descriptor rule reuses the up-to-date cache (content key): not rewritten
+    before = os.stat(h5)
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules",
+                          "--forcerun", "descriptors"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "up to date" in (run / "logs" / "descriptors.log").read_text()
+    assert os.stat(h5).st_ino == before.st_ino and os.stat(h5).st_size == before.st_size
 
 
 def test_snakemake_rejects_bad_config_before_any_rule(tmp_path):

@@ -186,6 +186,108 @@ def cmd_frames_check(args) -> int:
     return 1 if bad else 0
 
 
+# ----------------------------------------------------------------------------- descriptors
+def cmd_descriptors_compute(args) -> int:
+    from .config import load_config, load_run_featureset, resolve_featureset_spec
+    from .descriptors.cache import build_cache
+
+    cfg = load_config(args.config)
+    d = cfg["descriptors"]
+    if args.featureset is not None:
+        # a path given on the command line is relative to the working directory
+        fs = load_run_featureset(cfg, spec=resolve_featureset_spec(args.featureset, Path.cwd()))
+    else:
+        fs = load_run_featureset(cfg)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    res = build_cache(args.index, args.out, fs, splits=args.splits, dtype=args.dtype or d["dtype"],
+                      device=args.device or d["device"], chunk_frames=args.chunk_frames or d["chunk_frames"],
+                      progress=not args.no_progress)
+    line = f"{res.path}: {res.action} ({res.reason}); {fs.name}, {res.n_frames} frames, {res.n_atoms} atoms"
+    if res.rate is not None:
+        line += f", {res.rate:.0f} atom environments/s"
+    print(line + f", {res.seconds:.1f} s")
+    return 0
+
+
+def cmd_descriptors_info(args) -> int:
+    from .descriptors.cache import DescriptorCache
+
+    with DescriptorCache(args.file) as c:
+        info = c.info()
+        if args.json:
+            info["stats"] = {el: {"labels": c.labels(el), **{k: (v.tolist() if hasattr(v, "tolist") else v)
+                                                             for k, v in c.stats(el).items()}}
+                             for el in c.elements}
+            print(json.dumps(info, indent=2))
+            return 0
+        print(f"{info['path']}")
+        print(f"  feature set  {info['featureset']} (sha256 {info['featureset_hash'][:12]}), "
+              f"r_c {info['cutoff_radius']:g}, {info['dtype']}")
+        print(f"  frames       {info['n_frames']} ({info['n_atoms']} atoms), frames key {info['frames_key'][:12]}")
+        print(f"  key          {info['key']}")
+        print(f"  computed     {info['created']} with meltpot {info['meltpot_version']} on {info['device']} "
+              f"in {info['seconds']:.1f} s")
+        print(f"  statistics   over {info['stats_over']} frames ({info['stats_frames']})")
+        for el in c.elements:
+            st = c.stats(el)
+            print(f"  {el}: {info['n_rows'][el]} atoms × {info['n_features'][el]} features "
+                  f"(statistics over {st['n_rows']} atoms)")
+            width = max(len(lab) for lab in c.labels(el))
+            print(f"    {'feature':{width}s} {'min':>11s} {'max':>11s} {'mean':>11s} {'std':>11s}")
+            for k, lab in enumerate(c.labels(el)):
+                print(f"    {lab:{width}s} " + " ".join(f"{st[q][k]:11.4g}" for q in ("min", "max", "mean", "std")))
+    return 0
+
+
+def cmd_descriptors_export(args) -> int:
+    from .descriptors.cache import export_cache
+
+    n = export_cache(args.file, args.out, element=args.element)
+    print(f"{args.out}: {n} rows")
+    return 0
+
+
+def cmd_descriptors_featureset(args) -> int:
+    from .descriptors.featureset import grid, load_featureset
+
+    if args.grid:
+        if not args.elements or args.rc is None:
+            raise MeltpotError("descriptors featureset --grid needs --elements and --rc")
+        fs = grid(args.elements, rc=args.rc, n_radial=args.n_radial, n_shifted=args.n_shifted, r_min=args.r_min,
+                  zetas=tuple(args.zetas), lambdas=tuple(args.lambdas), angular_etas=args.angular_etas,
+                  angular_type=args.angular_type, cutoff=args.cutoff, name=args.name or "grid")
+    else:
+        fs = load_featureset(args.preset, args.elements)
+        if args.name:
+            fs.name = args.name
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fs.save(out)
+    counts = ", ".join(f"{el} {fs.n_features(el)}" for el in fs.elements)
+    print(f"{out}: feature set {fs.name}: {counts} functions, r_c {fs.cutoff_radius:g}, {fs.cutoff} cutoff, "
+          f"sha256 {fs.content_hash()[:12]}")
+    return 0
+
+
+def cmd_descriptors_presets(args) -> int:
+    import yaml
+
+    from .descriptors.featureset import PRESET_DIR, preset_names
+
+    for name in preset_names():
+        data = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+        fns = data.get("functions") or []
+        n_rad = sum(f.get("type") == "radial" for f in fns)
+        rc = max((float(f["rc"]) for f in fns), default=float("nan"))
+        ref = data.get("reference") or data.get("description") or ""
+        print(f"{name:12s} {len(fns):3d} functions ({n_rad} radial, {len(fns) - n_rad} angular) per neighbour "
+              f"element (pair), r_c {rc:g}, {data.get('cutoff', 'polynomial')} cutoff  {ref}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- manifest
 def cmd_manifest(args) -> int:
     from .config import load_config
@@ -261,6 +363,49 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("--min-cell-width", type=float)
     fk.add_argument("--require-stress", action="store_true")
     fk.set_defaults(func=cmd_frames_check)
+
+    ds = sub.add_parser("descriptors", help="symmetry-function descriptors: compute, inspect and export the cache")
+    dsub = ds.add_subparsers(dest="descriptors_command", required=True)
+    dc = dsub.add_parser("compute", help="compute (or reuse) the HDF5 descriptor cache of a dataset")
+    dc.add_argument("config")
+    dc.add_argument("--index", required=True, help="dataset index.parquet")
+    dc.add_argument("--splits", help="splits.parquet: statistics over its train frames (default: all frames)")
+    dc.add_argument("--out", required=True, help="HDF5 cache file")
+    dc.add_argument("--featureset", help="preset name or YAML file (default: the config's descriptors.featureset)")
+    dc.add_argument("--dtype", choices=["float64", "float32"], help="default: the config's descriptors.dtype")
+    dc.add_argument("--device", choices=["cpu", "cuda"], help="default: the config's descriptors.device")
+    dc.add_argument("--chunk-frames", type=int, help="default: the config's descriptors.chunk_frames")
+    dc.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    dc.add_argument("--no-progress", action="store_true")
+    dc.set_defaults(func=cmd_descriptors_compute)
+    di = dsub.add_parser("info", help="print a cache's feature set, frames, key and feature statistics")
+    di.add_argument("file")
+    di.add_argument("--json", action="store_true", help="everything as JSON")
+    di.set_defaults(func=cmd_descriptors_info)
+    de = dsub.add_parser("export", help="export the features to .npz, .csv or .parquet")
+    de.add_argument("file")
+    de.add_argument("--out", required=True, help="FILE.npz, FILE.csv or FILE.parquet")
+    de.add_argument("--element", help="only this element (default: all)")
+    de.set_defaults(func=cmd_descriptors_export)
+    dfs = dsub.add_parser("featureset", help="write a resolved feature-set YAML from a preset or a grid")
+    src = dfs.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="preset name or feature-set YAML")
+    src.add_argument("--grid", action="store_true", help="generate a grid (needs --elements and --rc)")
+    dfs.add_argument("--elements", nargs="+", help="elements to resolve the functions for")
+    dfs.add_argument("--out", required=True)
+    dfs.add_argument("--name", help="name of the feature set (default: the preset's, or 'grid')")
+    dfs.add_argument("--rc", type=float, help="grid: cutoff radius")
+    dfs.add_argument("--n-radial", type=int, default=8, help="grid: centred radial functions")
+    dfs.add_argument("--n-shifted", type=int, default=8, help="grid: shifted radial functions")
+    dfs.add_argument("--r-min", type=float, help="grid: smallest radial width / first shift (default r_c/8)")
+    dfs.add_argument("--zetas", type=float, nargs="+", default=[1, 2, 4, 16], help="grid: angular ζ values")
+    dfs.add_argument("--lambdas", type=float, nargs="+", default=[-1, 1], help="grid: angular λ values")
+    dfs.add_argument("--angular-etas", type=float, nargs="+", help="grid: angular η values (default one, 1/(2(r_c/2)²))")
+    dfs.add_argument("--angular-type", choices=["angular_narrow", "angular_wide"], default="angular_narrow")
+    dfs.add_argument("--cutoff", choices=["polynomial", "cosine"], default="polynomial")
+    dfs.set_defaults(func=cmd_descriptors_featureset)
+    dp = dsub.add_parser("presets", help="list the feature-set presets")
+    dp.set_defaults(func=cmd_descriptors_presets)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

@@ -3,8 +3,9 @@
 The JSON Schema in ``schema/config.schema.yaml`` (also ``config/schema.yaml``, usable with
 Snakemake's ``validate``) documents every key. :func:`load_config` applies its defaults,
 validates, then runs the checks a schema cannot express (unique state ids, compositions
-over known elements, hold-out states that exist, split fractions that add up to 1).
-Every error names the key and, where there is a closed set, the allowed values.
+over known elements, hold-out states that exist, split fractions that add up to 1, a
+descriptor feature set that loads for the elements). Every error names the key and, where
+there is a closed set, the allowed values.
 """
 
 from __future__ import annotations
@@ -86,8 +87,12 @@ def _apply_defaults(schema: dict, node: dict, value):
             _apply_defaults(schema, node["items"], item)
 
 
-def validate_config(config: Mapping, source: str = "config") -> dict:
-    """Validated copy of ``config`` with defaults filled in. Raises ConfigError."""
+def validate_config(config: Mapping, source: str = "config", base_dir: str | Path | None = None) -> dict:
+    """Validated copy of ``config`` with defaults filled in. Raises ConfigError.
+
+    ``base_dir``: folder that relative paths in the config (a feature-set file) are relative
+    to; default the config's ``_base_dir`` key, else the working directory.
+    """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{source}: the configuration must be a mapping of keys, got {type(config).__name__}")
     schema = load_schema()
@@ -99,12 +104,12 @@ def validate_config(config: Mapping, source: str = "config") -> dict:
         # the most specific error first: additionalProperties/enum errors name the key
         raise ConfigError(_message(schema, errors[0], source))
     _apply_defaults(schema, schema, cfg)
-    _check_semantics(cfg, source)
+    _check_semantics(cfg, source, base_dir if base_dir is not None else private.get("_base_dir"))
     cfg.update(private)
     return cfg
 
 
-def _check_semantics(cfg: dict, source: str) -> None:
+def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
     elements = cfg["elements"]
     samp = cfg["sampling"]
 
@@ -173,6 +178,32 @@ def _check_semantics(cfg: dict, source: str) -> None:
     ref = cfg["reference"]
     if ref["engine"] == "lammps" and cfg["units"] == "lj" and "masses" not in ref:
         ref["masses"] = {el: 1.0 for el in elements}
+    # the feature set must load for the run's elements (reads one small YAML file)
+    spec = cfg["descriptors"]["featureset"]
+    try:
+        load_run_featureset(cfg, base_dir=base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: descriptors.featureset = {spec!r}: {exc}") from None
+
+
+def resolve_featureset_spec(spec: str, base_dir: str | Path | None = None) -> str:
+    """A feature-set spec as a loadable path or preset name: an existing file relative to
+    ``base_dir`` (the config's folder) first, then relative to the working directory, then
+    a preset name (``meltpot descriptors presets``)."""
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and base_dir is not None and (Path(base_dir) / path).is_file():
+        return str(Path(base_dir) / path)
+    return str(path) if path.is_file() else spec
+
+
+def load_run_featureset(cfg: Mapping, spec: str | None = None, base_dir: str | Path | None = None):
+    """The run's :class:`~meltpot.descriptors.featureset.FeatureSet` (``descriptors.featureset``,
+    or ``spec``), resolved for the config's elements. Raises ConfigError."""
+    from .descriptors.featureset import load_featureset
+
+    spec = cfg["descriptors"]["featureset"] if spec is None else spec
+    base = base_dir if base_dir is not None else cfg.get("_base_dir")
+    return load_featureset(resolve_featureset_spec(spec, base), list(cfg["elements"]))
 
 
 def load_config(path: str | Path) -> dict:
@@ -185,7 +216,9 @@ def load_config(path: str | Path) -> dict:
             raw = yaml.safe_load(fh)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    cfg = validate_config(raw if raw is not None else {}, source=str(path))
+    raw = raw if raw is not None else {}
+    base_dir = raw.get("_base_dir", str(path.resolve().parent)) if isinstance(raw, Mapping) else None
+    cfg = validate_config(raw, source=str(path), base_dir=base_dir)
     cfg.setdefault("_base_dir", str(path.resolve().parent))
     return cfg
 

@@ -1,8 +1,9 @@
 # Config loading and validation (before any rule runs), run folder and input functions.
+import re
 import yaml
 from pathlib import Path
 
-from meltpot.config import validate_config
+from meltpot.config import load_run_featureset, resolve_featureset_spec, validate_config
 from meltpot.sampling.grid import expand_states
 
 
@@ -21,12 +22,18 @@ if "elements" not in config:  # no full config given: the default plus any --con
     config.update(_merged)
 
 # fails here, naming the key, if the config is invalid: no rule has run yet
-CFG = validate_config(config, source="snakemake config")
+CFG = validate_config(config, source="snakemake config", base_dir=workflow.basedir)
 CFG["_base_dir"] = str(Path(workflow.basedir).resolve())
 RUN = f"results/{CFG['run_id']}"
 UNITS = [u.unit_id for u in expand_states(CFG)]
 IMPORTS = [imp["id"] for imp in CFG["imports"]]
 FRAME_FILES = [f"{RUN}/frames/{u}.extxyz" for u in UNITS] + [f"{RUN}/frames/import_{i}.extxyz" for i in IMPORTS]
+
+# descriptors: the cache is named after the feature set; a feature-set file is an input
+FEATURESET = load_run_featureset(CFG)
+_fs_spec = resolve_featureset_spec(CFG["descriptors"]["featureset"], CFG["_base_dir"])
+FEATURESET_FILE = [_fs_spec] if Path(_fs_spec).is_file() else []
+DESCRIPTORS = f"{RUN}/descriptors/{re.sub(r'[^A-Za-z0-9_.-]', '_', FEATURESET.name)}.h5"
 
 
 def yaml_text(cfg):

@@ -72,7 +72,7 @@ rule split:
 rule manifest:
     input:
         config=f"{RUN}/config.yaml",
-        outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet"],
+        outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS],
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",
