@@ -30,16 +30,6 @@ from dscribe.descriptors import ACSF  # noqa: E402
 AL_LIQUID = 2.3 / 26.98 * 6.02214076e23 / 1e24   # atoms per Å³
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on this 2-core machine a second torch thread competing with
-    another busy process makes these small computations many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ============================================================================ structures
 def liquid_like(symbols, density: float, seed: int = 0, dmin: float = 2.2, cell_shape=None) -> Atoms:
     """Random sequential addition with a minimum (minimum-image) distance: a liquid-like cell."""

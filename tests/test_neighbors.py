@@ -14,16 +14,6 @@ DTYPES = [torch.float64, torch.float32]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on this 2-core machine a second torch thread competing with
-    another busy process makes these small computations many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_cell(rng, kind: str):
     """(cell, n_atoms, pbc, cutoff) for a family of awkward cells."""
     if kind == "cubic":
