@@ -1,0 +1,93 @@
+"""Model files: architecture, feature set, scaling, element list and training metadata.
+
+A model file is a ``torch.save`` of plain data (loadable with ``weights_only=True``):
+``format``, ``version``, ``architecture`` (elements, hidden sizes, activation), ``featureset``
+(the resolved feature set as a dict) and its content hash, ``state_dict`` (weights, feature
+scaling, reference energies), ``units`` and ``metadata`` (training settings, metrics, data
+keys). :func:`load_model` rebuilds the HDNNP and checks it; :func:`check_featureset` refuses
+descriptors of another feature set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..descriptors.featureset import FeatureSet
+from ..errors import MeltpotError
+from .hdnnp import HDNNP
+
+FORMAT = "meltpot-hdnnp"
+VERSION = 1
+
+
+class ModelFileError(MeltpotError):
+    """A model file that cannot be used (missing, truncated, wrong format, other feature set)."""
+
+
+def model_payload(model: HDNNP, units: str = "metal", metadata: dict | None = None) -> dict:
+    return {
+        "format": FORMAT, "version": VERSION,
+        "architecture": {"elements": list(model.elements), "hidden": list(model.hidden),
+                         "activation": model.activation},
+        "featureset": model.featureset.to_dict(),
+        "featureset_hash": model.featureset.content_hash(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "units": units,
+        "metadata": metadata or {},
+    }
+
+
+def save_model(model: HDNNP, path: str | Path, units: str = "metal", metadata: dict | None = None) -> None:
+    """Write a model file atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(model_payload(model, units, metadata), tmp)
+    tmp.replace(path)
+
+
+def read_payload(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for broken files
+        raise ModelFileError(f"{path}: not a readable meltpot model file (truncated or corrupt?): "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a meltpot model file (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+    if payload.get("version") != VERSION:
+        raise ModelFileError(f"{path}: model file version {payload.get('version')} is not supported (expected {VERSION})")
+    return payload
+
+
+def model_from_payload(payload: dict, source: str = "model") -> HDNNP:
+    arch = payload["architecture"]
+    fs = FeatureSet.from_dict(payload["featureset"])
+    if fs.content_hash() != payload["featureset_hash"]:
+        raise ModelFileError(f"{source}: the stored feature set does not match its hash (file altered?)")
+    model = HDNNP(fs, hidden=arch["hidden"], activation=arch["activation"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"{source}: weights do not fit the stored architecture: {exc}") from exc
+    model.units = payload.get("units", "metal")
+    model.metadata = payload.get("metadata", {})
+    return model
+
+
+def load_model(path: str | Path) -> HDNNP:
+    """The HDNNP stored in ``path`` (ModelFileError naming the file if it is unusable)."""
+    return model_from_payload(read_payload(path), str(path))
+
+
+def check_featureset(model: HDNNP, featureset_hash: str, what: str = "descriptors") -> None:
+    """Refuse descriptors computed with another feature set than the model's."""
+    mine = model.featureset.content_hash()
+    if featureset_hash != mine:
+        raise ModelFileError(f"{what} were computed with feature set {featureset_hash[:12]}, but the model "
+                             f"was trained on {model.featureset.name} ({mine[:12]}): recompute the descriptors "
+                             "with the model's feature set")
