@@ -8,6 +8,7 @@
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/descriptors.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -15,4 +16,5 @@ rule all:
         f"{RUN}/dataset/index.parquet",
         f"{RUN}/dataset/splits.parquet",
         DESCRIPTORS,
+        f"{RUN}/evaluation/dense/metrics.json",
         f"{RUN}/manifest.json",

@@ -110,6 +110,15 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
         np.testing.assert_allclose(st["mean"], c.features("Ar", train).mean(0), rtol=1e-12)
         assert (st["std"] > 0).all() and (st["min"] <= st["mean"]).all() and (st["mean"] <= st["max"]).all()
     assert "atom environments/s" in (run / "logs" / "descriptors.log").read_text()
+    # the dense model and its evaluation: finite errors, cache and positions routes agree
+    assert (run / "models" / "dense.pt").stat().st_size > 1000
+    metrics = json.loads((run / "evaluation" / "dense" / "metrics.json").read_text())
+    test = metrics["splits"]["test"]
+    assert metrics["units"] == "lj" and test["n_frames"] == 5
+    assert 0 < test["energy_rmse"] < 1000  # 10^-3 ε/atom: below 1 ε/atom after 30 epochs
+    assert np.isfinite(test["force_rmse"]) and test["energy_positions_vs_cache"] < 1e-9
+    for png in ("parity_energy.png", "learning_curve.png"):
+        assert (run / "evaluation" / "dense" / png).stat().st_size > 5000
     # a second invocation has nothing to do
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -288,6 +288,182 @@ def cmd_descriptors_presets(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    """Errors of a model file on the validation/test splits; report files and plots."""
+    from .config import load_config
+    from .descriptors.cache import DescriptorCache
+    from .model.modelfile import ModelFileError, load_model
+    from .train.evaluate import evaluate_model, write_report
+    from .train.plots import plot_energy_parity, plot_force_parity, plot_learning_curve
+
+    cfg = load_config(args.config)
+    if args.history and not Path(args.history).is_file():
+        raise MeltpotError(f"history file {args.history} does not exist")
+    model = load_model(args.model)
+    if getattr(model, "units", cfg["units"]) != cfg["units"]:
+        raise ModelFileError(f"{args.model}: the model is in {model.units} units, but {args.config} uses "
+                             f"{cfg['units']} units")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = model.to(args.device)
+    with DescriptorCache(args.cache) as cache:
+        try:
+            results = evaluate_model(model, cache, args.index, args.splits, splits_to=tuple(args.split_names),
+                                     forces=args.forces, batch_frames=args.batch_frames)
+        except ModelFileError as exc:  # another feature set: name the model file too
+            raise ModelFileError(f"{args.model}: {exc}") from exc
+    out = Path(args.out_dir)
+    paths = write_report(results, out)
+    units = results["units"]
+    if len(results["predictions"]):
+        paths["parity_energy"] = out / "parity_energy.png"
+        plot_energy_parity(results["predictions"], paths["parity_energy"], units, results["splits"])
+    if results["forces"]:
+        paths["parity_forces"] = out / "parity_forces.png"
+        plot_force_parity(results["forces"], paths["parity_forces"], units, results["splits"])
+    if args.history:
+        paths["learning_curve"] = out / "learning_curve.png"
+        plot_learning_curve(args.history, paths["learning_curve"], units, title=Path(args.model).name)
+    for split, m in results["splits"].items():
+        line = f"{split}: {m['n_frames']} frames"
+        if m.get("energy_rmse") is not None:
+            line += (f", energy RMSE {m['energy_rmse']:.4g} MAE {m['energy_mae']:.4g} {results['energy_unit']}")
+        if m.get("force_rmse") is not None:
+            line += f", force RMSE {m['force_rmse']:.4g} MAE {m['force_mae']:.4g} {results['force_unit']}"
+        print(line)
+    print(f"{out}: " + ", ".join(p.name for p in paths.values()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def energy_unit(units: str) -> tuple[float, str]:
+    """Factor and name of the unit energies per atom are reported in."""
+    return (1e3, "meV/atom") if units == "metal" else (1e3, "10⁻³ ε/atom")
+
+
+def cmd_train(args) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from . import __version__
+    from .config import load_config, load_run_featureset
+    from .data.splits import read_splits
+    from .descriptors.cache import DescriptorCache, _load_splits, frames_key, read_index, stats_key
+    from .model.hdnnp import HDNNP
+    from .model.modelfile import save_model
+    from .train.data import EnergyDataset, ForceDataset
+    from .train.settings import TrainSettings
+    from .train.trainer import Trainer, prepare_model, write_history
+    from .seeds import derive_seed
+
+    t_start = time.perf_counter()
+    cfg = load_config(args.config)
+    fs = load_run_featureset(cfg)
+    overrides = {"progress": not args.no_progress}
+    if args.max_epochs is not None:
+        overrides.update(max_epochs=args.max_epochs, restarts=None)
+    if args.device:
+        overrides["device"] = args.device
+    tcfg = cfg["training"]
+    if tcfg.get("seed") is None:
+        overrides["seed"] = derive_seed(cfg["seed"], "train")
+    settings = TrainSettings.from_config(tcfg, **overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".ckpt")
+    history_path = Path(args.history) if args.history else out.with_suffix(".history.csv")
+
+    index_path = Path(args.index)
+    index = read_index(index_path)
+    splits = read_splits(args.splits)
+    with DescriptorCache(args.cache) as cache:
+        info = cache.info()
+        if info["featureset_hash"] != fs.content_hash():
+            raise MeltpotError(
+                f"descriptor cache {args.cache} was computed with feature set {info['featureset']} "
+                f"({info['featureset_hash'][:12]}), but {args.config} trains on {fs.name} "
+                f"({fs.content_hash()[:12]}, descriptors.featureset = {cfg['descriptors']['featureset']!r}): "
+                "recompute the cache with `meltpot descriptors compute` for this config")
+        if info["frames_key"] != frames_key(index, index_path.parent, str(index_path)):
+            raise MeltpotError(f"descriptor cache {args.cache} was computed for other frames than {index_path} "
+                               "(frames key differs): recompute the cache for this dataset")
+        cached_skey = info.get("stats_key")
+        if cached_skey is not None and cached_skey != stats_key(_load_splits(splits, index)):
+            log.warning("%s: the feature statistics are not over the training split of %s; run "
+                        "`meltpot descriptors compute --splits` to update them", args.cache, args.splits)
+        missing = np.setdiff1d(splits["frame_id"].to_numpy(), index["frame_id"].to_numpy())
+        if missing.size:
+            raise MeltpotError(f"{args.splits} names frames {missing[:5].tolist()} that are not in {index_path}")
+        ids = {name: splits.loc[splits["split"] == name, "frame_id"].to_numpy(np.int64)
+               for name in ("train", "validation")}
+        if ids["train"].size == 0:
+            raise MeltpotError(f"{args.splits} has no training frames")
+        if ids["validation"].size == 0:
+            log.warning("%s has no validation frames: early stopping monitors the training data", args.splits)
+        dtype = settings.torch_dtype
+
+        def dataset(frame_ids):
+            if frame_ids.size == 0:
+                return None
+            if settings.uses_positions:
+                return ForceDataset.from_index(index, index_path.parent, frame_ids, list(fs.elements),
+                                               fs.cutoff_radius, dtype=dtype, device=settings.device)
+            return EnergyDataset(cache, index, frame_ids, dtype=dtype, device=settings.device)
+
+        train_data, val_data = dataset(ids["train"]), dataset(ids["validation"])
+        model = HDNNP(fs, hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
+        prep = prepare_model(model, cache, train_data, seed=settings.seed)
+        cache_meta = {"path": str(args.cache), "key": info["key"], "featureset": info["featureset"],
+                      "featureset_hash": info["featureset_hash"], "stats_over": info["stats_over"]}
+
+    mode = "energies, forces and stress from positions" if settings.uses_positions else "energies from cached features"
+    n_in = ", ".join(f"{el} {n}" for el, n in model.describe()["n_features"].items())
+    print(f"training an HDNNP on {fs.name} ({n_in} features) → {list(model.hidden)} → 1 "
+          f"({cfg['model']['activation']}) on {len(train_data)} frames ({mode}); validation "
+          f"{0 if val_data is None else len(val_data)} frames; up to {settings.n_epochs} epochs", file=sys.stderr)
+    trainer = Trainer(model, settings, train_data, val_data)
+    try:
+        trainer.fit(checkpoint_path=ckpt, resume=args.resume)
+    finally:
+        if trainer.history:
+            write_history(trainer.history, history_path)
+    model.eval()
+    metrics = {"train": trainer.evaluate(train_data)}
+    if val_data is not None:
+        metrics["validation"] = trainer.evaluate(val_data)
+    seconds = time.perf_counter() - t_start
+    metadata = {
+        "meltpot_version": __version__, "run_id": cfg["run_id"], "units": cfg["units"],
+        "training": settings.to_dict(), "seed": settings.seed,
+        "model": {"hidden": list(cfg["model"]["hidden"]), "activation": cfg["model"]["activation"]},
+        "epochs": trainer.epoch, "stopped_early": trainer.stopped_early, "best_epoch": trainer.best_epoch,
+        "best_monitor": trainer.best_monitor, "monitor": trainer.monitor_name,
+        "cache": cache_meta,
+        "data": {"index": str(index_path), "splits": str(args.splits), "n_train": len(train_data),
+                 "n_validation": 0 if val_data is None else len(val_data),
+                 "n_train_atoms": int(train_data.n_atoms.sum())},
+        "reference_energies": prep["reference_energies"], "scaling": prep["scaling"],
+        "metrics": metrics, "seconds": seconds, "train_seconds": float(sum(h["seconds"] for h in trainer.history)),
+        "history": str(history_path), "checkpoint": str(ckpt),
+    }
+    save_model(model.cpu(), out, units=cfg["units"], metadata=metadata)
+    factor, unit = energy_unit(cfg["units"])
+    how = "early stopping" if trainer.stopped_early else "epoch limit"
+    val = metrics.get("validation", metrics["train"])
+    line = (f"{out}: {trainer.epoch} epochs ({how}; best epoch {trainer.best_epoch}), validation energy RMSE "
+            f"{val['energy_rmse'] * factor:.4g} {unit} (train {metrics['train']['energy_rmse'] * factor:.4g})")
+    if "force_rmse" in val:
+        line += f", force RMSE {val['force_rmse']:.4g} {'eV/Å' if cfg['units'] == 'metal' else 'ε/σ'}"
+    print(line + f", {seconds:.1f} s; learning curve {history_path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- manifest
 def cmd_manifest(args) -> int:
     from .config import load_config
@@ -406,6 +582,40 @@ def build_parser() -> argparse.ArgumentParser:
     dfs.set_defaults(func=cmd_descriptors_featureset)
     dp = dsub.add_parser("presets", help="list the feature-set presets")
     dp.set_defaults(func=cmd_descriptors_presets)
+
+    ev = sub.add_parser("evaluate", help="energy/force errors of a model per split, state and phase; "
+                                         "metrics.json, CSV tables, predictions and plots")
+    ev.add_argument("config")
+    ev.add_argument("--model", required=True, help="model file (.pt)")
+    ev.add_argument("--cache", required=True, help="descriptor cache (HDF5) of the dataset, model's feature set")
+    ev.add_argument("--index", required=True, help="dataset index.parquet")
+    ev.add_argument("--splits", required=True, help="splits.parquet")
+    ev.add_argument("--out-dir", required=True)
+    ev.add_argument("--history", help="learning-curve CSV of the training run (plotted as learning_curve.png)")
+    ev.add_argument("--forces", choices=["auto", "yes", "no"], default="auto",
+                    help="evaluate forces through positions (auto: splits of at most 2000 frames)")
+    ev.add_argument("--split-names", nargs="+", default=["validation", "test"], metavar="SPLIT",
+                    choices=["train", "validation", "test"], help="splits to evaluate (default: validation test)")
+    ev.add_argument("--batch-frames", type=int, default=16, help="frames per force evaluation")
+    ev.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ev.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train an HDNNP (the config's model and training blocks) on a descriptor cache")
+    t.add_argument("config")
+    t.add_argument("--cache", required=True,
+                   help="HDF5 descriptor cache of the dataset (its feature set must be the config's)")
+    t.add_argument("--index", required=True, help="dataset index.parquet")
+    t.add_argument("--splits", required=True, help="splits.parquet: trains on 'train', monitors 'validation'")
+    t.add_argument("--out", required=True, help="model file (.pt)")
+    t.add_argument("--checkpoint", help="checkpoint file (default: OUT with suffix .ckpt)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    t.add_argument("--history", help="learning-curve CSV (default: OUT with suffix .history.csv)")
+    t.add_argument("--max-epochs", type=int, help="override training.max_epochs (and schedule.restarts)")
+    t.add_argument("--device", choices=["cpu", "cuda"], help="override training.device")
+    t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

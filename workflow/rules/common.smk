@@ -38,3 +38,24 @@ DESCRIPTORS = f"{RUN}/descriptors/{re.sub(r'[^A-Za-z0-9_.-]', '_', FEATURESET.na
 
 def yaml_text(cfg):
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+RUN_CONFIG = f"{RUN}/config.yaml"
+
+
+def run_config():
+    """The run's config file as a rule input, marked ancient: rewriting it (any key changed)
+    does not rerun a rule by itself; each rule reruns when its own slice changes (below)."""
+    return ancient(RUN_CONFIG)
+
+
+def config_slice(*keys):
+    """Hash of the config keys a rule depends on; given as a param, so Snakemake reruns
+    the rule (and what depends on it) exactly when one of them changes."""
+    import hashlib, json
+
+    part = {k: CFG.get(k) for k in keys}
+    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+SAMPLING_KEYS = ("seed", "units", "elements", "reference", "md", "sampling")

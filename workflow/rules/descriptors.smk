@@ -8,10 +8,12 @@
 
 rule descriptors:
     input:
-        config=f"{RUN}/config.yaml",
+        config=run_config(),
         index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
         featureset=FEATURESET_FILE,
+    params:
+        cfg=config_slice("elements", "descriptors"),
     output:
         update(DESCRIPTORS),
     log:

@@ -12,7 +12,9 @@ rule run_config:
 
 rule sample:
     input:
-        f"{RUN}/config.yaml",
+        run_config(),
+    params:
+        cfg=config_slice(*SAMPLING_KEYS),
     output:
         frames=f"{RUN}/frames/{{unit}}.extxyz",
         summary=f"{RUN}/frames/{{unit}}.summary.json",
@@ -33,7 +35,9 @@ rule sample:
 
 rule import_frames:
     input:
-        f"{RUN}/config.yaml",
+        run_config(),
+    params:
+        cfg=config_slice("elements", "imports"),
     output:
         f"{RUN}/frames/import_{{name}}.extxyz",
     log:
@@ -44,8 +48,10 @@ rule import_frames:
 
 rule dataset:
     input:
-        config=f"{RUN}/config.yaml",
+        config=run_config(),
         frames=FRAME_FILES,
+    params:
+        cfg=config_slice("elements", "units", "validation"),
     output:
         index=f"{RUN}/dataset/index.parquet",
         states=f"{RUN}/dataset/states.csv",
@@ -59,8 +65,10 @@ rule dataset:
 
 rule split:
     input:
-        config=f"{RUN}/config.yaml",
+        config=run_config(),
         index=f"{RUN}/dataset/index.parquet",
+    params:
+        cfg=config_slice("seed", "split"),
     output:
         f"{RUN}/dataset/splits.parquet",
     log:
@@ -72,7 +80,8 @@ rule split:
 rule manifest:
     input:
         config=f"{RUN}/config.yaml",
-        outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS],
+        outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS,
+                               f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json"],
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",

@@ -714,6 +714,7 @@ class DescriptorCache:
             "n_atoms": self.n_atoms,
             "stats_over": _attr_str(a["stats_over"]),
             "stats_frames": int(a["stats_frames"]),
+            "stats_key": _attr_str(a["stats_key"]) if "stats_key" in a else None,
             "meltpot_version": _attr_str(a["meltpot_version"]),
             "created": _attr_str(a.get("created", "")),
             "seconds": float(a.get("seconds", float("nan"))),

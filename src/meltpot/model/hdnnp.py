@@ -68,6 +68,8 @@ class HDNNP(nn.Module):
         self.elements = featureset.elements
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
+        self.units = "metal"       # "metal" or "lj": set from the data when trained
+        self.metadata: dict = {}
         self.descriptor = SymmetryFunctions(featureset)
         self.n_features = [featureset.n_features(e) for e in self.elements]
         f_max = max(self.n_features)

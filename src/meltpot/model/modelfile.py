@@ -26,7 +26,8 @@ class ModelFileError(MeltpotError):
     """A model file that cannot be used (missing, truncated, wrong format, other feature set)."""
 
 
-def model_payload(model: HDNNP, units: str = "metal", metadata: dict | None = None) -> dict:
+def model_payload(model: HDNNP, units: str | None = None, metadata: dict | None = None) -> dict:
+    units = units or getattr(model, "units", "metal")
     return {
         "format": FORMAT, "version": VERSION,
         "architecture": {"elements": list(model.elements), "hidden": list(model.hidden),
@@ -39,8 +40,9 @@ def model_payload(model: HDNNP, units: str = "metal", metadata: dict | None = No
     }
 
 
-def save_model(model: HDNNP, path: str | Path, units: str = "metal", metadata: dict | None = None) -> None:
-    """Write a model file atomically (temporary file, then rename)."""
+def save_model(model: HDNNP, path: str | Path, units: str | None = None, metadata: dict | None = None) -> None:
+    """Write a model file atomically (temporary file, then rename); ``units`` default: the
+    model's own (``model.units``, else metal)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
@@ -61,6 +63,9 @@ def read_payload(path: str | Path) -> dict:
         raise ModelFileError(f"{path}: not a meltpot model file (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     if payload.get("version") != VERSION:
         raise ModelFileError(f"{path}: model file version {payload.get('version')} is not supported (expected {VERSION})")
+    missing = sorted({"architecture", "featureset", "featureset_hash", "state_dict"} - set(payload))
+    if missing:
+        raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")
     return payload
 
 
@@ -73,7 +78,8 @@ def model_from_payload(payload: dict, source: str = "model") -> HDNNP:
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise ModelFileError(f"{source}: weights do not fit the stored architecture: {exc}") from exc
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ModelFileError(f"{source}: weights do not fit the stored architecture: {detail}") from exc
     model.units = payload.get("units", "metal")
     model.metadata = payload.get("metadata", {})
     return model
@@ -84,10 +90,12 @@ def load_model(path: str | Path) -> HDNNP:
     return model_from_payload(read_payload(path), str(path))
 
 
-def check_featureset(model: HDNNP, featureset_hash: str, what: str = "descriptors") -> None:
-    """Refuse descriptors computed with another feature set than the model's."""
+def check_featureset(model: HDNNP, featureset_hash: str, what: str = "descriptors", source: str | None = None) -> None:
+    """Refuse descriptors computed with another feature set than the model's (``source``:
+    the model file, named in the error)."""
     mine = model.featureset.content_hash()
     if featureset_hash != mine:
-        raise ModelFileError(f"{what} were computed with feature set {featureset_hash[:12]}, but the model "
+        prefix = f"{source}: " if source else ""
+        raise ModelFileError(f"{prefix}{what} were computed with feature set {featureset_hash[:12]}, but the model "
                              f"was trained on {model.featureset.name} ({mine[:12]}): recompute the descriptors "
                              "with the model's feature set")

@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ase.stress import full_3x3_to_voigt_6_stress
+
 from ..data.io import read_frames
 from ..data.frames import labels
-from ..errors import MeltpotError
+from ..errors import FrameError, MeltpotError
 from ..model.batch import FrameGraph, frame_graph
 
 
@@ -89,18 +91,25 @@ class ForceDataset:
     """Frames as neighbour graphs with energy, forces and (if present) stress labels."""
 
     def __init__(self, frames, elements: list[str], cutoff: float, dtype=torch.float64, device="cpu",
-                 sources=None):
+                 sources=None, frame_ids=None):
+        frames = list(frames)
+        self.frame_ids = np.arange(len(frames)) if frame_ids is None else np.asarray(frame_ids)
         self.graphs: list[FrameGraph] = []
         self.energy, self.forces, self.stress = [], [], []
         for n, atoms in enumerate(frames):
             src = sources[n] if sources is not None else (atoms.info.get("source", "frame"), atoms.info.get("source_index", n))
             self.graphs.append(frame_graph(atoms, elements, cutoff, dtype, device, source=str(src[0]), index=src[1]))
             lab = labels(atoms)
+            if "energy" not in lab or "forces" not in lab:
+                raise FrameError(str(src[0]), src[1], "frame lacks energy or forces labels")
             self.energy.append(float(lab["energy"]))
             self.forces.append(torch.tensor(lab["forces"], dtype=dtype, device=device))
             st = lab.get("stress")
-            self.stress.append(None if st is None else torch.tensor(np.asarray(st).reshape(-1)[:6], dtype=dtype,
-                                                                    device=device))
+            if st is not None:
+                st = np.asarray(st, dtype=float)
+                st = full_3x3_to_voigt_6_stress(st) if st.shape == (3, 3) else st.reshape(6)
+                st = torch.tensor(st, dtype=dtype, device=device)
+            self.stress.append(st)
         self.energy = torch.tensor(self.energy, dtype=dtype, device=device)
         self.n_atoms = torch.tensor([g.n_atoms for g in self.graphs], device=device)
 
@@ -122,4 +131,5 @@ class ForceDataset:
         order = {(s, i): n for n, (s, i) in enumerate(sources)}
         want = [(str(Path(root) / f), int(i)) for f, i in zip(rows["file"], rows["file_index"])]
         perm = [order[w] for w in want]
-        return cls([frames[p] for p in perm], elements, cutoff, dtype, device, sources=[sources[p] for p in perm])
+        return cls([frames[p] for p in perm], elements, cutoff, dtype, device, sources=[sources[p] for p in perm],
+                   frame_ids=np.asarray(frame_ids))

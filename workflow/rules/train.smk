@@ -1,0 +1,49 @@
+# Training stage: the dense HDNNP on the cached descriptors (meltpot train), then its
+# evaluation on the validation and test splits with parity plots and learning curve
+# (meltpot evaluate).
+
+
+rule train:
+    input:
+        config=run_config(),
+        cache=DESCRIPTORS,
+        index=f"{RUN}/dataset/index.parquet",
+        splits=f"{RUN}/dataset/splits.parquet",
+    output:
+        model=f"{RUN}/models/dense.pt",
+        history=f"{RUN}/models/dense.history.csv",
+    params:
+        cfg=config_slice("seed", "model", "training"),
+    log:
+        f"{RUN}/logs/train_dense.log",
+    benchmark:
+        f"{RUN}/benchmarks/train_dense.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "meltpot train {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
+        " --out {output.model} --history {output.history} --checkpoint {RUN}/models/dense.ckpt"
+        " --threads {threads} --no-progress 2> {log}"
+
+
+rule evaluate:
+    input:
+        config=run_config(),
+        model=f"{RUN}/models/dense.pt",
+        history=f"{RUN}/models/dense.history.csv",
+        cache=DESCRIPTORS,
+        index=f"{RUN}/dataset/index.parquet",
+        splits=f"{RUN}/dataset/splits.parquet",
+    output:
+        metrics=f"{RUN}/evaluation/dense/metrics.json",
+        per_state=f"{RUN}/evaluation/dense/per_state.csv",
+        parity=f"{RUN}/evaluation/dense/parity_energy.png",
+    log:
+        f"{RUN}/logs/evaluate_dense.log",
+    threads: 1
+    shell:
+        "meltpot evaluate {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
+        " --splits {input.splits} --history {input.history} --out-dir {RUN}/evaluation/dense"
+        " --threads {threads} 2> {log}"
