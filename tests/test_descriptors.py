@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.data import atomic_numbers
 
+from helpers import fd_stress
 from meltpot.descriptors import FeatureSet, SymmetryFunction, load_featureset
 from meltpot.descriptors.compute import AtomsDescriptor, forces_and_stress
 from meltpot.descriptors.featureset import preset_names
@@ -375,16 +376,7 @@ def test_forces_and_stress_match_finite_differences(case):
             fd[a, x] = -(e[0] - e[1]) / (2 * h)
     np.testing.assert_allclose(forces, fd, rtol=0, atol=1e-7 * np.abs(forces).max())
     assert np.abs(forces.sum(0)).max() < 1e-10 * np.abs(forces).max()   # no net force
-    fd_s = np.zeros((3, 3))
-    for a, b in itertools.product(range(3), repeat=2):
-        e = []
-        for sgn in (1, -1):
-            eps = np.eye(3)
-            eps[a, b] += sgn * h
-            strained = atoms.copy()
-            strained.set_cell(atoms.cell.array @ eps, scale_atoms=True)
-            e.append(energy_of(strained, fs, W))
-        fd_s[a, b] = (e[0] - e[1]) / (2 * h) / atoms.get_volume()
+    fd_s = fd_stress(lambda a_: energy_of(a_, fs, W), atoms, h)
     np.testing.assert_allclose(stress, fd_s, rtol=0, atol=1e-7 * np.abs(stress).max())
     np.testing.assert_allclose(stress, stress.T, rtol=0, atol=1e-10 * np.abs(stress).max())
 

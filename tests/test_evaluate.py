@@ -20,11 +20,11 @@ import torch
 import yaml
 from ase.build import bulk
 
+from helpers import assemble_dataset
 from meltpot.cli import main
 from meltpot.data.frames import labels
 from meltpot.data.index import build_index
 from meltpot.data.io import read_frames, write_frames
-from meltpot.data.splits import make_splits
 from meltpot.descriptors.cache import DescriptorCache, build_cache
 from meltpot.descriptors.featureset import grid
 from meltpot.errors import MeltpotError
@@ -59,22 +59,9 @@ def dataset(tmp_path_factory):
         frame.info.update(state_id=sid, branch="", phase=phase, T_target=T, P_target=math.nan,
                           composition="Al1", engine="lammps", units="metal")
         files[phase].append(frame)
-    (root / "frames").mkdir()
-    entries = []
-    for name, frames in files.items():
-        path = root / "frames" / f"{name}.extxyz"
-        write_frames(path, frames)
-        entries += [(path, fr.info["source_index"], fr) for fr in read_frames(path)]
-    ds = root / "dataset"
-    ds.mkdir()
-    index = build_index(entries, root=ds, units="metal")
-    index.to_parquet(ds / "index.parquet", index=False)
-    splits = make_splits(index, train=0.5, validation=0.25, test=0.25, seed=4)
-    splits.to_parquet(ds / "splits.parquet", index=False)
     fs = make_featureset()
-    build_cache(ds / "index.parquet", root / "eval-test.h5", fs, splits=ds / "splits.parquet", progress=False)
-    return {"root": root, "index": ds / "index.parquet", "splits": ds / "splits.parquet",
-            "cache": root / "eval-test.h5", "fs": fs}
+    paths = assemble_dataset(root, files, fs, root / "eval-test.h5", dict(train=0.5, validation=0.25, test=0.25, seed=4))
+    return {"root": root, "index": paths["index"], "splits": paths["splits"], "cache": paths["cache"], "fs": fs}
 
 
 @pytest.fixture(scope="module")

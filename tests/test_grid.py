@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import yaml
 from ase.neighborlist import neighbor_list
 
 from meltpot.config import validate_config

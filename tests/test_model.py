@@ -20,10 +20,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from meltpot.data.frames import attach_labels, composition_string
-from meltpot.data.index import build_index
-from meltpot.data.io import read_frames, write_frames
-from meltpot.data.splits import make_splits
-from meltpot.descriptors.cache import DescriptorCache, build_cache
+from helpers import assemble_dataset, fd_stress
+from meltpot.data.io import read_frames
+from meltpot.descriptors.cache import DescriptorCache
 from meltpot.descriptors.compute import AtomsDescriptor
 from meltpot.descriptors.featureset import grid
 from meltpot.errors import FrameError
@@ -143,18 +142,7 @@ def test_stress_equals_finite_strain_differences(systems, models, name):
     np.testing.assert_allclose(s, s.T, rtol=0, atol=1e-12)
     assert np.abs(s).max() > 1e-4
 
-    h, vol = 1e-5, atoms.get_volume()
-    fd = np.zeros((3, 3))
-    for i, j in itertools.product(range(3), range(3)):
-        e = []
-        for sign in (1, -1):
-            deform = np.eye(3)
-            deform[i, j] += sign * h
-            strained = atoms.copy()
-            strained.set_cell(atoms.cell.array @ deform, scale_atoms=False)
-            strained.positions = atoms.positions @ deform
-            e.append(_energy(model, strained))
-        fd[i, j] = (e[0] - e[1]) / (2 * h) / vol
+    fd = fd_stress(lambda a_: _energy(model, a_), atoms, 1e-5)
     np.testing.assert_allclose(s, fd, rtol=0, atol=1e-8 * max(1.0, np.abs(s).max()))
 
 
@@ -166,20 +154,9 @@ def cached_dataset(tmp_path_factory):
     rng = np.random.default_rng(5)
     frames = {"alloy": [labelled(make_frame(rng, True, shear=0.8 * k), "alloy") for k in range(4)],
               "pure": [labelled(make_frame(rng, False), "pure") for _ in range(3)]}
-    entries = []
-    (root / "frames").mkdir()
-    for name, frs in frames.items():
-        write_frames(root / "frames" / f"{name}.extxyz", frs)
-        entries += [(root / "frames" / f"{name}.extxyz", fr.info["source_index"], fr)
-                    for fr in read_frames(root / "frames" / f"{name}.extxyz")]
-    ds = root / "dataset"
-    ds.mkdir()
-    index = build_index(entries, root=ds, units="metal")
-    index.to_parquet(ds / "index.parquet", index=False)
-    splits = make_splits(index, train=0.6, validation=0.2, test=0.2, seed=3)
-    splits.to_parquet(ds / "splits.parquet", index=False)
     fs = make_featureset(["Al", "Ni"], name="cache-test", zetas=(1, 2, 4))
-    build_cache(ds / "index.parquet", root / "fs.h5", fs, splits=ds / "splits.parquet", progress=False)
+    paths = assemble_dataset(root, frames, fs, root / "fs.h5", dict(train=0.6, validation=0.2, test=0.2, seed=3))
+    index = paths["index_df"]
     return root, index, fs
 
 

@@ -17,11 +17,9 @@ import torch
 import yaml
 from ase.build import bulk
 
+from helpers import assemble_dataset
 from meltpot.cli import main
-from meltpot.data.index import build_index
-from meltpot.data.io import read_frames, write_frames
-from meltpot.data.splits import make_splits
-from meltpot.descriptors.cache import DescriptorCache, build_cache, read_index
+from meltpot.descriptors.cache import DescriptorCache, read_index
 from meltpot.descriptors.featureset import grid
 from meltpot.errors import ConfigError
 from meltpot.model import HDNNP, load_model
@@ -43,9 +41,8 @@ def small_featureset(name="tiny", angular=True):
 def data_dir(tmp_path_factory):
     """frames/, index.parquet, splits.parquet, tiny.h5 (10 features, r_c 5 Å) and the featureset YAML."""
     root = tmp_path_factory.mktemp("train_data")
-    (root / "frames").mkdir()
     engine = LammpsEngine(["Al"], pair_style="eam/fs", pair_coeff=["* * Al_mm.eam.fs Al"])
-    entries = []
+    files = {}
     for T, a in STATES:
         atoms = bulk("Al", "fcc", a=a, cubic=True) * (2, 2, 2)
         segs = [MDSegment("nvt", T, 200, 0.002, 0, label="eq"), MDSegment("nvt", T, 400, 0.002, 10, label="prod")]
@@ -53,16 +50,11 @@ def data_dir(tmp_path_factory):
         for f in frames:
             f.info.update(state_id=f"T{T}", branch="", phase="fcc" if T < 900 else "liquid", T_target=float(T),
                           P_target=0.0, composition="Al1", units="metal")
-        path = root / "frames" / f"T{T}.extxyz"
-        write_frames(path, frames)
-        entries += [(path, f.info["source_index"], f) for f in read_frames(path)]
-    index = build_index(entries, root=root, units="metal")
-    index.to_parquet(root / "index.parquet", index=False)
-    make_splits(index, train=0.7, validation=0.15, test=0.15, seed=3).to_parquet(root / "splits.parquet",
-                                                                                  index=False)
+        files[f"T{T}"] = frames
     fs = small_featureset()
     fs.save(root / "tiny.yaml")
-    build_cache(root / "index.parquet", root / "tiny.h5", fs, splits=root / "splits.parquet", progress=False)
+    assemble_dataset(root, files, fs, root / "tiny.h5", dict(train=0.7, validation=0.15, test=0.15, seed=3),
+                     dataset_dir=root)
     return root
 
 

@@ -50,15 +50,22 @@ def save_model(model: HDNNP, path: str | Path, units: str | None = None, metadat
     tmp.replace(path)
 
 
-def read_payload(path: str | Path) -> dict:
+def load_torch_file(path: str | Path, what: str, error=MeltpotError):
+    """``torch.load`` of plain data (weights_only) with one clear error for a missing,
+    truncated or corrupt file: ``error(f"{path}: not a readable {what} …")``."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist")
+        raise error(f"{what} {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for broken files
-        raise ModelFileError(f"{path}: not a readable meltpot model file (truncated or corrupt?): "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(f"{path}: not a readable {what} (truncated or corrupt?): {type(exc).__name__}: {first}") from exc
+
+
+def read_payload(path: str | Path) -> dict:
+    path = Path(path)
+    payload = load_torch_file(path, "meltpot model file", ModelFileError)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a meltpot model file (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
     if payload.get("version") != VERSION:

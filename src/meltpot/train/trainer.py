@@ -37,6 +37,7 @@ import torch
 
 from ..errors import MeltpotError
 from ..model.batch import predict
+from ..model.modelfile import load_torch_file
 from ..seeds import derive_seed
 from .settings import TrainSettings
 
@@ -432,13 +433,7 @@ class Trainer:
     @staticmethod
     def read_checkpoint(path) -> dict:
         path = Path(path)
-        if not path.exists():
-            raise TrainingError(f"checkpoint {path} does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises several types for broken files
-            raise TrainingError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                                f"{type(exc).__name__}") from exc
+        state = load_torch_file(path, "checkpoint", TrainingError)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise TrainingError(f"{path}: not a meltpot training checkpoint")
         if state.get("version") != CHECKPOINT_VERSION:
