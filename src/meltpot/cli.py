@@ -479,6 +479,89 @@ def cmd_manifest(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- select
+def cmd_select_path(args) -> int:
+    """λ path (GL → AGL → retrain) from a trained dense model; resumes in --out-dir."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from .config import load_config
+    from .data.splits import read_splits
+    from .descriptors.cache import DescriptorCache, read_index
+    from .manifest import write_json
+    from .model.modelfile import check_featureset, load_model
+    from .seeds import derive_seed
+    from .selection.path import SelectionSettings, choose, lambda_path
+    from .selection.plots import plot_path
+    from .train.data import EnergyDataset
+    from .train.settings import TrainSettings
+
+    cfg = load_config(args.config)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    sc = cfg["selection"]
+    names = {f.name for f in dataclasses.fields(SelectionSettings)}
+    sel = SelectionSettings(**{k: v for k, v in sc.items() if k in names})
+    tcfg = cfg["training"]
+    settings = TrainSettings.from_config(tcfg, progress=False, log_every=10**9,
+                                         **({} if tcfg.get("seed") is not None
+                                            else {"seed": derive_seed(cfg["seed"], "select")}))
+    index = read_index(args.index)
+    splits = read_splits(args.splits)
+    with DescriptorCache(args.cache) as cache:
+        check_featureset(model, cache.info()["featureset_hash"], what=f"the descriptors in {args.cache}",
+                         source=str(args.model))
+        ids = {n: splits.loc[splits["split"] == n, "frame_id"].to_numpy(np.int64) for n in ("train", "validation")}
+        if ids["train"].size == 0 or ids["validation"].size == 0:
+            raise MeltpotError(f"{args.splits}: feature selection needs training and validation frames")
+        train = EnergyDataset(cache, index, ids["train"])
+        val = EnergyDataset(cache, index, ids["validation"])
+    out = Path(args.out_dir)
+    table = lambda_path(model, train, val, settings, sel, out_dir=out, units=getattr(model, "units", "metal"))
+    row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
+    keep = json.loads(row["kept"])
+    labels = {el: model.featureset.labels(el) for el in model.elements}
+    model.featureset.subset(keep, name=f"{model.featureset.name}-agl{int(row['n_total'])}").save(out / "selected_featureset.yaml")
+    write_json(out / "chosen.json", {
+        "rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
+                 else f"smallest set within {sc['tolerance']:.0%} of the dense validation RMSE"),
+        "step": int(row["step"]), "lambda": float(row["lambda"]), "n_features": int(row["n_total"]),
+        "kept": keep, "kept_labels": {el: [labels[el][j] for j in idx] for el, idx in keep.items()},
+        "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),
+        "model": str(out / f"lambda_{int(row['step']):02d}" / "retrained.pt")})
+    unit, scale = ("meV/atom", 1000.0) if getattr(model, "units", "metal") == "metal" else ("10⁻³ ε/atom", 1000.0)
+    plot_path(table, labels, out / "path.png", unit=unit, scale=scale, chosen=float(row["lambda"]))
+    print(f"{out}: {len(table)} λ values; chosen λ = {row['lambda']:.4g} with {int(row['n_total'])} features "
+          f"({keep}), validation RMSE {row['val_rmse_retrained'] * scale:.4g} {unit} "
+          f"(dense {row['val_rmse_dense'] * scale:.4g})")
+    return 0
+
+
+def cmd_select_filter(args) -> int:
+    """Unsupervised filter baseline (Pearson, CUR, FPS) on the training rows of the cache."""
+    from .data.splits import read_splits
+    from .descriptors.cache import DescriptorCache
+    from .manifest import write_json
+    from .selection.filters import filtered_featureset, select_per_element
+
+    splits = read_splits(args.splits)
+    train = splits.loc[splits["split"] == "train", "frame_id"].to_numpy()
+    with DescriptorCache(args.cache) as cache:
+        fs = cache.featureset()
+        sel = select_per_element(cache, args.method, args.n_features, frame_ids=train, max_rows=args.max_rows,
+                                 seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    filtered_featureset(fs, sel, name=f"{fs.name}-{args.method}{args.n_features}").save(out)
+    write_json(out.with_suffix(".json"), {"method": args.method, "n_features": args.n_features, "selected": sel,
+                                          "labels": {el: [fs.labels(el)[j] for j in idx] for el, idx in sel.items()}})
+    print(f"{out}: {args.method} kept {sel}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meltpot", description=__doc__.splitlines()[0])
@@ -616,6 +699,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    se = sub.add_parser("select", help="feature selection")
+    ssub = se.add_subparsers(dest="select_command", required=True)
+    sp_ = ssub.add_parser("path", help="λ path: Group Lasso → Adaptive Group Lasso → retraining (resumes)")
+    sp_.add_argument("config")
+    sp_.add_argument("--model", required=True, help="the trained dense model (meltpot train)")
+    sp_.add_argument("--cache", required=True)
+    sp_.add_argument("--index", required=True)
+    sp_.add_argument("--splits", required=True)
+    sp_.add_argument("--out-dir", required=True, help="per-λ models and metrics, path.csv, chosen.json, path.png")
+    sp_.add_argument("--threads", type=int)
+    sp_.set_defaults(func=cmd_select_path)
+    sf = ssub.add_parser("filter", help="unsupervised filter baseline: pearson, cur or fps at a feature count")
+    sf.add_argument("--cache", required=True)
+    sf.add_argument("--splits", required=True, help="the filter runs on the training rows")
+    sf.add_argument("--method", required=True, help="pearson, cur or fps")
+    sf.add_argument("--n-features", type=int, required=True, help="features kept per element")
+    sf.add_argument("--max-rows", type=int, default=20000, help="row subsample (atoms) per element")
+    sf.add_argument("--seed", type=int, default=0)
+    sf.add_argument("--out", required=True, help="the filtered feature set (YAML); selections in .json beside it")
+    sf.set_defaults(func=cmd_select_filter)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

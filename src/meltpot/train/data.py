@@ -63,8 +63,45 @@ class EnergyDataset:
         if not torch.equal(self.counts.sum(1).long(), self.n_atoms):
             raise MeltpotError(f"descriptor cache {cache.path} and the dataset index disagree on atom counts")
 
+    @classmethod
+    def from_arrays(cls, elements, G: list, frame_of_row: list, energy, dtype=torch.float64,
+                    device="cpu", state_id=None, phase=None) -> "EnergyDataset":
+        """A dataset from plain arrays (synthetic problems, appended noise features):
+        ``G[k]`` (rows, F_k) of element k, ``frame_of_row[k]`` (rows,) frame positions 0..n−1,
+        ``energy`` (n,) total energies."""
+        self = cls.__new__(cls)
+        n = len(energy)
+        self.elements, self.dtype, self.device = list(elements), dtype, torch.device(device)
+        self.frame_ids = np.arange(n)
+        self.energy = torch.as_tensor(np.asarray(energy, dtype=float), dtype=dtype, device=self.device)
+        self.state_id = np.asarray(state_id if state_id is not None else ["synthetic"] * n)
+        self.phase = np.asarray(phase if phase is not None else ["synthetic"] * n)
+        self.G, self.row_start, self.row_count = [], [], []
+        counts = np.zeros((n, len(self.elements)), dtype=np.int64)
+        for k in range(len(self.elements)):
+            pos = np.asarray(frame_of_row[k], dtype=np.int64)
+            order = np.argsort(pos, kind="stable")
+            cnt = np.bincount(pos, minlength=n)
+            counts[:, k] = cnt
+            self.G.append(torch.as_tensor(np.asarray(G[k])[order], dtype=dtype, device=self.device))
+            self.row_count.append(torch.as_tensor(cnt, device=self.device))
+            self.row_start.append(torch.as_tensor(np.cumsum(cnt) - cnt, device=self.device))
+        self.counts = torch.as_tensor(counts, dtype=dtype, device=self.device)
+        self.n_atoms = torch.as_tensor(counts.sum(1), device=self.device)
+        return self
+
     def __len__(self) -> int:
         return len(self.frame_ids)
+
+    def select_features(self, keep: dict) -> "EnergyDataset":
+        """A view with only the feature columns ``keep[element]`` (indices into the cached
+        feature set, kept in the given order), for a model whose input layer was shrunk."""
+        import copy
+
+        view = copy.copy(self)
+        view.G = [g[:, torch.as_tensor(list(keep[el]), dtype=torch.long, device=self.device)]
+                  for g, el in zip(self.G, self.elements)]
+        return view
 
     def _rows(self, k: int, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of element k for the frames ``batch`` (positions), and each row's batch slot."""

@@ -1,0 +1,138 @@
+"""Group-lasso feature selection for HDNNPs (thesis §2.4.2, §5.2.3; Dinh & Ho 2020).
+
+Groups: for each element network, the column of first-layer weights that belongs to one
+input feature, w_kj ∈ R^H (k: element, j: feature). Objectives (per element, M_k features):
+
+* Group Lasso (GL):            L(W) + (λ / M_k) Σ_j ‖w_kj‖
+* Adaptive Group Lasso (AGL):  L(W) + (λ / M_k) Σ_j ‖w_kj‖ / ‖ŵ_kj‖^γ,  ŵ: the GL solution at λ
+
+The non-smooth penalty is handled by a proximal step after every optimiser step — group
+soft-thresholding ``w_j ← w_j · max(0, 1 − lr·s_j / ‖w_j‖)`` with strength s_j (the exact
+proximal operator of lr·s_j‖·‖; exact proximal gradient for SGD, the paper's heuristic after
+AdamW). Removed features are tracked by explicit boolean masks (a feature zeroed by GL has
+an infinite adaptive weight; we mask it rather than divide by zero) and their columns are
+held at exact zeros. :func:`shrink_model` then drops them from the input layer, so the
+retrained model (and LAMMPS) computes only the kept features.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..model.hdnnp import HDNNP
+
+
+def input_weights(model: HDNNP) -> list[torch.Tensor]:
+    """First-layer weight matrices (H, F_k) per element (the parameters themselves)."""
+    return [net.input_layer.weight for net in model.nets]
+
+
+def group_norms(model: HDNNP) -> list[torch.Tensor]:
+    """‖w_kj‖ per element k: tensors (F_k,) of the Euclidean norms of the input columns."""
+    return [w.detach().norm(dim=0) for w in input_weights(model)]
+
+
+def prox_group(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Group soft-thresholding of the columns of ``weight`` (H, F) by ``threshold`` (F,):
+    argmin_v ½‖v − w_j‖² + t_j‖v‖ = w_j · max(0, 1 − t_j/‖w_j‖)."""
+    norms = weight.norm(dim=0)
+    scale = torch.clamp(1.0 - threshold / torch.clamp(norms, min=torch.finfo(weight.dtype).tiny), min=0.0)
+    return weight * scale
+
+
+class GroupPenalty:
+    """Per-group strengths s_kj and masks; the penalty value and the proximal step.
+
+    ``strengths``: per element, tensors (F_k,) of s_kj = λ/M_k (GL) or λ/(M_k ‖ŵ_kj‖^γ) (AGL).
+    ``masks``: per element, boolean tensors (F_k,), False = removed (held at zero).
+    """
+
+    def __init__(self, strengths: list[torch.Tensor], masks: list[torch.Tensor]):
+        self.strengths = [s.detach().clone() for s in strengths]
+        self.masks = [m.detach().clone().bool() for m in masks]
+
+    @classmethod
+    def group_lasso(cls, model: HDNNP, lam: float, masks=None) -> "GroupPenalty":
+        """GL strengths λ/M_k for every group."""
+        ws = input_weights(model)
+        masks = masks if masks is not None else [torch.ones(w.shape[1], dtype=torch.bool) for w in ws]
+        return cls([torch.full((w.shape[1],), lam / w.shape[1], dtype=w.dtype) for w in ws], masks)
+
+    @classmethod
+    def adaptive(cls, model: HDNNP, lam: float, reference_norms: list[torch.Tensor], gamma: float = 1.0,
+                 masks=None) -> "GroupPenalty":
+        """AGL strengths λ/(M_k ‖ŵ_kj‖^γ); groups with ‖ŵ_kj‖ = 0 (or already masked) are masked."""
+        ws = input_weights(model)
+        strengths, new_masks = [], []
+        for k, (w, ref) in enumerate(zip(ws, reference_norms)):
+            alive = ref > 0
+            if masks is not None:
+                alive = alive & masks[k].to(alive.device)
+            safe = torch.where(alive, ref, torch.ones_like(ref))
+            strengths.append(torch.where(alive, lam / w.shape[1] / safe ** gamma, torch.zeros_like(ref)))
+            new_masks.append(alive)
+        return cls(strengths, new_masks)
+
+    def value(self, model: HDNNP) -> torch.Tensor:
+        """Σ_k Σ_j s_kj ‖w_kj‖ (masked groups are zero)."""
+        total = 0.0
+        for w, s, m in zip(input_weights(model), self.strengths, self.masks):
+            norms = w.norm(dim=0)
+            total = total + (s.to(w) * norms * m.to(w)).sum()
+        return torch.as_tensor(total)
+
+    @torch.no_grad()
+    def prox(self, model: HDNNP, lr: float) -> None:
+        """The proximal step after an optimiser step with learning rate ``lr`` (in place)."""
+        for w, s, m in zip(input_weights(model), self.strengths, self.masks):
+            w.copy_(prox_group(w, lr * s.to(w)) * m.to(w))
+
+    def __call__(self, model: HDNNP, lr: float) -> None:  # the Trainer's after_step hook
+        self.prox(model, lr)
+
+    def monitor(self, model: HDNNP, val_metrics: dict) -> float:
+        """Penalised validation objective: validation loss + penalty (early stopping)."""
+        with torch.no_grad():
+            return float(val_metrics["loss"]) + float(self.value(model))
+
+
+def selected(model: HDNNP, masks=None, tol: float = 0.0) -> dict[str, list[int]]:
+    """Indices of the features whose group norm is above ``tol`` (and not masked), per element."""
+    out = {}
+    for k, (el, norms) in enumerate(zip(model.elements, group_norms(model))):
+        alive = norms > tol
+        if masks is not None:
+            alive = alive & masks[k].to(alive.device)
+        out[el] = torch.nonzero(alive).squeeze(-1).tolist()
+    return out
+
+
+def shrink_model(model: HDNNP, keep: dict[str, list[int]]) -> HDNNP:
+    """A copy of ``model`` whose input layers take only the features ``keep[el]`` (in order).
+
+    Feature set, scaling and first-layer weights are sliced; every other weight is copied.
+    Predictions are unchanged when the dropped columns are zero.
+    """
+    fs = model.featureset.subset(keep, name=f"{model.featureset.name}-{sum(map(len, keep.values()))}f")
+    for el in model.elements:
+        if not keep[el]:
+            raise ValueError(f"cannot shrink: no feature left for element {el}")
+    small = HDNNP(fs, hidden=model.hidden, activation=model.activation)
+    small.units = getattr(model, "units", "metal")
+    small.metadata = copy.deepcopy(getattr(model, "metadata", {}))
+    with torch.no_grad():
+        small.reference_energy.copy_(model.reference_energy)
+        for k, el in enumerate(model.elements):
+            idx = torch.as_tensor(sorted(keep[el]), dtype=torch.long)
+            f = len(idx)
+            small.feature_mean[k, :f] = model.feature_mean[k, idx]
+            small.feature_std[k, :f] = model.feature_std[k, idx]
+            src, dst = model.nets[k], small.nets[k]
+            dst.layers[0].weight.copy_(src.layers[0].weight[:, idx])
+            dst.layers[0].bias.copy_(src.layers[0].bias)
+            for a, b in zip(src.layers[1:], dst.layers[1:]):
+                b.weight.copy_(a.weight)
+                b.bias.copy_(a.bias)
+    return small

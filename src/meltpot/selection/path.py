@@ -1,0 +1,173 @@
+"""The λ path: for each λ, Group Lasso → Adaptive Group Lasso → unpenalised retraining.
+
+For each λ (a user list, or a geometric sequence from ``lambda_start`` multiplied by
+``lambda_factor`` until no feature survives — LassoNet-style):
+
+1. GL training with proximal steps, early-stopped on the penalised validation objective;
+2. adaptive strengths 1/‖ŵ‖^γ from the GL solution (zeroed groups masked), AGL training from
+   the GL weights, same early stopping; features with non-zero group norm are kept;
+3. the model is shrunk to the kept features and retrained without penalty (the penalty
+   biases the kept weights); validation RMSE is recorded before and after retraining.
+
+Warm starts: λ_{i+1} starts from the AGL solution at λ_i with its masks (a monotone path);
+``warm_start=False`` restarts every λ from the dense model (the thesis's cold start). With
+``out_dir`` every λ's models and metrics are written, and a rerun resumes after the last
+completed λ.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..model.modelfile import load_model, save_model
+from ..train.settings import TrainSettings
+from ..train.trainer import Trainer
+from .group_lasso import GroupPenalty, group_norms, selected, shrink_model
+
+log = logging.getLogger("meltpot.select")
+
+
+@dataclass
+class SelectionSettings:
+    """Settings of the λ path (epochs are caps; early stopping usually ends sooner)."""
+
+    lambdas: list[float] | None = None
+    lambda_start: float | None = None       # None: penalty ≈ start_ratio × loss of the dense model
+    start_ratio: float = 0.01
+    lambda_factor: float = 2.0
+    max_lambdas: int = 30
+    gamma: float = 1.0
+    gl_epochs: int = 1000                   # thesis caps: 1000 (GL), 10 000 (AGL)
+    agl_epochs: int = 10000
+    retrain_epochs: int | None = None       # None: the training settings' max_epochs
+    warm_start: bool = True
+    tol: float = 0.0                        # group norms ≤ tol count as removed
+    extra: dict = field(default_factory=dict)
+
+
+def _evaluate(model, data, settings: TrainSettings) -> dict:
+    return Trainer(model, settings, data, data).evaluate(data)
+
+
+def default_lambda_start(model, train, val, settings: TrainSettings, ratio: float) -> float:
+    """λ whose GL penalty equals ``ratio`` × the dense model's validation loss."""
+    loss = float(_evaluate(model, val, settings)["loss"])
+    per_el = [float(n.sum()) / n.numel() for n in group_norms(model)]   # Σ‖w_j‖ / M_k
+    return ratio * loss / max(sum(per_el), 1e-300)
+
+
+def run_lambda(model, lam: float, train, val, train_settings: TrainSettings, sel: SelectionSettings,
+               masks=None) -> dict:
+    """GL → AGL → retraining at one λ (see module docstring). Returns models and metrics."""
+    gl = copy.deepcopy(model)
+    pen = GroupPenalty.group_lasso(gl, lam, masks=masks)
+    pen.prox(gl, 0.0)  # apply the masks before training
+    Trainer(gl, train_settings.replace(max_epochs=sel.gl_epochs), train, val,
+            monitor=pen.monitor, after_step=pen).fit()
+    ref = group_norms(gl)
+    agl = copy.deepcopy(gl)
+    apen = GroupPenalty.adaptive(agl, lam, [torch.where(r > sel.tol, r, torch.zeros_like(r)) for r in ref],
+                                 gamma=sel.gamma, masks=pen.masks)
+    apen.prox(agl, 0.0)
+    Trainer(agl, train_settings.replace(max_epochs=sel.agl_epochs), train, val,
+            monitor=apen.monitor, after_step=apen).fit()
+    keep = selected(agl, apen.masks, tol=sel.tol)
+    penalised = _evaluate(agl, val, train_settings)
+    result = {"lambda": lam, "keep": keep, "n_kept": {el: len(v) for el, v in keep.items()},
+              "gl_norms": {el: n.tolist() for el, n in zip(gl.elements, ref)},
+              "agl_norms": {el: n.tolist() for el, n in zip(agl.elements, group_norms(agl))},
+              "val_rmse_penalised": float(penalised["energy_rmse"]), "gl_model": gl, "agl_model": agl,
+              "masks": [m & (n > sel.tol) for m, n in zip(apen.masks, group_norms(agl))]}
+    if all(keep.values()):
+        small = shrink_model(agl, keep)
+        tr, va = train.select_features(keep), val.select_features(keep)
+        epochs = sel.retrain_epochs or train_settings.max_epochs
+        Trainer(small, train_settings.replace(max_epochs=epochs), tr, va).fit()
+        result["retrained_model"] = small
+        result["val_rmse_retrained"] = float(_evaluate(small, va, train_settings)["energy_rmse"])
+    else:
+        result["retrained_model"] = None
+        result["val_rmse_retrained"] = float("nan")
+    return result
+
+
+def _summary(res: dict) -> dict:
+    return {k: v for k, v in res.items() if not k.endswith("_model") and k != "masks"}
+
+
+def lambda_path(model, train, val, train_settings: TrainSettings, sel: SelectionSettings,
+                out_dir: str | Path | None = None, units: str = "metal") -> pd.DataFrame:
+    """Run the λ path from a trained dense ``model``; one row per λ (see module docstring)."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    dense_val = float(_evaluate(model, val, train_settings)["energy_rmse"])
+    if sel.lambdas:
+        lambdas = list(sel.lambdas)
+    else:
+        lam0 = sel.lambda_start or default_lambda_start(model, train, val, train_settings, sel.start_ratio)
+        lambdas = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
+    rows, current, masks = [], model, None
+    for i, lam in enumerate(lambdas):
+        step_dir = out / f"lambda_{i:02d}" if out is not None else None
+        done = step_dir is not None and (step_dir / "result.json").exists()
+        if done:  # resume: reuse the finished λ
+            summary = json.loads((step_dir / "result.json").read_text())
+            agl = load_model(step_dir / "agl.pt")
+            masks = [torch.tensor(np.asarray(m, dtype=bool)) for m in summary["masks"]]
+            log.info("λ %d = %.4g: reused %s", i, lam, step_dir)
+        else:
+            start = current if sel.warm_start else model
+            res = run_lambda(start, lam, train, val, train_settings, sel, masks=masks if sel.warm_start else None)
+            agl, masks = res["agl_model"], res["masks"]
+            summary = _summary(res)
+            summary["masks"] = [m.tolist() for m in masks]
+            if step_dir is not None:
+                step_dir.mkdir(parents=True, exist_ok=True)
+                save_model(res["gl_model"], step_dir / "gl.pt", units=units)
+                save_model(agl, step_dir / "agl.pt", units=units)
+                if res["retrained_model"] is not None:
+                    save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
+                (step_dir / "result.json").write_text(json.dumps(summary, indent=1))
+            log.info("λ %d = %.4g: kept %s, val RMSE penalised %.4g, retrained %.4g", i, lam,
+                     summary["n_kept"], summary["val_rmse_penalised"], summary["val_rmse_retrained"])
+        row = {"step": i, "lambda": lam, **{f"n_{el}": n for el, n in summary["n_kept"].items()},
+               "n_total": sum(summary["n_kept"].values()), "val_rmse_dense": dense_val,
+               "val_rmse_penalised": summary["val_rmse_penalised"],
+               "val_rmse_retrained": summary["val_rmse_retrained"],
+               "kept": json.dumps(summary["keep"])}
+        for el, norms in summary["agl_norms"].items():
+            row.update({f"norm_{el}_{j}": v for j, v in enumerate(norms)})
+        rows.append(row)
+        current = agl
+        if any(n == 0 for n in summary["n_kept"].values()):
+            break
+    table = pd.DataFrame(rows)
+    if out is not None:
+        table.to_csv(out / "path.csv", index=False)
+        (out / "settings.json").write_text(json.dumps(asdict(sel), indent=1, default=str))
+    return table
+
+
+def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = None,
+           n_features: int | None = None) -> pd.Series:
+    """The chosen λ: by default the smallest feature set whose retrained validation RMSE is
+    within ``tolerance`` (relative) of the dense model's; or the row of a given λ or the
+    largest set with at most ``n_features`` features."""
+    ok = table[np.isfinite(table["val_rmse_retrained"])]
+    if lam is not None:
+        return table.iloc[int(np.argmin(np.abs(np.log(table["lambda"] / lam))))]
+    if n_features is not None:
+        cand = ok[ok["n_total"] <= n_features]
+        return cand.sort_values(["n_total", "val_rmse_retrained"], ascending=[False, True]).iloc[0]
+    within = ok[ok["val_rmse_retrained"] <= (1 + tolerance) * ok["val_rmse_dense"]]
+    pool = within if len(within) else ok
+    return pool.sort_values(["n_total", "val_rmse_retrained"]).iloc[0]

@@ -1,0 +1,117 @@
+"""Group-lasso selection: proximal operator, masks, shrinking, the λ path on a synthetic problem."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from meltpot.descriptors.featureset import FeatureSet, SymmetryFunction
+from meltpot.model import HDNNP
+from meltpot.selection.group_lasso import GroupPenalty, group_norms, prox_group, selected, shrink_model
+from meltpot.selection.path import SelectionSettings, choose, lambda_path
+from meltpot.train.data import EnergyDataset
+from meltpot.train.settings import TrainSettings
+from meltpot.train.trainer import Trainer, prepare_model
+
+
+def test_prox_is_the_minimiser_of_the_group_penalised_quadratic():
+    """argmin_v ½‖v − w‖² + t‖v‖: KKT conditions of the exact solution, column by column."""
+    rng = np.random.default_rng(0)
+    w = torch.tensor(rng.normal(size=(6, 40)))
+    t = torch.tensor(rng.uniform(0, 4, 40))
+    v = prox_group(w, t)
+    for j in range(40):
+        wj, vj, tj = w[:, j], v[:, j], float(t[j])
+        if float(wj.norm()) <= tj:
+            assert torch.all(vj == 0)                      # 0 ∈ ∂: ‖w‖ ≤ t
+        else:
+            # stationarity: v − w + t v/‖v‖ = 0, i.e. v = w (1 − t/‖w‖)
+            torch.testing.assert_close(vj - wj + tj * vj / vj.norm(), torch.zeros(6, dtype=w.dtype),
+                                       atol=1e-12, rtol=0)
+    # and it is no worse than nearby points (objective check)
+    obj = lambda x, j: 0.5 * ((x - w[:, j]) ** 2).sum() + t[j] * x.norm()  # noqa: E731
+    for j in range(5):
+        for _ in range(20):
+            other = v[:, j] + 1e-3 * torch.tensor(rng.normal(size=6))
+            assert obj(v[:, j], j) <= obj(other, j) + 1e-15
+
+
+FS = FeatureSet.from_generic([SymmetryFunction("radial", eta=e, rc=5.0) for e in (0.1, 0.5, 1.0, 2.0)], ["Al"])
+
+
+def synthetic(n_frames, rng, atoms=8):
+    """E_atom = sin(2 G0) + ½ G1²; G2 and G3 are pure noise with no effect on the target."""
+    G = rng.uniform(0, 1, (n_frames * atoms, 4))
+    frame = np.repeat(np.arange(n_frames), atoms)
+    energy = np.bincount(frame, weights=np.sin(2 * G[:, 0]) + 0.5 * G[:, 1] ** 2)
+    return EnergyDataset.from_arrays(["Al"], [G], [frame], energy)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(1)
+    train, val = synthetic(240, rng), synthetic(60, rng)
+    model = HDNNP(FS, hidden=(8, 8))
+    prepare_model(model, None, train, seed=2)
+    settings = TrainSettings(max_epochs=150, batch_size=32, patience=25, progress=False, log_every=10_000)
+    Trainer(model, settings, train, val).fit()
+    return model, train, val, settings
+
+
+def test_masks_stay_exact_zeros_through_training(problem):
+    model, train, val, settings = problem
+    m = HDNNP(FS, hidden=(8, 8))
+    m.load_state_dict(model.state_dict())
+    masks = [torch.tensor([True, True, False, True])]
+    pen = GroupPenalty.group_lasso(m, 1e-4, masks=masks)
+    pen.prox(m, 0.0)
+    Trainer(m, settings.replace(max_epochs=10), train, val, monitor=pen.monitor, after_step=pen).fit()
+    assert torch.all(m.nets[0].input_layer.weight[:, 2] == 0)
+    assert selected(m, pen.masks)["Al"] == [0, 1, 3]
+
+
+def test_shrinking_the_input_layer_keeps_predictions(problem):
+    model, train, val, _ = problem
+    m = HDNNP(FS, hidden=(8, 8))
+    m.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        m.nets[0].input_layer.weight[:, [1, 3]] = 0.0
+    small = shrink_model(m, {"Al": [0, 2]})
+    assert small.n_features == [2] and small.featureset.labels("Al") == [FS.labels("Al")[i] for i in (0, 2)]
+    view = val.select_features({"Al": [0, 2]})
+    torch.testing.assert_close(small_pred := view.predict(small), val.predict(m), rtol=0, atol=1e-12)
+    assert small_pred.shape == (len(val),)
+
+
+def test_agl_path_removes_the_noise_features_and_resumes(problem, tmp_path):
+    model, train, val, settings = problem
+    sel = SelectionSettings(gl_epochs=80, agl_epochs=80, retrain_epochs=80, lambda_factor=4.0, max_lambdas=14)
+    table = lambda_path(model, train, val, settings, sel, out_dir=tmp_path / "path")
+    assert table["n_total"].is_monotonic_decreasing and table["n_total"].iloc[-1] == 0  # 4 → 0 features
+    two = table[table["n_total"] == 2]
+    assert len(two) and all(json.loads(k)["Al"] == [0, 1] for k in two["kept"])       # only noise removed
+    # the informative features outlive the noise features along the path
+    last_noise = table[table["kept"].map(lambda k: bool({2, 3} & set(json.loads(k)["Al"])))]["lambda"].max()
+    assert table[table["n_total"] > 0]["lambda"].max() > last_noise
+    # after retraining, the 2-feature model is as good as the dense one
+    best = choose(table, tolerance=0.25)
+    assert json.loads(best["kept"])["Al"] == [0, 1]
+    assert best["val_rmse_retrained"] <= 1.25 * best["val_rmse_dense"]
+    for sub in ("gl.pt", "agl.pt", "result.json"):
+        assert (tmp_path / "path" / "lambda_00" / sub).exists()
+    # a rerun reuses every finished λ (no retraining: result files untouched)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "path").rglob("result.json")}
+    again = lambda_path(model, train, val, settings, sel, out_dir=tmp_path / "path")
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert again["n_total"].tolist() == table["n_total"].tolist()
+
+
+def test_choose_rules():
+    import pandas as pd
+
+    t = pd.DataFrame({"lambda": [1e-3, 2e-3, 4e-3, 8e-3], "n_total": [10, 7, 4, 0],
+                      "val_rmse_dense": [1.0] * 4, "val_rmse_retrained": [0.98, 1.03, 1.4, np.nan]})
+    assert choose(t, tolerance=0.05)["n_total"] == 7
+    assert choose(t, n_features=5)["n_total"] == 4
+    assert choose(t, lam=1.1e-3)["n_total"] == 10
