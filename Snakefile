@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/select.smk"
 
 
 rule all:
@@ -17,4 +18,5 @@ rule all:
         f"{RUN}/dataset/splits.parquet",
         DESCRIPTORS,
         f"{RUN}/evaluation/dense/metrics.json",
+        f"{RUN}/selection/comparison/comparison.csv",
         f"{RUN}/manifest.json",

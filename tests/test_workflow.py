@@ -121,6 +121,15 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert np.isfinite(test["force_rmse"]) and test["energy_positions_vs_cache"] < 1e-9
     for png in ("parity_energy.png", "learning_curve.png"):
         assert (run / "evaluation" / "dense" / png).stat().st_size > 5000
+    # feature selection: a λ path, filter baselines at the AGL count, the multi-seed comparison
+    path = pd.read_csv(run / "selection" / "agl" / "path.csv")
+    assert len(path) >= 1 and path["n_total"].is_monotonic_decreasing and path["lambda"].is_monotonic_increasing
+    chosen = json.loads((run / "selection" / "agl" / "chosen.json").read_text())
+    comparison = pd.read_csv(run / "selection" / "comparison" / "comparison.csv").set_index("set")
+    assert list(comparison.index) == ["full", "agl", "pearson", "cur"]
+    assert comparison.loc["full", "n_features"] == 22 and comparison.loc["agl", "n_features"] == chosen["n_features"]
+    assert comparison.loc["pearson", "n_features"] == comparison.loc["cur", "n_features"] == chosen["n_features"]
+    assert np.isfinite(comparison["test_rmse_mean"]).all() and (comparison["seeds"] == 2).all()
     # a second invocation has nothing to do
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

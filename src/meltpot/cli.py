@@ -549,16 +549,69 @@ def cmd_select_filter(args) -> int:
 
     splits = read_splits(args.splits)
     train = splits.loc[splits["split"] == "train", "frame_id"].to_numpy()
+    if (args.n_features is None) == (args.match is None):
+        raise MeltpotError("give either --n-features or --match (a chosen.json of `meltpot select path`)")
+    n_features = args.n_features
+    if args.match:
+        n_features = {el: len(v) for el, v in json.loads(Path(args.match).read_text())["kept"].items()}
     with DescriptorCache(args.cache) as cache:
         fs = cache.featureset()
-        sel = select_per_element(cache, args.method, args.n_features, frame_ids=train, max_rows=args.max_rows,
+        sel = select_per_element(cache, args.method, n_features, frame_ids=train, max_rows=args.max_rows,
                                  seed=args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    filtered_featureset(fs, sel, name=f"{fs.name}-{args.method}{args.n_features}").save(out)
-    write_json(out.with_suffix(".json"), {"method": args.method, "n_features": args.n_features, "selected": sel,
+    n_total = sum(len(v) for v in sel.values())
+    filtered_featureset(fs, sel, name=f"{fs.name}-{args.method}{n_total}").save(out)
+    write_json(out.with_suffix(".json"), {"method": args.method, "n_features": n_features, "selected": sel,
                                           "labels": {el: [fs.labels(el)[j] for j in idx] for el, idx in sel.items()}})
     print(f"{out}: {args.method} kept {sel}")
+    return 0
+
+
+def cmd_select_compare(args) -> int:
+    """N seeds per feature set (full, AGL, filters): test RMSE mean ± std, kept-feature matrix."""
+    import numpy as np
+    import torch
+
+    from .config import load_config
+    from .data.splits import read_splits
+    from .descriptors.cache import DescriptorCache, read_index
+    from .descriptors.featureset import load_featureset
+    from .manifest import write_json
+    from .selection.compare import compare_sets, plot_kept_matrix, subset_indices
+    from .train.data import EnergyDataset
+    from .train.settings import TrainSettings
+
+    cfg = load_config(args.config)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = TrainSettings.from_config(cfg["training"], progress=False, log_every=10**9)
+    if args.max_epochs:
+        settings = settings.replace(max_epochs=args.max_epochs, restarts=None)
+    index = read_index(args.index)
+    splits = read_splits(args.splits)
+    ids = {n: splits.loc[splits["split"] == n, "frame_id"].to_numpy(np.int64) for n in ("train", "validation", "test")}
+    with DescriptorCache(args.cache) as cache:
+        full = cache.featureset()
+        stats = {el: cache.stats(el) for el in full.elements}
+        data = {n: EnergyDataset(cache, index, v) for n, v in ids.items()}
+    sets = {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
+    for spec in args.sets or []:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise MeltpotError(f"--sets takes NAME=featureset.yaml, got {spec!r}")
+        sets[name] = subset_indices(full, load_featureset(path), f"{path}")
+    table = compare_sets(sets, full, stats, data["train"], data["validation"], data["test"], settings,
+                         seeds=range(args.seeds), hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.drop(columns=["kept", "test_rmse_all"]).to_csv(out / "comparison.csv", index=False)
+    write_json(out / "comparison.json", {"seeds": args.seeds, "rows": table.to_dict(orient="records")})
+    plot_kept_matrix(sets, full, out / "kept_features.png")
+    scale, unit = 1000.0, ("meV/atom" if cfg["units"] == "metal" else "10⁻³ ε/atom")
+    for r in table.itertuples():
+        print(f"{r.set:>12s}: {r.n_features:3d} features ({r.n_angular} angular), test RMSE "
+              f"{r.test_rmse_mean * scale:.4g} ± {r.test_rmse_std * scale:.2g} {unit} over {r.seeds} seeds")
     return 0
 
 
@@ -715,11 +768,23 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--cache", required=True)
     sf.add_argument("--splits", required=True, help="the filter runs on the training rows")
     sf.add_argument("--method", required=True, help="pearson, cur or fps")
-    sf.add_argument("--n-features", type=int, required=True, help="features kept per element")
+    sf.add_argument("--n-features", type=int, help="features kept per element")
+    sf.add_argument("--match", help="chosen.json of `meltpot select path`: keep as many features per element")
     sf.add_argument("--max-rows", type=int, default=20000, help="row subsample (atoms) per element")
     sf.add_argument("--seed", type=int, default=0)
     sf.add_argument("--out", required=True, help="the filtered feature set (YAML); selections in .json beside it")
     sf.set_defaults(func=cmd_select_filter)
+    sc = ssub.add_parser("compare", help="train N seeds per feature set; test RMSE mean ± std (thesis tables C.4-C.6)")
+    sc.add_argument("config")
+    sc.add_argument("--cache", required=True)
+    sc.add_argument("--index", required=True)
+    sc.add_argument("--splits", required=True)
+    sc.add_argument("--sets", nargs="*", help="NAME=featureset.yaml (subsets of the cached set); 'full' is always included")
+    sc.add_argument("--seeds", type=int, default=4, help="initialisations per set (thesis: 4)")
+    sc.add_argument("--max-epochs", type=int, help="override training.max_epochs")
+    sc.add_argument("--threads", type=int)
+    sc.add_argument("--out-dir", required=True)
+    sc.set_defaults(func=cmd_select_compare)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

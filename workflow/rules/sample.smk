@@ -81,7 +81,8 @@ rule manifest:
     input:
         config=f"{RUN}/config.yaml",
         outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS,
-                               f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json"],
+                               f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json",
+                               f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"],
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ class SelectionSettings:
     """Settings of the λ path (epochs are caps; early stopping usually ends sooner)."""
 
     lambdas: list[float] | None = None
-    lambda_start: float | None = None       # None: penalty ≈ start_ratio × loss of the dense model
-    start_ratio: float = 0.01
+    lambda_start: float | None = None       # None: start_ratio × M·√H (see default_lambda_start)
+    start_ratio: float = 1e-3
     lambda_factor: float = 2.0
     max_lambdas: int = 30
     gamma: float = 1.0
@@ -50,18 +50,23 @@ class SelectionSettings:
     retrain_epochs: int | None = None       # None: the training settings' max_epochs
     warm_start: bool = True
     tol: float = 0.0                        # group norms ≤ tol count as removed
-    extra: dict = field(default_factory=dict)
 
 
 def _evaluate(model, data, settings: TrainSettings) -> dict:
     return Trainer(model, settings, data, data).evaluate(data)
 
 
-def default_lambda_start(model, train, val, settings: TrainSettings, ratio: float) -> float:
-    """λ whose GL penalty equals ``ratio`` × the dense model's validation loss."""
-    loss = float(_evaluate(model, val, settings)["loss"])
-    per_el = [float(n.sum()) / n.numel() for n in group_norms(model)]   # Σ‖w_j‖ / M_k
-    return ratio * loss / max(sum(per_el), 1e-300)
+def default_lambda_start(model, ratio: float) -> float:
+    """``ratio`` × M·√H, the λ scale at which groups are removed (M features, H first-layer
+    neurons; largest over elements).
+
+    With proximal steps after Adam(W), Adam's update moves each weight by about lr per step
+    whatever the loss scale, so a group of H weights is held up by about lr·√H·ρ (ρ ≤ 1: how
+    consistently the loss pulls on it) against the shrinkage lr·λ/M. Groups therefore die for
+    λ ≈ M√H·ρ: the path from ratio·M√H up to about M√H spans the selection, independently of
+    the units of the energies.
+    """
+    return ratio * max(w.shape[1] * w.shape[0] ** 0.5 for w in (net.input_layer.weight for net in model.nets))
 
 
 def run_lambda(model, lam: float, train, val, train_settings: TrainSettings, sel: SelectionSettings,
@@ -113,7 +118,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
     if sel.lambdas:
         lambdas = list(sel.lambdas)
     else:
-        lam0 = sel.lambda_start or default_lambda_start(model, train, val, train_settings, sel.start_ratio)
+        lam0 = sel.lambda_start or default_lambda_start(model, sel.start_ratio)
         lambdas = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
     rows, current, masks = [], model, None
     for i, lam in enumerate(lambdas):
@@ -160,14 +165,19 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
 def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = None,
            n_features: int | None = None) -> pd.Series:
     """The chosen λ: by default the smallest feature set whose retrained validation RMSE is
-    within ``tolerance`` (relative) of the dense model's; or the row of a given λ or the
-    largest set with at most ``n_features`` features."""
+    within ``tolerance`` (relative) of the better of the dense model and the retrained
+    full-size set; or the row of a given λ, or the largest set with at most ``n_features``."""
     ok = table[np.isfinite(table["val_rmse_retrained"])]
     if lam is not None:
         return table.iloc[int(np.argmin(np.abs(np.log(table["lambda"] / lam))))]
     if n_features is not None:
         cand = ok[ok["n_total"] <= n_features]
         return cand.sort_values(["n_total", "val_rmse_retrained"], ascending=[False, True]).iloc[0]
-    within = ok[ok["val_rmse_retrained"] <= (1 + tolerance) * ok["val_rmse_dense"]]
+    # reference: the dense model, or the full-size set after retraining if that is better (the
+    # retrained models get extra epochs; comparing them with a less-trained dense model would
+    # favour small sets)
+    full = ok[ok["n_total"] == ok["n_total"].max()]
+    reference = min(float(ok["val_rmse_dense"].iloc[0]), float(full["val_rmse_retrained"].min()))
+    within = ok[ok["val_rmse_retrained"] <= (1 + tolerance) * reference]
     pool = within if len(within) else ok
     return pool.sort_values(["n_total", "val_rmse_retrained"]).iloc[0]

@@ -1,0 +1,75 @@
+# Feature selection: the λ path from the dense model (GL → AGL → retraining; resumes from
+# the per-λ folders it keeps), filter baselines at the AGL set's feature count, and the final
+# multi-seed comparison of the full, AGL and filter sets on the test split.
+
+SELECT = f"{RUN}/selection"
+FILTERS = CFG["selection"]["filters"]
+
+
+rule select_path:
+    input:
+        config=run_config(),
+        model=f"{RUN}/models/dense.pt",
+        cache=DESCRIPTORS,
+        index=f"{RUN}/dataset/index.parquet",
+        splits=f"{RUN}/dataset/splits.parquet",
+    params:
+        cfg=config_slice("seed", "model", "training", "selection"),
+    output:
+        path=f"{SELECT}/agl/path.csv",
+        chosen=f"{SELECT}/agl/chosen.json",
+        featureset=f"{SELECT}/agl/selected_featureset.yaml",
+        plot=f"{SELECT}/agl/path.png",
+    log:
+        f"{RUN}/logs/select_path.log",
+    benchmark:
+        f"{RUN}/benchmarks/select_path.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    shell:
+        "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
+        " --splits {input.splits} --out-dir {SELECT}/agl --threads {threads} 2> {log}"
+
+
+rule select_filter:
+    input:
+        cache=DESCRIPTORS,
+        splits=f"{RUN}/dataset/splits.parquet",
+        chosen=f"{SELECT}/agl/chosen.json",
+    output:
+        f"{SELECT}/filters/{{method}}.yaml",
+    wildcard_constraints:
+        method="pearson|cur|fps",
+    log:
+        f"{RUN}/logs/select_filter_{{method}}.log",
+    shell:
+        "meltpot select filter --cache {input.cache} --splits {input.splits} --method {wildcards.method}"
+        " --match {input.chosen} --out {output} 2> {log}"
+
+
+rule select_compare:
+    input:
+        config=run_config(),
+        cache=DESCRIPTORS,
+        index=f"{RUN}/dataset/index.parquet",
+        splits=f"{RUN}/dataset/splits.parquet",
+        agl=f"{SELECT}/agl/selected_featureset.yaml",
+        filters=expand(f"{SELECT}/filters/{{method}}.yaml", method=FILTERS),
+    params:
+        cfg=config_slice("seed", "model", "training", "selection"),
+        sets=lambda wc, input: " ".join([f"agl={input.agl}"] + [f"{m}={f}" for m, f in zip(FILTERS, input.filters)]),
+        epochs=f"--max-epochs {CFG['selection']['compare_epochs']}" if CFG["selection"]["compare_epochs"] else "",
+    output:
+        table=f"{SELECT}/comparison/comparison.csv",
+        plot=f"{SELECT}/comparison/kept_features.png",
+    log:
+        f"{RUN}/logs/select_compare.log",
+    benchmark:
+        f"{RUN}/benchmarks/select_compare.tsv"
+    threads: 1
+    shell:
+        "meltpot select compare {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
+        " --sets {params.sets} --seeds {CFG[selection][compare_seeds]} {params.epochs} --threads {threads}"
+        " --out-dir {SELECT}/comparison 2> {log}"
