@@ -116,3 +116,6 @@ def test_choose_rules():
     assert choose(t, tolerance=0.05)["n_total"] == 7
     assert choose(t, n_features=5)["n_total"] == 4
     assert choose(t, lam=1.1e-3)["n_total"] == 10
+    # nothing within the tolerance: the most accurate set, not the smallest
+    t["val_rmse_retrained"] = [1.2, 1.1, 1.4, np.nan]
+    assert choose(t, tolerance=0.05)["n_total"] == 7

@@ -179,5 +179,9 @@ def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = Non
     full = ok[ok["n_total"] == ok["n_total"].max()]
     reference = min(float(ok["val_rmse_dense"].iloc[0]), float(full["val_rmse_retrained"].min()))
     within = ok[ok["val_rmse_retrained"] <= (1 + tolerance) * reference]
-    pool = within if len(within) else ok
-    return pool.sort_values(["n_total", "val_rmse_retrained"]).iloc[0]
+    if len(within):
+        return within.sort_values(["n_total", "val_rmse_retrained"]).iloc[0]
+    # nothing within the tolerance (e.g. short retraining): the most accurate set, then the smaller
+    log.warning("no feature set is within %.0f%% of the reference validation RMSE; choosing the most accurate",
+                100 * tolerance)
+    return ok.sort_values(["val_rmse_retrained", "n_total"]).iloc[0]

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -16,7 +17,7 @@ def plot_path(table: pd.DataFrame, labels: dict, path, unit: str = "meV/atom", s
               chosen: float | None = None) -> None:
     """Three panels (thesis figs 5.3/5.5): (a) validation RMSE after the penalised stage and
     after retraining vs number of features, (b) AGL group norms vs λ, (c) kept features per λ."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.2), gridspec_kw={"width_ratios": [1, 1.25, 1]})
     ax = axes[0]
     ax.plot(table["n_total"], table["val_rmse_penalised"] * scale, "o", label="penalised (AGL)")
     ax.plot(table["n_total"], table["val_rmse_retrained"] * scale, "s", label="retrained")
@@ -32,10 +33,11 @@ def plot_path(table: pd.DataFrame, labels: dict, path, unit: str = "meV/atom", s
         lab = labels.get(el, [])
         ax.plot(table["lambda"], table[c], lw=1, label=lab[int(j)] if int(j) < len(lab) else c)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("λ")
     ax.set_ylabel("group norm ‖w_j‖ (AGL)")
-    if len(norm_cols) <= 24:
-        ax.legend(fontsize=5, ncol=2)
+    if len(norm_cols) <= 30:
+        ax.legend(fontsize=5, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if chosen is not None:
         ax.axvline(chosen, color="k", ls=":", lw=1)
     ax = axes[2]
