@@ -134,6 +134,15 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr
+    # a training setting changes: only training and what depends on it reruns, not sampling
+    changed = yaml.safe_load(TINY.read_text())
+    changed["training"]["max_epochs"] = 31
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(tmp_path / "changed.yaml"), "-n"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    planned = res.stdout + res.stderr
+    assert res.returncode == 0 and "rule train:" in planned and "rule select_path:" in planned
+    assert "rule sample:" not in planned and "rule descriptors:" not in planned
     # forcing the descriptor rule reuses the up-to-date cache (content key): not rewritten
     before = os.stat(h5)
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules",

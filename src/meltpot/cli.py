@@ -527,7 +527,8 @@ def cmd_select_path(args) -> int:
     model.featureset.subset(keep, name=f"{model.featureset.name}-agl{int(row['n_total'])}").save(out / "selected_featureset.yaml")
     write_json(out / "chosen.json", {
         "rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
-                 else f"smallest set within {sc['tolerance']:.0%} of the dense validation RMSE"),
+                 else f"smallest set within {sc['tolerance']:.0%} of the better of the dense model and the "
+                      "retrained full set (validation RMSE); else the most accurate"),
         "step": int(row["step"]), "lambda": float(row["lambda"]), "n_features": int(row["n_total"]),
         "kept": keep, "kept_labels": {el: [labels[el][j] for j in idx] for el, idx in keep.items()},
         "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),

@@ -45,17 +45,26 @@ RUN_CONFIG = f"{RUN}/config.yaml"
 
 def run_config():
     """The run's config file as a rule input, marked ancient: rewriting it (any key changed)
-    does not rerun a rule by itself; each rule reruns when its own slice changes (below)."""
+    does not rerun a rule by itself; each rule also takes its stage_config (below)."""
     return ancient(RUN_CONFIG)
 
 
-def config_slice(*keys):
-    """Hash of the config keys a rule depends on; given as a param, so Snakemake reruns
-    the rule (and what depends on it) exactly when one of them changes."""
-    import hashlib, json
+#: config keys each stage depends on
+STAGE_KEYS = {
+    "sampling": ("seed", "units", "elements", "reference", "md", "sampling"),
+    "imports": ("elements", "imports"),
+    "dataset": ("elements", "units", "validation"),
+    "split": ("seed", "split"),
+    "descriptors": ("elements", "descriptors"),
+    "training": ("seed", "model", "training"),
+    "selection": ("seed", "model", "training", "selection"),
+}
 
-    part = {k: CFG.get(k) for k in keys}
-    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+def stage_config(stage):
+    """The stage's slice of the config as a rule input: written by rule stage_config only when
+    that slice changes (its params), so a stage reruns exactly when its own keys change."""
+    return f"{RUN}/config/{stage}.yaml"
 
 
-SAMPLING_KEYS = ("seed", "units", "elements", "reference", "md", "sampling")
+

@@ -12,8 +12,7 @@ rule descriptors:
         index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
         featureset=FEATURESET_FILE,
-    params:
-        cfg=config_slice("elements", "descriptors"),
+        stage=stage_config("descriptors"),
     output:
         update(DESCRIPTORS),
     log:

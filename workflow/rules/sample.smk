@@ -10,11 +10,21 @@ rule run_config:
         Path(output[0]).write_text(params.text)
 
 
+rule stage_config:
+    output:
+        f"{RUN}/config/{{stage}}.yaml",
+    wildcard_constraints:
+        stage="|".join(STAGE_KEYS),
+    params:
+        text=lambda wc: yaml.safe_dump({k: CFG.get(k) for k in STAGE_KEYS[wc.stage]}, sort_keys=True),
+    run:
+        Path(output[0]).write_text(params.text)
+
+
 rule sample:
     input:
-        run_config(),
-    params:
-        cfg=config_slice(*SAMPLING_KEYS),
+        config=run_config(),
+        stage=stage_config("sampling"),
     output:
         frames=f"{RUN}/frames/{{unit}}.extxyz",
         summary=f"{RUN}/frames/{{unit}}.summary.json",
@@ -29,29 +39,27 @@ rule sample:
         mem_mb=2000,
         runtime=60,
     shell:
-        "OMP_NUM_THREADS=1 meltpot sample {input} --unit {wildcards.unit} --out {output.frames}"
+        "OMP_NUM_THREADS=1 meltpot sample {input.config} --unit {wildcards.unit} --out {output.frames}"
         " --summary {output.summary} 2> {log}"
 
 
 rule import_frames:
     input:
-        run_config(),
-    params:
-        cfg=config_slice("elements", "imports"),
+        config=run_config(),
+        stage=stage_config("imports"),
     output:
         f"{RUN}/frames/import_{{name}}.extxyz",
     log:
         f"{RUN}/logs/import/{{name}}.log",
     shell:
-        "meltpot import {input} --id {wildcards.name} --out {output} 2> {log}"
+        "meltpot import {input.config} --id {wildcards.name} --out {output} 2> {log}"
 
 
 rule dataset:
     input:
         config=run_config(),
         frames=FRAME_FILES,
-    params:
-        cfg=config_slice("elements", "units", "validation"),
+        stage=stage_config("dataset"),
     output:
         index=f"{RUN}/dataset/index.parquet",
         states=f"{RUN}/dataset/states.csv",
@@ -67,8 +75,7 @@ rule split:
     input:
         config=run_config(),
         index=f"{RUN}/dataset/index.parquet",
-    params:
-        cfg=config_slice("seed", "split"),
+        stage=stage_config("split"),
     output:
         f"{RUN}/dataset/splits.parquet",
     log:

@@ -13,8 +13,7 @@ rule select_path:
         cache=DESCRIPTORS,
         index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
-    params:
-        cfg=config_slice("seed", "model", "training", "selection"),
+        stage=stage_config("selection"),
     output:
         path=f"{SELECT}/agl/path.csv",
         chosen=f"{SELECT}/agl/chosen.json",
@@ -57,8 +56,8 @@ rule select_compare:
         splits=f"{RUN}/dataset/splits.parquet",
         agl=f"{SELECT}/agl/selected_featureset.yaml",
         filters=expand(f"{SELECT}/filters/{{method}}.yaml", method=FILTERS),
+        stage=stage_config("selection"),
     params:
-        cfg=config_slice("seed", "model", "training", "selection"),
         sets=lambda wc, input: " ".join([f"agl={input.agl}"] + [f"{m}={f}" for m, f in zip(FILTERS, input.filters)]),
         epochs=f"--max-epochs {CFG['selection']['compare_epochs']}" if CFG["selection"]["compare_epochs"] else "",
     output:

@@ -6,14 +6,13 @@
 rule train:
     input:
         config=run_config(),
+        stage=stage_config("training"),
         cache=DESCRIPTORS,
         index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
     output:
         model=f"{RUN}/models/dense.pt",
         history=f"{RUN}/models/dense.history.csv",
-    params:
-        cfg=config_slice("seed", "model", "training"),
     log:
         f"{RUN}/logs/train_dense.log",
     benchmark:

@@ -8,6 +8,7 @@ recomputed.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import matplotlib
@@ -59,8 +60,13 @@ def train_subset(keep: dict, full: FeatureSet, stats: dict, train, val, settings
 def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, val, test,
                  settings: TrainSettings, seeds=(0, 1, 2, 3), hidden=(10, 10), activation="tanh") -> pd.DataFrame:
     """Train ``len(seeds)`` models per set and evaluate them on ``test`` (see module docstring)."""
-    rows = []
+    rows, done = [], {}
     for name, keep in sets.items():
+        key = json.dumps({el: sorted(map(int, v)) for el, v in keep.items()}, sort_keys=True)
+        if key in done:  # the same features as an earlier set: same models, no need to train again
+            rows.append(dict(done[key], set=name, same_as=done[key]["set"]))
+            log.info("%s keeps the same features as %s: reusing its results", name, done[key]["set"])
+            continue
         rmses = []
         for seed in seeds:
             model = train_subset(keep, full, stats, train, val, settings, seed, hidden, activation)
@@ -72,7 +78,8 @@ def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, va
         rows.append({"set": name, "n_features": sum(len(v) for v in keep.values()), "n_angular": n_ang,
                      "test_rmse_mean": float(np.mean(rmses)), "test_rmse_std": float(np.std(rmses, ddof=1))
                      if len(rmses) > 1 else 0.0, "seeds": len(rmses), "test_rmse_all": rmses,
-                     "kept": {el: list(map(int, v)) for el, v in keep.items()}})
+                     "kept": {el: list(map(int, v)) for el, v in keep.items()}, "same_as": ""})
+        done[key] = rows[-1]
     return pd.DataFrame(rows)
 
 
