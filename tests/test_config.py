@@ -30,7 +30,14 @@ def test_default_and_presets_are_valid():
 def test_schema_usable_by_snakemake_validate(raw):
     from snakemake.utils import validate
 
-    validate(copy.deepcopy(raw), schema=str(ROOT / "config" / "schema.yaml"))
+    cfg = copy.deepcopy(raw)
+    del cfg["md"]["timestep"]
+    validate(cfg, schema=str(ROOT / "config" / "schema.yaml"), set_default=True)  # raises if invalid
+    assert cfg["md"]["timestep"] == 0.002  # Snakemake applied the schema's default
+    bad = copy.deepcopy(raw)
+    bad["units"] = "si"
+    with pytest.raises(Exception, match="si"):
+        validate(bad, schema=str(ROOT / "config" / "schema.yaml"))
 
 
 def test_unknown_key_named_with_allowed_keys(raw):

@@ -480,22 +480,38 @@ def cmd_manifest(args) -> int:
 
 
 # ----------------------------------------------------------------------------- select
+def _split_datasets(cache, index_path, splits_path, names) -> dict:
+    """EnergyDataset of each named split (frames of the dataset index, features from ``cache``)."""
+    import numpy as np
+
+    from .data.splits import read_splits
+    from .descriptors.cache import read_index
+    from .train.data import EnergyDataset
+
+    index = read_index(index_path)
+    splits = read_splits(splits_path)
+    out = {}
+    for name in names:
+        ids = splits.loc[splits["split"] == name, "frame_id"].to_numpy(np.int64)
+        if ids.size == 0:
+            raise MeltpotError(f"{splits_path}: the {name} split is empty")
+        out[name] = EnergyDataset(cache, index, ids)
+    return out
+
+
 def cmd_select_path(args) -> int:
     """λ path (GL → AGL → retrain) from a trained dense model; resumes in --out-dir."""
     import dataclasses
 
-    import numpy as np
     import torch
 
     from .config import load_config
-    from .data.splits import read_splits
-    from .descriptors.cache import DescriptorCache, read_index
+    from .descriptors.cache import DescriptorCache
     from .manifest import write_json
     from .model.modelfile import check_featureset, load_model
     from .seeds import derive_seed
     from .selection.path import SelectionSettings, choose, lambda_path
     from .selection.plots import plot_path
-    from .train.data import EnergyDataset
     from .train.settings import TrainSettings
 
     cfg = load_config(args.config)
@@ -509,16 +525,11 @@ def cmd_select_path(args) -> int:
     settings = TrainSettings.from_config(tcfg, progress=False, log_every=10**9,
                                          **({} if tcfg.get("seed") is not None
                                             else {"seed": derive_seed(cfg["seed"], "select")}))
-    index = read_index(args.index)
-    splits = read_splits(args.splits)
     with DescriptorCache(args.cache) as cache:
         check_featureset(model, cache.info()["featureset_hash"], what=f"the descriptors in {args.cache}",
                          source=str(args.model))
-        ids = {n: splits.loc[splits["split"] == n, "frame_id"].to_numpy(np.int64) for n in ("train", "validation")}
-        if ids["train"].size == 0 or ids["validation"].size == 0:
-            raise MeltpotError(f"{args.splits}: feature selection needs training and validation frames")
-        train = EnergyDataset(cache, index, ids["train"])
-        val = EnergyDataset(cache, index, ids["validation"])
+        data = _split_datasets(cache, args.index, args.splits, ("train", "validation"))
+    train, val = data["train"], data["validation"]
     out = Path(args.out_dir)
     table = lambda_path(model, train, val, settings, sel, out_dir=out, units=getattr(model, "units", "metal"))
     row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
@@ -571,16 +582,13 @@ def cmd_select_filter(args) -> int:
 
 def cmd_select_compare(args) -> int:
     """N seeds per feature set (full, AGL, filters): test RMSE mean ± std, kept-feature matrix."""
-    import numpy as np
     import torch
 
     from .config import load_config
-    from .data.splits import read_splits
-    from .descriptors.cache import DescriptorCache, read_index
+    from .descriptors.cache import DescriptorCache
     from .descriptors.featureset import load_featureset
     from .manifest import write_json
     from .selection.compare import compare_sets, plot_kept_matrix, subset_indices
-    from .train.data import EnergyDataset
     from .train.settings import TrainSettings
 
     cfg = load_config(args.config)
@@ -589,13 +597,10 @@ def cmd_select_compare(args) -> int:
     settings = TrainSettings.from_config(cfg["training"], progress=False, log_every=10**9)
     if args.max_epochs:
         settings = settings.replace(max_epochs=args.max_epochs, restarts=None)
-    index = read_index(args.index)
-    splits = read_splits(args.splits)
-    ids = {n: splits.loc[splits["split"] == n, "frame_id"].to_numpy(np.int64) for n in ("train", "validation", "test")}
     with DescriptorCache(args.cache) as cache:
         full = cache.featureset()
         stats = {el: cache.stats(el) for el in full.elements}
-        data = {n: EnergyDataset(cache, index, v) for n, v in ids.items()}
+        data = _split_datasets(cache, args.index, args.splits, ("train", "validation", "test"))
     sets = {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
     for spec in args.sets or []:
         name, _, path = spec.partition("=")
