@@ -6,6 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from meltpot.data.frames import attach_labels, composition_string
 from meltpot.data.index import build_index
 from meltpot.data.io import read_frames, write_frames
 from meltpot.data.splits import make_splits
@@ -50,3 +54,23 @@ def fd_stress(energy_of, atoms, h: float = 1e-5) -> np.ndarray:
                 e.append(energy_of(strained))
             out[a, b] = (e[0] - e[1]) / (2 * h) / atoms.get_volume()
     return out
+
+
+def emt_alni_frame(rng, n_ni: int, rattle: float = 0.12, shear: float = 0.0):
+    """32-atom fcc cell (8.1 Å: periodic images needed at r_c > 4 Å), ``n_ni`` random Ni, rattled
+    by ``rattle`` Å, optionally sheared, labelled with ASE's EMT and tagged as a liquid frame."""
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+    if shear:
+        cell = atoms.cell.array.copy()
+        cell[2, 0] += shear
+        atoms.set_cell(cell, scale_atoms=True)
+    if n_ni:
+        symbols = np.array(atoms.get_chemical_symbols())
+        symbols[rng.choice(len(atoms), n_ni, replace=False)] = "Ni"
+        atoms.set_chemical_symbols(symbols.tolist())
+    atoms.positions += rng.normal(0.0, rattle, atoms.positions.shape)
+    atoms.calc = EMT()
+    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    return attach_labels(atoms, e, f, s, branch="", phase="liquid", T_target=1000.0, P_target=0.0,
+                         composition=composition_string(atoms.get_chemical_symbols(), order=["Al", "Ni"]),
+                         engine="ase:EMT", units="metal")

@@ -14,10 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
 
-from meltpot.data.frames import attach_labels, composition_string
+from helpers import emt_alni_frame
 from meltpot.data.index import build_index
 from meltpot.data.io import read_frames, write_frames
 from meltpot.data.splits import make_splits
@@ -39,21 +37,7 @@ def make_featureset(elements=("Al", "Ni"), rc=4.5, name="test-grid"):
 
 
 def _frame(rng, alloy: bool, shear: float = 0.0):
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))  # 32 atoms, 8.1 Å: images needed
-    if shear:
-        cell = atoms.cell.array.copy()
-        cell[2, 0] += shear
-        atoms.set_cell(cell, scale_atoms=True)
-    if alloy:
-        symbols = np.array(atoms.get_chemical_symbols())
-        symbols[rng.choice(len(atoms), 8, replace=False)] = "Ni"
-        atoms.set_chemical_symbols(symbols.tolist())
-    atoms.positions += rng.normal(0.0, 0.12, atoms.positions.shape)
-    atoms.calc = EMT()
-    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-    return attach_labels(atoms, e, f, s, branch="", phase="liquid", T_target=1000.0, P_target=0.0,
-                         composition=composition_string(atoms.get_chemical_symbols(), order=["Al", "Ni"]),
-                         engine="ase:EMT", units="metal")
+    return emt_alni_frame(rng, 8 if alloy else 0, rattle=0.12, shear=shear)
 
 
 FILES = {"alloy_a": (4, True, 0.0), "alloy_b": (3, True, 1.3), "pure_al": (3, False, 0.0)}

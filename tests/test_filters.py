@@ -9,12 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
 from skmatter.feature_selection import CUR, FPS
 
-from helpers import assemble_dataset
-from meltpot.data.frames import attach_labels, composition_string
+from helpers import assemble_dataset, emt_alni_frame
 from meltpot.descriptors.cache import DescriptorCache
 from meltpot.descriptors.featureset import grid
 from meltpot.errors import ConfigError, MeltpotError
@@ -238,16 +235,7 @@ def test_registry_and_make_filter():
 
 
 def _frame(rng, n_ni):
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-    symbols = np.array(atoms.get_chemical_symbols())
-    symbols[rng.choice(len(atoms), n_ni, replace=False)] = "Ni"
-    atoms.set_chemical_symbols(symbols.tolist())
-    atoms.positions += rng.normal(0.0, 0.15, atoms.positions.shape)
-    atoms.calc = EMT()
-    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-    return attach_labels(atoms, e, f, s, branch="", phase="liquid", T_target=1000.0, P_target=0.0,
-                         composition=composition_string(atoms.get_chemical_symbols(), order=["Al", "Ni"]),
-                         engine="ase:EMT", units="metal")
+    return emt_alni_frame(rng, n_ni, rattle=0.15)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from meltpot.descriptors.featureset import FeatureSet, SymmetryFunction
 from meltpot.model import HDNNP
-from meltpot.selection.group_lasso import GroupPenalty, group_norms, prox_group, selected, shrink_model
+from meltpot.selection.group_lasso import GroupPenalty, prox_group, selected, shrink_model
 from meltpot.selection.path import SelectionSettings, choose, lambda_path
 from meltpot.train.data import EnergyDataset
 from meltpot.train.settings import TrainSettings

@@ -50,26 +50,30 @@ def save_model(model: HDNNP, path: str | Path, units: str | None = None, metadat
     tmp.replace(path)
 
 
-def load_torch_file(path: str | Path, what: str, error=MeltpotError):
+def load_torch_file(path: str | Path, what: str, error=MeltpotError, fmt: str | None = None,
+                    version: int | None = None) -> dict:
     """``torch.load`` of plain data (weights_only) with one clear error for a missing,
-    truncated or corrupt file: ``error(f"{path}: not a readable {what} …")``."""
+    truncated or corrupt file (``error(f"{path}: not a readable {what} …")``), and, when given,
+    a check that it is a dict of format ``fmt`` and version ``version``."""
     path = Path(path)
     if not path.exists():
         raise error(f"{what} {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError for broken files
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise error(f"{path}: not a readable {what} (truncated or corrupt?): {type(exc).__name__}: {first}") from exc
+    if fmt is not None and (not isinstance(payload, dict) or payload.get("format") != fmt):
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise error(f"{path}: not a {what} (format {found!r})")
+    if version is not None and payload.get("version") != version:
+        raise error(f"{path}: {what} version {payload.get('version')} is not supported (expected {version})")
+    return payload
 
 
 def read_payload(path: str | Path) -> dict:
     path = Path(path)
-    payload = load_torch_file(path, "meltpot model file", ModelFileError)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a meltpot model file (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
-    if payload.get("version") != VERSION:
-        raise ModelFileError(f"{path}: model file version {payload.get('version')} is not supported (expected {VERSION})")
+    payload = load_torch_file(path, "meltpot model file", ModelFileError, fmt=FORMAT, version=VERSION)
     missing = sorted({"architecture", "featureset", "featureset_hash", "state_dict"} - set(payload))
     if missing:
         raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")

@@ -433,12 +433,8 @@ class Trainer:
     @staticmethod
     def read_checkpoint(path) -> dict:
         path = Path(path)
-        state = load_torch_file(path, "checkpoint", TrainingError)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise TrainingError(f"{path}: not a meltpot training checkpoint")
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise TrainingError(f"{path}: checkpoint version {state.get('version')} is not supported")
-        return state
+        return load_torch_file(path, "meltpot training checkpoint", TrainingError,
+                               fmt=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
 
     def load_checkpoint(self, path) -> None:
         """Restore the state of ``path`` (written by this trainer's kind of run)."""
