@@ -45,3 +45,40 @@ def test_select_filter_cli(data_dir, tmp_path):  # noqa: F811
         assert len(json.loads(out.with_suffix(".json").read_text())["selected"]["Al"]) == 3
     assert main(["select", "filter", "--cache", str(data_dir / "tiny.h5"), "--splits", str(data_dir / "splits.parquet"),
                  "--method", "lasso", "--n-features", "3", "--out", str(tmp_path / "x.yaml")]) == 2
+
+
+def test_select_noise_features_through_path_filter_and_compare(data_dir, tmp_path, capsys):  # noqa: F811
+    """selection.noise_features: every command sees the same noise columns; the outputs say
+    which noise features each method kept."""
+    cfg_path = _config(tmp_path, data_dir / "tiny.yaml")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["selection"] = {"gl_epochs": 5, "agl_epochs": 5, "retrain_epochs": 5, "lambda_factor": 30.0,
+                        "max_lambdas": 6, "tolerance": 10.0, "noise_features": 3, "choose_n_features": 6}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    common = ["--cache", str(data_dir / "tiny.h5"), "--index", str(data_dir / "index.parquet"),
+              "--splits", str(data_dir / "splits.parquet")]
+    dense = tmp_path / "dense.pt"
+    assert main(["train", str(cfg_path), *common, "--out", str(dense), "--no-progress"]) == 0
+    out = tmp_path / "select"
+    assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir", str(out)]) == 0
+    wide = load_model(out / "dense_noise.pt")
+    n_real = load_model(dense).n_features[0]
+    assert wide.n_features == [n_real + 3] and wide.featureset.labels("Al")[-3:] == ["noise0", "noise1", "noise2"]
+    chosen = json.loads((out / "chosen.json").read_text())
+    assert chosen["noise_features"] == 3 and chosen["n_features"] <= 6
+    assert chosen["noise_kept"]["Al"] == [x for x in chosen["kept_labels"]["Al"] if x.startswith("noise")]
+    # the filter sees the noise columns (CUR on standardised columns keeps independent ones)
+    cur = tmp_path / "cur.yaml"
+    assert main(["select", "filter", "--config", str(cfg_path), *common, "--method", "cur",
+                 "--n-features", str(n_real + 1), "--out", str(cur)]) == 0
+    labels = load_featureset(cur).labels("Al")
+    assert len(labels) == n_real + 1 and any(x.startswith("noise") for x in labels)
+    assert main(["select", "filter", *common, "--noise", "2", "--method", "pearson", "--n-features", "3",
+                 "--out", str(tmp_path / "pc.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["select", "compare", str(cfg_path), *common, "--sets", f"agl={out / 'selected_featureset.yaml'}",
+                 f"cur={cur}", "--seeds", "1", "--max-epochs", "3", "--out-dir", str(tmp_path / "cmp")]) == 0
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert table.set_index("set").loc["cur", "n_noise"] == sum(x.startswith("noise") for x in labels)
+    assert table.set_index("set").loc["full", "n_features"] == n_real + 3
+    assert "noise" in capsys.readouterr().out

@@ -480,8 +480,12 @@ def cmd_manifest(args) -> int:
 
 
 # ----------------------------------------------------------------------------- select
-def _split_datasets(cache, index_path, splits_path, names) -> dict:
-    """EnergyDataset of each named split (frames of the dataset index, features from ``cache``)."""
+def _split_datasets(cache, index_path, splits_path, names, noise: int = 0, noise_seed: int = 0):
+    """EnergyDataset of each named split (frames of the dataset index, features from ``cache``),
+    the feature set of their columns and its per-element statistics over the training split.
+
+    ``noise`` > 0 appends that many confounding noise features per element
+    (:mod:`meltpot.selection.noise`; needs "train" among ``names``)."""
     import numpy as np
 
     from .data.splits import read_splits
@@ -496,7 +500,26 @@ def _split_datasets(cache, index_path, splits_path, names) -> dict:
         if ids.size == 0:
             raise MeltpotError(f"{splits_path}: the {name} split is empty")
         out[name] = EnergyDataset(cache, index, ids)
-    return out
+    fs = cache.featureset()
+    stats = {el: cache.stats(el) for el in fs.elements}
+    if noise:
+        from .selection.noise import add_noise, column_stats, noise_featureset
+
+        if "train" not in out:
+            raise MeltpotError("noise features are matched to the training split's statistics: load 'train'")
+        fs = noise_featureset(fs, stats, noise, noise_seed)
+        out = {name: add_noise(d, fs) for name, d in out.items()}
+        stats = column_stats(out["train"], fs)
+    return out, fs, stats
+
+
+def _noise_options(cfg) -> tuple[int, int]:
+    """(noise features per element, noise seed) of the selection config."""
+    from .seeds import derive_seed
+
+    sc = cfg["selection"]
+    seed = sc["noise_seed"] if sc["noise_seed"] is not None else derive_seed(cfg["seed"], "noise-features")
+    return int(sc["noise_features"]), int(seed)
 
 
 def cmd_select_path(args) -> int:
@@ -520,35 +543,65 @@ def cmd_select_path(args) -> int:
     model = load_model(args.model)
     sc = cfg["selection"]
     names = {f.name for f in dataclasses.fields(SelectionSettings)}
-    sel = SelectionSettings(**{k: v for k, v in sc.items() if k in names})
+    sel = SelectionSettings(**{k: v for k, v in sc.items() if k in names},
+                            seed=derive_seed(cfg["seed"], "select-cold-init"))
     tcfg = cfg["training"]
     settings = TrainSettings.from_config(tcfg, progress=False, log_every=10**9,
                                          **({} if tcfg.get("seed") is not None
                                             else {"seed": derive_seed(cfg["seed"], "select")}))
+    n_noise, noise_seed = _noise_options(cfg)
     with DescriptorCache(args.cache) as cache:
         check_featureset(model, cache.info()["featureset_hash"], what=f"the descriptors in {args.cache}",
                          source=str(args.model))
-        data = _split_datasets(cache, args.index, args.splits, ("train", "validation"))
+        data, fs, stats = _split_datasets(cache, args.index, args.splits, ("train", "validation"),
+                                          noise=n_noise, noise_seed=noise_seed)
     train, val = data["train"], data["validation"]
     out = Path(args.out_dir)
-    table = lambda_path(model, train, val, settings, sel, out_dir=out, units=getattr(model, "units", "metal"))
-    row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
-    keep = json.loads(row["kept"])
+    if n_noise:
+        from .selection.noise import noisy_dense_model
+
+        model = noisy_dense_model(model, fs, stats, train, val, settings, epochs=sel.retrain_epochs,
+                                  seed=noise_seed, path=out / "dense_noise.pt")
+    units = getattr(model, "units", "metal")
     labels = {el: model.featureset.labels(el) for el in model.elements}
-    model.featureset.subset(keep, name=f"{model.featureset.name}-agl{int(row['n_total'])}").save(out / "selected_featureset.yaml")
-    write_json(out / "chosen.json", {
-        "rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
-                 else f"smallest set within {sc['tolerance']:.0%} of the better of the dense model and the "
-                      "retrained full set (validation RMSE); else the most accurate"),
-        "step": int(row["step"]), "lambda": float(row["lambda"]), "n_features": int(row["n_total"]),
-        "kept": keep, "kept_labels": {el: [labels[el][j] for j in idx] for el, idx in keep.items()},
-        "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),
-        "model": str(out / f"lambda_{int(row['step']):02d}" / "retrained.pt")})
-    unit, scale = ("meV/atom", 1000.0) if getattr(model, "units", "metal") == "metal" else ("10⁻³ ε/atom", 1000.0)
-    plot_path(table, labels, out / "path.png", unit=unit, scale=scale, chosen=float(row["lambda"]))
-    print(f"{out}: {len(table)} λ values; chosen λ = {row['lambda']:.4g} with {int(row['n_total'])} features "
-          f"({keep}), validation RMSE {row['val_rmse_retrained'] * scale:.4g} {unit} "
-          f"(dense {row['val_rmse_dense'] * scale:.4g})")
+    unit, scale = ("meV/atom", 1000.0) if units == "metal" else ("10⁻³ ε/atom", 1000.0)
+    if sc["lambda_per_element"] and len(model.elements) > 1:
+        from .selection.path import per_element_search
+
+        table, res = per_element_search(model, train, val, settings, sel, out_dir=out, units=units,
+                                        tolerance=sc["tolerance"],
+                                        n_features=None if not sc["choose_n_features"] else
+                                        {el: sc["choose_n_features"] for el in model.elements})
+        keep, lam = res["keep"], res["lambda"]
+        chosen = {"rule": f"λ per element by line search (others at 0), each chosen by the tolerance rule "
+                          f"({sc['tolerance']:.0%}); then one run at the combined λ",
+                  "lambda": lam, "n_features": sum(map(len, keep.values())),
+                  "val_rmse_dense": res["dense_val_rmse"], "val_rmse_retrained": res["val_rmse_retrained"],
+                  "model": str(out / "combined" / "retrained.pt")}
+    else:
+        table = lambda_path(model, train, val, settings, sel, out_dir=out, units=units)
+        row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
+        keep, lam = json.loads(row["kept"]), float(row["lambda"])
+        chosen = {"rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
+                           else f"smallest set within {sc['tolerance']:.0%} of the better of the dense model and the "
+                                "retrained full set (validation RMSE); else the most accurate"),
+                  "step": int(row["step"]), "lambda": lam, "n_features": int(row["n_total"]),
+                  "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),
+                  "model": str(out / f"lambda_{int(row['step']):02d}" / "retrained.pt")}
+    if not all(keep.values()):
+        raise MeltpotError(f"{out}: the chosen λ {lam} leaves an element without features ({keep}); "
+                           "set selection.choose_lambda or choose_n_features")
+    n_total = sum(map(len, keep.values()))
+    model.featureset.subset(keep, name=f"{model.featureset.name}-agl{n_total}").save(out / "selected_featureset.yaml")
+    chosen.update(kept=keep, kept_labels={el: [labels[el][j] for j in idx] for el, idx in keep.items()},
+                  noise_features=n_noise,
+                  noise_kept={el: [labels[el][j] for j in idx if labels[el][j].startswith("noise")]
+                              for el, idx in keep.items()})
+    write_json(out / "chosen.json", chosen)
+    plot_path(table, labels, out / "path.png", unit=unit, scale=scale, chosen=lam)
+    print(f"{out}: {len(table)} λ values; chosen λ = {lam} with {n_total} features ({keep}), validation RMSE "
+          f"{chosen['val_rmse_retrained'] * scale:.4g} {unit} (dense {chosen['val_rmse_dense'] * scale:.4g})"
+          + (f"; noise features kept: {chosen['noise_kept']}" if n_noise else ""))
     return 0
 
 
@@ -557,7 +610,7 @@ def cmd_select_filter(args) -> int:
     from .data.splits import read_splits
     from .descriptors.cache import DescriptorCache
     from .manifest import write_json
-    from .selection.filters import filtered_featureset, select_per_element
+    from .selection.filters import filtered_featureset, select_per_element, select_per_element_arrays
 
     splits = read_splits(args.splits)
     train = splits.loc[splits["split"] == "train", "frame_id"].to_numpy()
@@ -566,10 +619,23 @@ def cmd_select_filter(args) -> int:
     n_features = args.n_features
     if args.match:
         n_features = {el: len(v) for el, v in json.loads(Path(args.match).read_text())["kept"].items()}
+    if args.config and args.noise is None:
+        from .config import load_config
+
+        args.noise, args.noise_seed = _noise_options(load_config(args.config))
     with DescriptorCache(args.cache) as cache:
-        fs = cache.featureset()
-        sel = select_per_element(cache, args.method, n_features, frame_ids=train, max_rows=args.max_rows,
-                                 seed=args.seed)
+        if args.noise:
+            if not args.index:
+                raise MeltpotError("--noise needs --index (the dataset index): noise is drawn per frame and atom")
+            data, fs, _ = _split_datasets(cache, args.index, args.splits, ("train",), noise=args.noise,
+                                          noise_seed=args.noise_seed)
+            X = {el: g.cpu().numpy() for el, g in zip(data["train"].elements, data["train"].G)}
+            sel = select_per_element_arrays(X, args.method, n_features, max_rows=args.max_rows, seed=args.seed,
+                                            source=f"training features of {args.cache} with {args.noise} noise")
+        else:
+            fs = cache.featureset()
+            sel = select_per_element(cache, args.method, n_features, frame_ids=train, max_rows=args.max_rows,
+                                     seed=args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_total = sum(len(v) for v in sel.values())
@@ -597,10 +663,10 @@ def cmd_select_compare(args) -> int:
     settings = TrainSettings.from_config(cfg["training"], progress=False, log_every=10**9)
     if args.max_epochs:
         settings = settings.replace(max_epochs=args.max_epochs, restarts=None)
+    n_noise, noise_seed = _noise_options(cfg)
     with DescriptorCache(args.cache) as cache:
-        full = cache.featureset()
-        stats = {el: cache.stats(el) for el in full.elements}
-        data = _split_datasets(cache, args.index, args.splits, ("train", "validation", "test"))
+        data, full, stats = _split_datasets(cache, args.index, args.splits, ("train", "validation", "test"),
+                                            noise=n_noise, noise_seed=noise_seed)
     sets = {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
     for spec in args.sets or []:
         name, _, path = spec.partition("=")
@@ -616,7 +682,7 @@ def cmd_select_compare(args) -> int:
     plot_kept_matrix(sets, full, out / "kept_features.png")
     scale, unit = 1000.0, ("meV/atom" if cfg["units"] == "metal" else "10⁻³ ε/atom")
     for r in table.itertuples():
-        print(f"{r.set:>12s}: {r.n_features:3d} features ({r.n_angular} angular), test RMSE "
+        print(f"{r.set:>12s}: {r.n_features:3d} features ({r.n_angular} angular" + (f", {r.n_noise} noise" if r.n_noise else "") + "), test RMSE "
               f"{r.test_rmse_mean * scale:.4g} ± {r.test_rmse_std * scale:.2g} {unit} over {r.seeds} seeds")
     return 0
 
@@ -778,6 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--match", help="chosen.json of `meltpot select path`: keep as many features per element")
     sf.add_argument("--max-rows", type=int, default=20000, help="row subsample (atoms) per element")
     sf.add_argument("--seed", type=int, default=0)
+    sf.add_argument("--index", help="dataset index (needed with noise features)")
+    sf.add_argument("--config", help="run config: noise features as in selection.noise_features/noise_seed")
+    sf.add_argument("--noise", type=int, help="confounding noise features per element (overrides --config)")
+    sf.add_argument("--noise-seed", type=int, default=0, help="seed of the noise features (with --noise)")
     sf.add_argument("--out", required=True, help="the filtered feature set (YAML); selections in .json beside it")
     sf.set_defaults(func=cmd_select_filter)
     sc = ssub.add_parser("compare", help="train N seeds per feature set; test RMSE mean ± std (thesis tables C.4-C.6)")

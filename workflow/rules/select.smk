@@ -34,7 +34,9 @@ rule select_path:
 
 rule select_filter:
     input:
+        config=run_config(),
         cache=DESCRIPTORS,
+        index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
         chosen=f"{SELECT}/agl/chosen.json",
     output:
@@ -44,8 +46,8 @@ rule select_filter:
     log:
         f"{RUN}/logs/select_filter_{{method}}.log",
     shell:
-        "meltpot select filter --cache {input.cache} --splits {input.splits} --method {wildcards.method}"
-        " --match {input.chosen} --out {output} 2> {log}"
+        "meltpot select filter --config {input.config} --cache {input.cache} --index {input.index}"
+        " --splits {input.splits} --method {wildcards.method} --match {input.chosen} --out {output} 2> {log}"
 
 
 rule select_compare:

@@ -24,6 +24,11 @@ On disk a feature set is YAML::
       - {type: angular_narrow, eta: 0.0013, lambda: -1, zeta: 1, rc: 6.8}
 
 or fully resolved, with ``per_element: {Al: [{..., neighbors: [Al]}, ...], Ni: [...]}``.
+
+A resolved set may also hold ``noise`` pseudo-features (:class:`NoiseFeature`, thesis §5.3.5):
+confounding inputs |N(μ, σ)| drawn once per atom and frame, used to test whether a selection
+method discards them. They exist only in training data (:mod:`meltpot.selection.noise`);
+computing a set that contains them from positions is refused.
 """
 
 from __future__ import annotations
@@ -115,6 +120,54 @@ class SymmetryFunction:
             raise ConfigError(f"{where}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class NoiseFeature:
+    """A confounding pseudo-feature: |μ + σ·z|, z ~ N(0, 1) drawn once per atom and frame from
+    ``seed`` (thesis §5.3.5). ``index`` numbers the noise columns of an element (0, 1, …)."""
+
+    index: int
+    mean: float
+    std: float
+    seed: int
+    type: str = "noise"
+    neighbors: tuple[str, ...] = ()
+    rc: float = 0.0
+
+    def __post_init__(self):
+        if self.index < 0 or not self.std >= 0:
+            raise ConfigError(f"noise feature needs index >= 0 and std >= 0, got index={self.index}, std={self.std}")
+
+    is_angular = False
+
+    def label(self) -> str:
+        return f"noise{self.index}"
+
+    def to_dict(self) -> dict:
+        return {"type": "noise", "index": self.index, "mean": self.mean, "std": self.std, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "function") -> "NoiseFeature":
+        allowed = {"type", "index", "mean", "std", "seed"}
+        unknown = sorted(set(d) - allowed)
+        missing = sorted(allowed - set(d))
+        if unknown or missing:
+            raise ConfigError(f"{where}: a noise feature has exactly the keys {', '.join(sorted(allowed))}"
+                              + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                              + (f"; missing: {', '.join(missing)}" if missing else ""))
+        return cls(index=int(d["index"]), mean=float(d["mean"]), std=float(d["std"]), seed=int(d["seed"]))
+
+
+def function_from_dict(d: dict, where: str = "function"):
+    """A :class:`SymmetryFunction`, or a :class:`NoiseFeature` for ``type: noise``."""
+    if isinstance(d, dict) and d.get("type") == "noise":
+        return NoiseFeature.from_dict(d, where)
+    return SymmetryFunction.from_dict(d, where)
+
+
+def is_noise(f) -> bool:
+    return getattr(f, "type", None) == "noise"
+
+
 @dataclass
 class FeatureSet:
     """Element-resolved symmetry functions per centre element, and the cutoff function."""
@@ -132,6 +185,8 @@ class FeatureSet:
             if not fns:
                 raise ConfigError(f"feature set {self.name}: element {el} has no functions")
             for f in fns:
+                if is_noise(f):
+                    continue
                 if not f.neighbors:
                     raise ConfigError(f"feature set {self.name}: {el} function {f.label()} names no neighbours")
                 unknown = sorted(set(f.neighbors) - elements)
@@ -169,7 +224,7 @@ class FeatureSet:
         cutoff = d.get("cutoff", "polynomial")
         meta = {k: d[k] for k in ("description", "reference") if k in d}
         if "per_element" in d:
-            per = {el: [SymmetryFunction.from_dict(f, f"{source}: per_element.{el}[{i}]") for i, f in enumerate(fns)]
+            per = {el: [function_from_dict(f, f"{source}: per_element.{el}[{i}]") for i, f in enumerate(fns)]
                    for el, fns in d["per_element"].items()}
             fs = cls(per, cutoff=cutoff, name=name, meta=meta)
             if elements is not None and sorted(fs.elements) != sorted(elements):
@@ -190,7 +245,12 @@ class FeatureSet:
 
     @property
     def cutoff_radius(self) -> float:
-        return max(f.rc for fns in self.per_element.values() for f in fns)
+        return max((f.rc for fns in self.per_element.values() for f in fns if not is_noise(f)), default=0.0)
+
+    @property
+    def has_noise(self) -> bool:
+        """True if some element has :class:`NoiseFeature` inputs (training data only)."""
+        return any(is_noise(f) for fns in self.per_element.values() for f in fns)
 
     def n_features(self, element: str) -> int:
         return len(self.per_element[element])

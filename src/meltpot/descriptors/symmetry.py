@@ -23,7 +23,8 @@ import math
 
 import torch
 
-from .featureset import FeatureSet
+from ..errors import ConfigError
+from .featureset import FeatureSet, is_noise
 
 
 def cutoff_fn(r: torch.Tensor, rc: torch.Tensor, kind: str) -> torch.Tensor:
@@ -48,17 +49,19 @@ class SymmetryFunctions(torch.nn.Module):
         self.chunk_size = chunk_size
         el_index = {e: k for k, e in enumerate(self.elements)}
         # union of functions over centre elements; per-element column maps into it
+        self.has_noise = featureset.has_noise  # noise pseudo-features: training data only
         union = []
         for fns in featureset.per_element.values():
             for f in fns:
-                if f not in union:
+                if f not in union and not is_noise(f):
                     union.append(f)
         self.n_union = len(union)
         self.f_max = max(len(v) for v in featureset.per_element.values())
         col = torch.full((len(self.elements), self.f_max), -1, dtype=torch.long)
         for e, fns in featureset.per_element.items():
             for k, f in enumerate(fns):
-                col[el_index[e], k] = union.index(f)
+                if not is_noise(f):
+                    col[el_index[e], k] = union.index(f)
         self.register_buffer("columns", col, persistent=False)
         self.register_buffer("n_features", torch.tensor([len(featureset.per_element[e]) for e in self.elements]),
                              persistent=False)
@@ -91,6 +94,9 @@ class SymmetryFunctions(torch.nn.Module):
     def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         """``G`` (n_local, F_max) from a pair list (pairs with centre < n_local; any order)."""
+        if self.has_noise:
+            raise ConfigError(f"feature set {self.featureset.name} holds noise pseudo-features (a selection "
+                              "diagnostic that exists only in training data); it cannot be computed from positions")
         dtype, device = rij.dtype, rij.device
         n_el = len(self.elements)
         U = torch.zeros(n_local, self.n_union, dtype=dtype, device=device)

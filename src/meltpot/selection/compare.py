@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..descriptors.featureset import FeatureSet  # noqa: E402
+from ..descriptors.featureset import FeatureSet, is_noise  # noqa: E402
 from ..errors import MeltpotError  # noqa: E402
 from ..model.hdnnp import HDNNP, fit_reference_energies  # noqa: E402
 from ..train.settings import TrainSettings  # noqa: E402
@@ -75,7 +75,9 @@ def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, va
             rmses.append(float(with_no_grad["energy_rmse"]))
             log.info("%s seed %d: test energy RMSE %.4g", name, seed, rmses[-1])
         n_ang = sum(full.per_element[el][j].is_angular for el in full.elements for j in keep[el])
+        n_noise = sum(is_noise(full.per_element[el][j]) for el in full.elements for j in keep[el])
         rows.append({"set": name, "n_features": sum(len(v) for v in keep.values()), "n_angular": n_ang,
+                     "n_noise": n_noise,
                      "test_rmse_mean": float(np.mean(rmses)), "test_rmse_std": float(np.std(rmses, ddof=1))
                      if len(rmses) > 1 else 0.0, "seeds": len(rmses), "test_rmse_all": rmses,
                      "kept": {el: list(map(int, v)) for el, v in keep.items()}, "same_as": ""})
@@ -96,7 +98,10 @@ def plot_kept_matrix(sets: dict[str, dict], full: FeatureSet, path) -> None:
     for c, (el, j) in enumerate(cols):
         if full.per_element[el][j].is_angular:
             ax.axvspan(c - 0.5, c + 0.5, color="orange", alpha=0.08, lw=0)
-    ax.set_title("kept features (shaded columns: angular)", fontsize=9)
+        elif is_noise(full.per_element[el][j]):
+            ax.axvspan(c - 0.5, c + 0.5, color="red", alpha=0.08, lw=0)
+    ax.set_title("kept features (shaded columns: orange angular, red noise)" if full.has_noise
+                 else "kept features (shaded columns: angular)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -401,28 +401,37 @@ def select_per_element(cache, method: str, n_features: int | Mapping[str, int], 
     """
     from ..descriptors.cache import DescriptorCache
 
-    selector_check = make_filter(method, 1, max_rows=max_rows, seed=seed, **kw)  # validates name and options
-    del selector_check
     own = not isinstance(cache, DescriptorCache)
     c = DescriptorCache(cache) if own else cache
     try:
-        elements = list(c.elements)
-        counts = _counts(n_features, elements, {el: c.n_features(el) for el in elements})
         ids = None if frame_ids is None else np.asarray(list(frame_ids), dtype=np.int64)
-        out: dict[str, list[int]] = {}
-        for el in elements:
-            X = c.features(el, ids)
-            if X.shape[0] < 2:
-                raise MeltpotError(f"descriptor cache {c.path}: element {el} has {X.shape[0]} atom(s) in the "
-                                   "selected frames; a filter needs at least 2")
-            if not np.all(np.isfinite(X)):
-                raise MeltpotError(f"descriptor cache {c.path}: element {el} has non-finite features")
-            sel = make_filter(method, counts[el], max_rows=max_rows, seed=seed, **kw).fit(X)
-            out[el] = [int(i) for i in sel.selected_idx_]
-        return out
+        X = {el: c.features(el, ids) for el in c.elements}
+        return select_per_element_arrays(X, method, n_features, max_rows=max_rows, seed=seed,
+                                         source=f"descriptor cache {c.path}", **kw)
     finally:
         if own:
             c.close()
+
+
+def select_per_element_arrays(features: Mapping[str, np.ndarray], method: str, n_features: int | Mapping[str, int],
+                              max_rows: int | None = 20000, seed: int = 0, source: str = "features",
+                              **kw) -> dict[str, list[int]]:
+    """:func:`select_per_element` on arrays ``{element: (rows, F) feature matrix}`` (e.g. a
+    training set with appended noise columns); ``source`` names them in errors."""
+    make_filter(method, 1, max_rows=max_rows, seed=seed, **kw)  # validates name and options first
+    elements = list(features)
+    counts = _counts(n_features, elements, {el: np.shape(features[el])[1] for el in elements})
+    out: dict[str, list[int]] = {}
+    for el in elements:
+        X = np.asarray(features[el], dtype=float)
+        if X.shape[0] < 2:
+            raise MeltpotError(f"{source}: element {el} has {X.shape[0]} atom(s) in the selected frames; "
+                               "a filter needs at least 2")
+        if not np.all(np.isfinite(X)):
+            raise MeltpotError(f"{source}: element {el} has non-finite features")
+        sel = make_filter(method, counts[el], max_rows=max_rows, seed=seed, **kw).fit(X)
+        out[el] = [int(i) for i in sel.selected_idx_]
+    return out
 
 
 def filtered_featureset(featureset, selection: Mapping[str, Iterable[int]], name: str | None = None):

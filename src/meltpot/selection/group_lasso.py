@@ -34,6 +34,23 @@ def group_norms(model: HDNNP) -> list[torch.Tensor]:
     return [w.detach().norm(dim=0) for w in input_weights(model)]
 
 
+def element_lambdas(model: HDNNP, lam) -> list[float]:
+    """λ per element network: one λ for all (a number), or ``{element: λ}`` naming each
+    element (per-element strengths, thesis §6.5; 0 leaves an element unpenalised)."""
+    if isinstance(lam, dict):
+        unknown = sorted(set(lam) - set(model.elements))
+        missing = [el for el in model.elements if el not in lam]
+        if unknown or missing:
+            raise ValueError(f"per-element λ must name exactly the elements {model.elements}"
+                             + (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else ""))
+        out = [float(lam[el]) for el in model.elements]
+    else:
+        out = [float(lam)] * len(model.elements)
+    if any(not (x >= 0) for x in out):
+        raise ValueError(f"λ must be >= 0, got {lam}")
+    return out
+
+
 def prox_group(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Group soft-thresholding of the columns of ``weight`` (H, F) by ``threshold`` (F,):
     argmin_v ½‖v − w_j‖² + t_j‖v‖ = w_j · max(0, 1 − t_j/‖w_j‖)."""
@@ -54,19 +71,21 @@ class GroupPenalty:
         self.masks = [m.detach().clone().bool() for m in masks]
 
     @classmethod
-    def group_lasso(cls, model: HDNNP, lam: float, masks=None) -> "GroupPenalty":
-        """GL strengths λ/M_k for every group."""
+    def group_lasso(cls, model: HDNNP, lam, masks=None) -> "GroupPenalty":
+        """GL strengths λ_k/M_k for every group (``lam``: see :func:`element_lambdas`)."""
         ws = input_weights(model)
+        lams = element_lambdas(model, lam)
         masks = masks if masks is not None else [torch.ones(w.shape[1], dtype=torch.bool) for w in ws]
-        return cls([torch.full((w.shape[1],), lam / w.shape[1], dtype=w.dtype) for w in ws], masks)
+        return cls([torch.full((w.shape[1],), lk / w.shape[1], dtype=w.dtype) for w, lk in zip(ws, lams)], masks)
 
     @classmethod
-    def adaptive(cls, model: HDNNP, lam: float, reference_norms: list[torch.Tensor], gamma: float = 1.0,
+    def adaptive(cls, model: HDNNP, lam, reference_norms: list[torch.Tensor], gamma: float = 1.0,
                  masks=None) -> "GroupPenalty":
-        """AGL strengths λ/(M_k ‖ŵ_kj‖^γ); groups with ‖ŵ_kj‖ = 0 (or already masked) are masked."""
+        """AGL strengths λ_k/(M_k ‖ŵ_kj‖^γ); groups with ‖ŵ_kj‖ = 0 (or already masked) are masked."""
         ws = input_weights(model)
+        lams = element_lambdas(model, lam)
         strengths, new_masks = [], []
-        for k, (w, ref) in enumerate(zip(ws, reference_norms)):
+        for k, (w, ref, lam) in enumerate(zip(ws, reference_norms, lams)):
             alive = ref > 0
             if masks is not None:
                 alive = alive & masks[k].to(alive.device)

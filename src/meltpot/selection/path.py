@@ -10,9 +10,15 @@ For each λ (a user list, or a geometric sequence from ``lambda_start`` multipli
    biases the kept weights); validation RMSE is recorded before and after retraining.
 
 Warm starts: λ_{i+1} starts from the AGL solution at λ_i with its masks (a monotone path);
-``warm_start=False`` restarts every λ from the dense model (the thesis's cold start). With
+``warm_start=False`` restarts every λ from the dense model (``cold_init="dense"``) or from
+fresh random weights (``cold_init="random"``, the thesis's cold initialisation). With
 ``out_dir`` every λ's models and metrics are written, and a rerun resumes after the last
 completed λ.
+
+Several elements: one λ shared by all element networks (strength λ/M_k), or, with
+:func:`per_element_search`, one λ per element found by a line search per element with the
+other elements' λ at 0 (thesis §6.5; linear in the number of elements, assumes the
+elements' λ are independent), followed by one GL → AGL → retraining run at the combined λ.
 """
 
 from __future__ import annotations
@@ -49,7 +55,13 @@ class SelectionSettings:
     agl_epochs: int = 10000
     retrain_epochs: int | None = None       # None: the training settings' max_epochs
     warm_start: bool = True
+    cold_init: str = "dense"                # warm_start False: restart from "dense" or "random" weights
+    seed: int = 0                           # of the random restarts
     tol: float = 0.0                        # group norms ≤ tol count as removed
+
+    def __post_init__(self):
+        if self.cold_init not in ("dense", "random"):
+            raise ValueError(f"cold_init must be 'dense' or 'random', got {self.cold_init!r}")
 
 
 def _evaluate(model, data, settings: TrainSettings) -> dict:
@@ -69,9 +81,10 @@ def default_lambda_start(model, ratio: float) -> float:
     return ratio * max(w.shape[1] * w.shape[0] ** 0.5 for w in (net.input_layer.weight for net in model.nets))
 
 
-def run_lambda(model, lam: float, train, val, train_settings: TrainSettings, sel: SelectionSettings,
+def run_lambda(model, lam, train, val, train_settings: TrainSettings, sel: SelectionSettings,
                masks=None) -> dict:
-    """GL → AGL → retraining at one λ (see module docstring). Returns models and metrics."""
+    """GL → AGL → retraining at one λ (a number, or ``{element: λ}``; see module docstring).
+    Returns models and metrics."""
     gl = copy.deepcopy(model)
     pen = GroupPenalty.group_lasso(gl, lam, masks=masks)
     pen.prox(gl, 0.0)  # apply the masks before training
@@ -108,9 +121,25 @@ def _summary(res: dict) -> dict:
     return {k: v for k, v in res.items() if not k.endswith("_model") and k != "masks"}
 
 
+def _start_model(model, sel: SelectionSettings, step: int):
+    if sel.cold_init == "dense":
+        return model
+    from ..seeds import derive_seed
+    from ..train.trainer import init_weights
+
+    fresh = copy.deepcopy(model)
+    init_weights(fresh, derive_seed(sel.seed, f"cold-{step}"))
+    return fresh
+
+
 def lambda_path(model, train, val, train_settings: TrainSettings, sel: SelectionSettings,
-                out_dir: str | Path | None = None, units: str = "metal") -> pd.DataFrame:
-    """Run the λ path from a trained dense ``model``; one row per λ (see module docstring)."""
+                out_dir: str | Path | None = None, units: str = "metal", element: str | None = None) -> pd.DataFrame:
+    """Run the λ path from a trained dense ``model``; one row per λ (see module docstring).
+
+    ``element``: penalise only that element's network (the others' λ is 0), for the
+    per-element line search; the rows then carry an ``element`` column."""
+    if element is not None and element not in model.elements:
+        raise ValueError(f"element {element!r} is not one of the model's {model.elements}")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -130,8 +159,9 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
             masks = [torch.tensor(np.asarray(m, dtype=bool)) for m in summary["masks"]]
             log.info("λ %d = %.4g: reused %s", i, lam, step_dir)
         else:
-            start = current if sel.warm_start else model
-            res = run_lambda(start, lam, train, val, train_settings, sel, masks=masks if sel.warm_start else None)
+            start = current if sel.warm_start else _start_model(model, sel, i)
+            lam_arg = lam if element is None else {el: (lam if el == element else 0.0) for el in model.elements}
+            res = run_lambda(start, lam_arg, train, val, train_settings, sel, masks=masks if sel.warm_start else None)
             agl, masks = res["agl_model"], res["masks"]
             summary = _summary(res)
             summary["masks"] = [m.tolist() for m in masks]
@@ -144,7 +174,8 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
                 (step_dir / "result.json").write_text(json.dumps(summary, indent=1))
             log.info("λ %d = %.4g: kept %s, val RMSE penalised %.4g, retrained %.4g", i, lam,
                      summary["n_kept"], summary["val_rmse_penalised"], summary["val_rmse_retrained"])
-        row = {"step": i, "lambda": lam, **{f"n_{el}": n for el, n in summary["n_kept"].items()},
+        row = {**({"element": element} if element is not None else {}),
+               "step": i, "lambda": lam, **{f"n_{el}": n for el, n in summary["n_kept"].items()},
                "n_total": sum(summary["n_kept"].values()), "val_rmse_dense": dense_val,
                "val_rmse_penalised": summary["val_rmse_penalised"],
                "val_rmse_retrained": summary["val_rmse_retrained"],
@@ -185,3 +216,50 @@ def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = Non
     log.warning("no feature set is within %.0f%% of the reference validation RMSE; choosing the most accurate",
                 100 * tolerance)
     return ok.sort_values(["val_rmse_retrained", "n_total"]).iloc[0]
+
+
+def per_element_search(model, train, val, train_settings: TrainSettings, sel: SelectionSettings,
+                       out_dir: str | Path | None = None, units: str = "metal", tolerance: float = 0.05,
+                       n_features: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """One λ per element (thesis §6.5): a λ path per element with the other elements' λ at 0
+    (in ``out_dir/element_<el>``), λ_el chosen on it by :func:`choose` (``tolerance``, or at
+    most ``n_features[el]`` features), then GL → AGL → retraining from the dense model at the
+    combined ``{el: λ_el}`` (in ``out_dir/combined``; reused when complete).
+
+    Returns the element paths as one table (an ``element`` column) and the combined result
+    (summary dict with ``lambda`` = ``{el: λ_el}``, ``keep``, ``val_rmse_retrained``, …)."""
+    out = Path(out_dir) if out_dir is not None else None
+    tables, lams = [], {}
+    for el in model.elements:
+        t = lambda_path(model, train, val, train_settings, sel, out_dir=None if out is None else out / f"element_{el}",
+                        units=units, element=el)
+        row = choose(t, tolerance=tolerance, n_features=None if n_features is None else
+                     int(n_features[el]) + sum(int(t[f"n_{e}"].iloc[0]) for e in model.elements if e != el))
+        lams[el] = float(row["lambda"])
+        log.info("element %s: λ = %.4g keeps %d of its features", el, lams[el], int(row[f"n_{el}"]))
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    step_dir = out / "combined" if out is not None else None
+    if step_dir is not None and (step_dir / "result.json").exists() and \
+            json.loads((step_dir / "result.json").read_text())["lambda"] == lams:
+        summary = json.loads((step_dir / "result.json").read_text())
+        log.info("combined λ %s: reused %s", lams, step_dir)
+    else:
+        res = run_lambda(model, lams, train, val, train_settings, sel)
+        summary = _summary(res)
+        summary["masks"] = [m.tolist() for m in res["masks"]]
+        summary["dense_val_rmse"] = float(_evaluate(model, val, train_settings)["energy_rmse"])
+        if step_dir is not None:
+            step_dir.mkdir(parents=True, exist_ok=True)
+            save_model(res["gl_model"], step_dir / "gl.pt", units=units)
+            save_model(res["agl_model"], step_dir / "agl.pt", units=units)
+            if res["retrained_model"] is not None:
+                save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
+            (step_dir / "result.json").write_text(json.dumps(summary, indent=1))
+    log.info("combined λ %s: kept %s, validation RMSE retrained %.4g", lams, summary["n_kept"],
+             summary["val_rmse_retrained"])
+    if out is not None:
+        table.to_csv(out / "path.csv", index=False)
+        (out / "settings.json").write_text(json.dumps({**asdict(sel), "lambda_per_element": True}, indent=1,
+                                                      default=str))
+    return table, summary
