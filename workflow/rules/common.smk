@@ -42,6 +42,9 @@ def yaml_text(cfg):
 
 RUN_CONFIG = f"{RUN}/config.yaml"
 
+# tiny bookkeeping rules run on the submitting host, never as cluster jobs
+localrules: run_config, stage_config
+
 
 def run_config():
     """The run's config file as a rule input, marked ancient: rewriting it (any key changed)
