@@ -145,3 +145,43 @@ def test_per_element_line_search():
     assert set(combined["lambda"]) == {"Al", "Ni"}
     assert combined["keep"] == {"Al": [0], "Ni": [0, 1]}
     assert combined["val_rmse_retrained"] <= 1.3 * combined["dense_val_rmse"]
+
+
+def test_adam_metric_prox_removes_noise_by_the_optimality_condition():
+    """With the prox in Adam's metric a group is held by the size of its gradient: the noise
+    columns' M·‖∂L/∂w_j‖ at w_j = 0 is orders of magnitude below the real features', and the
+    first λ of the path (1 % of the scale) removes every noise column and keeps the real ones."""
+    from meltpot.selection.path import lambda_scale
+
+    rng = np.random.default_rng(3)
+    target = {"Al": lambda g: np.sin(2 * g[:, 0]) + 0.5 * g[:, 1] ** 2}
+    train, val = _dataset(["Al"], 240, rng, atoms=8, target=target), _dataset(["Al"], 60, rng, atoms=8,
+                                                                               frame_offset=1000, target=target)
+    fs = FeatureSet.from_generic(RADIAL, ["Al"])
+    noisy_fs = noise_featureset(fs, column_stats(train, fs), k=3, seed=2)
+    train, val = add_noise(train, noisy_fs), add_noise(val, noisy_fs)
+    model = HDNNP(noisy_fs, hidden=(8, 8))
+    prepare_model(model, None, train, seed=2)
+    settings = TrainSettings(max_epochs=150, batch_size=32, patience=25, progress=False, log_every=10_000)
+    Trainer(model, settings, train, val).fit()
+    scale = lambda_scale(model, train, settings)
+    real, noise = [], []
+    for j in range(5):
+        m = HDNNP(noisy_fs, hidden=(8, 8))
+        m.load_state_dict(model.state_dict())
+        w = m.nets[0].input_layer.weight
+        with torch.no_grad():
+            w[:, j] = 0
+        de = (train.predict(m) - train.energy) / train.n_atoms.double()
+        g = 5 * float(torch.autograd.grad((de * de).mean(), w)[0][:, j].norm())
+        (real if j < 2 else noise).append(g)
+    assert scale == pytest.approx(max(real), rel=1e-9)
+    assert max(noise) < 0.05 * min(real)
+    sel = SelectionSettings(gl_epochs=40, agl_epochs=40, retrain_epochs=40, lambdas=[0.01 * scale],
+                            prox_metric="adam")
+    table = lambda_path(model, train, val, settings, sel)
+    assert json.loads(table["kept"].iloc[0])["Al"] == [0, 1]
+    # the Euclidean prox (the paper's) at the same λ keeps the noise columns
+    euclid = lambda_path(model, train, val, settings, SelectionSettings(gl_epochs=40, agl_epochs=40,
+                                                                        retrain_epochs=40, lambdas=[0.01 * scale]))
+    assert set(json.loads(euclid["kept"].iloc[0])["Al"]) & {2, 3, 4}

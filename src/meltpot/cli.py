@@ -667,12 +667,14 @@ def cmd_select_compare(args) -> int:
     with DescriptorCache(args.cache) as cache:
         data, full, stats = _split_datasets(cache, args.index, args.splits, ("train", "validation", "test"),
                                             noise=n_noise, noise_seed=noise_seed)
-    sets = {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
+    sets = {} if args.without_full else {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
     for spec in args.sets or []:
         name, _, path = spec.partition("=")
         if not path:
             raise MeltpotError(f"--sets takes NAME=featureset.yaml, got {spec!r}")
         sets[name] = subset_indices(full, load_featureset(path), f"{path}")
+    if not sets:
+        raise MeltpotError("nothing to compare: give --sets or drop --without-full")
     table = compare_sets(sets, full, stats, data["train"], data["validation"], data["test"], settings,
                          seeds=range(args.seeds), hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
     out = Path(args.out_dir)
@@ -857,10 +859,19 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--splits", required=True)
     sc.add_argument("--sets", nargs="*", help="NAME=featureset.yaml (subsets of the cached set); 'full' is always included")
     sc.add_argument("--seeds", type=int, default=4, help="initialisations per set (thesis: 4)")
+    sc.add_argument("--without-full", action="store_true",
+                    help="do not train the full set (e.g. to split the comparison over several processes)")
     sc.add_argument("--max-epochs", type=int, help="override training.max_epochs")
     sc.add_argument("--threads", type=int)
     sc.add_argument("--out-dir", required=True)
     sc.set_defaults(func=cmd_select_compare)
+
+    an = sub.add_parser("analyze", help="structure, dynamics, local order and nucleation of trajectories")
+    asub = an.add_subparsers(dest="analyze_command", required=True)
+    from .analysis import cli_dynamics, cli_order, cli_structure
+
+    for module in (cli_structure, cli_dynamics, cli_order):
+        module.add_commands(asub)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

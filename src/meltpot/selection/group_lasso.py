@@ -64,23 +64,59 @@ class GroupPenalty:
 
     ``strengths``: per element, tensors (F_k,) of s_kj = λ/M_k (GL) or λ/(M_k ‖ŵ_kj‖^γ) (AGL).
     ``masks``: per element, boolean tensors (F_k,), False = removed (held at zero).
+
+    ``metric`` of the proximal step after an Adam(W) step:
+
+    * ``"euclidean"`` (the paper's code): threshold lr·s_j. Adam's step moves every weight by
+      about lr whatever its gradient's size, so a group survives when its gradient is merely
+      *consistent* (λ scale ≈ M√H, independent of the loss units), and an input that only
+      helps to fit noise is not at a clear disadvantage.
+    * ``"adam"``: the prox in Adam's own metric, threshold lr·s_j·mean_i 1/(√v̂_ij + ε) over the
+      group (v̂: Adam's bias-corrected second moments; :meth:`bind` the optimiser). Gradient
+      step and shrinkage are then scaled alike, so the fixed points satisfy the group-lasso
+      optimality condition ‖∇_j L‖ ≤ s_j for removed groups (in the diagonal approximation):
+      a group survives by the *size* of the loss decrease it brings, as with plain proximal
+      gradient descent. λ is then in loss-gradient units (see ``lambda_scale`` in path.py).
     """
 
-    def __init__(self, strengths: list[torch.Tensor], masks: list[torch.Tensor]):
+    def __init__(self, strengths: list[torch.Tensor], masks: list[torch.Tensor], metric: str = "euclidean"):
+        if metric not in ("euclidean", "adam"):
+            raise ValueError(f"prox metric must be 'euclidean' or 'adam', got {metric!r}")
         self.strengths = [s.detach().clone() for s in strengths]
         self.masks = [m.detach().clone().bool() for m in masks]
+        self.metric = metric
+        self.optimizer = None
+
+    def bind(self, optimizer) -> "GroupPenalty":
+        """The optimiser whose second moments set the ``"adam"`` metric."""
+        self.optimizer = optimizer
+        return self
+
+    def _scale(self, w: torch.Tensor) -> torch.Tensor | float:
+        """Per-group factor of the threshold: 1, or mean_i 1/(√v̂_ij + ε) in the Adam metric."""
+        if self.metric == "euclidean" or self.optimizer is None:
+            return 1.0
+        state = self.optimizer.state.get(w)
+        if not state or "exp_avg_sq" not in state:
+            return 1.0
+        group = next(g for g in self.optimizer.param_groups if any(p is w for p in g["params"]))
+        beta2, eps = group["betas"][1], group["eps"]
+        step = float(state["step"])
+        v_hat = state["exp_avg_sq"] / (1.0 - beta2 ** step)
+        return (1.0 / (v_hat.sqrt() + eps)).mean(dim=0)
 
     @classmethod
-    def group_lasso(cls, model: HDNNP, lam, masks=None) -> "GroupPenalty":
+    def group_lasso(cls, model: HDNNP, lam, masks=None, metric: str = "euclidean") -> "GroupPenalty":
         """GL strengths λ_k/M_k for every group (``lam``: see :func:`element_lambdas`)."""
         ws = input_weights(model)
         lams = element_lambdas(model, lam)
         masks = masks if masks is not None else [torch.ones(w.shape[1], dtype=torch.bool) for w in ws]
-        return cls([torch.full((w.shape[1],), lk / w.shape[1], dtype=w.dtype) for w, lk in zip(ws, lams)], masks)
+        return cls([torch.full((w.shape[1],), lk / w.shape[1], dtype=w.dtype) for w, lk in zip(ws, lams)], masks,
+                   metric=metric)
 
     @classmethod
     def adaptive(cls, model: HDNNP, lam, reference_norms: list[torch.Tensor], gamma: float = 1.0,
-                 masks=None) -> "GroupPenalty":
+                 masks=None, metric: str = "euclidean") -> "GroupPenalty":
         """AGL strengths λ_k/(M_k ‖ŵ_kj‖^γ); groups with ‖ŵ_kj‖ = 0 (or already masked) are masked."""
         ws = input_weights(model)
         lams = element_lambdas(model, lam)
@@ -92,7 +128,7 @@ class GroupPenalty:
             safe = torch.where(alive, ref, torch.ones_like(ref))
             strengths.append(torch.where(alive, lam / w.shape[1] / safe ** gamma, torch.zeros_like(ref)))
             new_masks.append(alive)
-        return cls(strengths, new_masks)
+        return cls(strengths, new_masks, metric=metric)
 
     def value(self, model: HDNNP) -> torch.Tensor:
         """Σ_k Σ_j s_kj ‖w_kj‖ (masked groups are zero)."""
@@ -106,7 +142,7 @@ class GroupPenalty:
     def prox(self, model: HDNNP, lr: float) -> None:
         """The proximal step after an optimiser step with learning rate ``lr`` (in place)."""
         for w, s, m in zip(input_weights(model), self.strengths, self.masks):
-            w.copy_(prox_group(w, lr * s.to(w)) * m.to(w))
+            w.copy_(prox_group(w, lr * s.to(w) * self._scale(w)) * m.to(w))
 
     def __call__(self, model: HDNNP, lr: float) -> None:  # the Trainer's after_step hook
         self.prox(model, lr)

@@ -58,6 +58,7 @@ class SelectionSettings:
     cold_init: str = "dense"                # warm_start False: restart from "dense" or "random" weights
     seed: int = 0                           # of the random restarts
     tol: float = 0.0                        # group norms ≤ tol count as removed
+    prox_metric: str = "euclidean"          # "euclidean" (the paper's) or "adam" (see GroupPenalty)
 
     def __post_init__(self):
         if self.cold_init not in ("dense", "random"):
@@ -81,22 +82,46 @@ def default_lambda_start(model, ratio: float) -> float:
     return ratio * max(w.shape[1] * w.shape[0] ** 0.5 for w in (net.input_layer.weight for net in model.nets))
 
 
+def lambda_scale(model, train, settings: TrainSettings) -> float:
+    """λ scale of the ``"adam"`` prox metric: max over elements k and features j of
+    M_k·‖∂L/∂w_kj‖ with column w_kj set to zero (the other weights as in ``model``; L the
+    energy loss on ``train``). By the group-lasso optimality condition a feature that is off
+    stays off while M_k·‖∂L/∂w_kj‖ < λ, so above this λ no feature would be switched on."""
+    worst = 0.0
+    for k, net in enumerate(model.nets):
+        n_feat = net.input_layer.weight.shape[1]
+        for j in range(n_feat):
+            m = copy.deepcopy(model)
+            w = m.nets[k].input_layer.weight
+            with torch.no_grad():
+                w[:, j] = 0.0
+            de = (train.predict(m) - train.energy) / train.n_atoms.to(train.energy.dtype)
+            loss = settings.energy_weight * (de * de).mean()
+            grad = torch.autograd.grad(loss, w)[0][:, j]
+            worst = max(worst, n_feat * float(grad.norm()))
+    return worst
+
+
 def run_lambda(model, lam, train, val, train_settings: TrainSettings, sel: SelectionSettings,
                masks=None) -> dict:
     """GL → AGL → retraining at one λ (a number, or ``{element: λ}``; see module docstring).
     Returns models and metrics."""
     gl = copy.deepcopy(model)
-    pen = GroupPenalty.group_lasso(gl, lam, masks=masks)
+    pen = GroupPenalty.group_lasso(gl, lam, masks=masks, metric=sel.prox_metric)
     pen.prox(gl, 0.0)  # apply the masks before training
-    Trainer(gl, train_settings.replace(max_epochs=sel.gl_epochs), train, val,
-            monitor=pen.monitor, after_step=pen).fit()
+    trainer = Trainer(gl, train_settings.replace(max_epochs=sel.gl_epochs), train, val,
+                      monitor=pen.monitor, after_step=pen)
+    pen.bind(trainer.optimizer)
+    trainer.fit()
     ref = group_norms(gl)
     agl = copy.deepcopy(gl)
     apen = GroupPenalty.adaptive(agl, lam, [torch.where(r > sel.tol, r, torch.zeros_like(r)) for r in ref],
-                                 gamma=sel.gamma, masks=pen.masks)
+                                 gamma=sel.gamma, masks=pen.masks, metric=sel.prox_metric)
     apen.prox(agl, 0.0)
-    Trainer(agl, train_settings.replace(max_epochs=sel.agl_epochs), train, val,
-            monitor=apen.monitor, after_step=apen).fit()
+    trainer = Trainer(agl, train_settings.replace(max_epochs=sel.agl_epochs), train, val,
+                      monitor=apen.monitor, after_step=apen)
+    apen.bind(trainer.optimizer)
+    trainer.fit()
     keep = selected(agl, apen.masks, tol=sel.tol)
     penalised = _evaluate(agl, val, train_settings)
     result = {"lambda": lam, "keep": keep, "n_kept": {el: len(v) for el, v in keep.items()},
@@ -147,7 +172,12 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
     if sel.lambdas:
         lambdas = list(sel.lambdas)
     else:
-        lam0 = sel.lambda_start or default_lambda_start(model, sel.start_ratio)
+        if sel.lambda_start:
+            lam0 = sel.lambda_start
+        elif sel.prox_metric == "adam":
+            lam0 = sel.start_ratio * lambda_scale(model, train, train_settings)
+        else:
+            lam0 = default_lambda_start(model, sel.start_ratio)
         lambdas = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
     rows, current, masks = [], model, None
     for i, lam in enumerate(lambdas):
