@@ -11,6 +11,9 @@ include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"
 
+# tiny bookkeeping rules run on the submitting host, never as cluster jobs
+localrules: run_config, stage_config
+
 
 rule all:
     input:

@@ -25,6 +25,7 @@ if "elements" not in config:  # no full config given: the default plus any --con
 CFG = validate_config(config, source="snakemake config", base_dir=workflow.basedir)
 CFG["_base_dir"] = str(Path(workflow.basedir).resolve())
 RUN = f"results/{CFG['run_id']}"
+ENV = "../../envs/meltpot.yaml"  # conda env of every rule (path relative to the rule files)
 UNITS = [u.unit_id for u in expand_states(CFG)]
 IMPORTS = [imp["id"] for imp in CFG["imports"]]
 FRAME_FILES = [f"{RUN}/frames/{u}.extxyz" for u in UNITS] + [f"{RUN}/frames/import_{i}.extxyz" for i in IMPORTS]
@@ -42,12 +43,9 @@ def yaml_text(cfg):
 
 RUN_CONFIG = f"{RUN}/config.yaml"
 
-# tiny bookkeeping rules run on the submitting host, never as cluster jobs
-localrules: run_config, stage_config
-
 
 def run_config():
-    """The run's config file as a rule input, marked ancient: rewriting it (any key changed)
+    """The run's config file as an input of rules, marked ancient; rewriting it (any key changed)
     does not rerun a rule by itself; each rule also takes its stage_config (below)."""
     return ancient(RUN_CONFIG)
 
@@ -65,7 +63,7 @@ STAGE_KEYS = {
 
 
 def stage_config(stage):
-    """The stage's slice of the config as a rule input: written by rule stage_config only when
+    """The stage's slice of the config as an input of rules, written by the stage_config rule only when
     that slice changes (its params), so a stage reruns exactly when its own keys change."""
     return f"{RUN}/config/{stage}.yaml"
 

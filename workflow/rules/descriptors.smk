@@ -22,6 +22,8 @@ rule descriptors:
     threads: 1  # one torch thread was measured faster than two for ~256-atom frames
     resources:
         mem_mb=4000,
+    conda:
+        ENV
     shell:
         "meltpot descriptors compute {input.config} --index {input.index} --splits {input.splits}"
         " --out {output} --threads {threads} 2> {log}"

@@ -6,8 +6,12 @@ rule run_config:
         f"{RUN}/config.yaml",
     params:
         text=yaml_text(CFG),
-    run:
-        Path(output[0]).write_text(params.text)
+    log:
+        f"{RUN}/logs/run_config.log",
+    conda:
+        ENV
+    shell:
+        "printf '%s' {params.text:q} > {output} 2> {log}"
 
 
 rule stage_config:
@@ -17,8 +21,12 @@ rule stage_config:
         stage="|".join(STAGE_KEYS),
     params:
         text=lambda wc: yaml.safe_dump({k: CFG.get(k) for k in STAGE_KEYS[wc.stage]}, sort_keys=True),
-    run:
-        Path(output[0]).write_text(params.text)
+    log:
+        f"{RUN}/logs/stage_config_{{stage}}.log",
+    conda:
+        ENV
+    shell:
+        "printf '%s' {params.text:q} > {output} 2> {log}"
 
 
 rule sample:
@@ -38,6 +46,8 @@ rule sample:
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        ENV
     shell:
         "OMP_NUM_THREADS=1 meltpot sample {input.config} --unit {wildcards.unit} --out {output.frames}"
         " --summary {output.summary} 2> {log}"
@@ -51,6 +61,8 @@ rule import_frames:
         f"{RUN}/frames/import_{{name}}.extxyz",
     log:
         f"{RUN}/logs/import/{{name}}.log",
+    conda:
+        ENV
     shell:
         "meltpot import {input.config} --id {wildcards.name} --out {output} 2> {log}"
 
@@ -65,10 +77,14 @@ rule dataset:
         states=f"{RUN}/dataset/states.csv",
         plot=f"{RUN}/dataset/states.png",
         report=f"{RUN}/dataset/validation_report.csv",
+    params:
+        out_dir=lambda wc, output: Path(output.index).parent,
     log:
         f"{RUN}/logs/dataset.log",
+    conda:
+        ENV
     shell:
-        "meltpot dataset {input.config} --frames {input.frames} --out-dir {RUN}/dataset 2> {log}"
+        "meltpot dataset {input.config} --frames {input.frames} --out-dir {params.out_dir} 2> {log}"
 
 
 rule split:
@@ -80,6 +96,8 @@ rule split:
         f"{RUN}/dataset/splits.parquet",
     log:
         f"{RUN}/logs/split.log",
+    conda:
+        ENV
     shell:
         "meltpot split {input.config} --index {input.index} --out {output} 2> {log}"
 
@@ -93,6 +111,10 @@ rule manifest:
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",
+    log:
+        f"{RUN}/logs/manifest.log",
+    conda:
+        ENV
     shell:
         "meltpot manifest {input.config} --out {output} --outputs {input.outputs}"
-        " --summaries {input.summaries}"
+        " --summaries {input.summaries} 2> {log}"

@@ -27,9 +27,13 @@ rule select_path:
     resources:
         mem_mb=4000,
         runtime=600,
+    params:
+        out_dir=lambda wc, output: Path(output.path).parent,
+    conda:
+        ENV
     shell:
         "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
-        " --splits {input.splits} --out-dir {SELECT}/agl --threads {threads} 2> {log}"
+        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} 2> {log}"
 
 
 rule select_filter:
@@ -45,6 +49,8 @@ rule select_filter:
         method="pearson|cur|fps",
     log:
         f"{RUN}/logs/select_filter_{{method}}.log",
+    conda:
+        ENV
     shell:
         "meltpot select filter --config {input.config} --cache {input.cache} --index {input.index}"
         " --splits {input.splits} --method {wildcards.method} --match {input.chosen} --out {output} 2> {log}"
@@ -62,6 +68,8 @@ rule select_compare:
     params:
         sets=lambda wc, input: " ".join([f"agl={input.agl}"] + [f"{m}={f}" for m, f in zip(FILTERS, input.filters)]),
         epochs=f"--max-epochs {CFG['selection']['compare_epochs']}" if CFG["selection"]["compare_epochs"] else "",
+        seeds=CFG["selection"]["compare_seeds"],
+        out_dir=lambda wc, output: Path(output.table).parent,
     output:
         table=f"{SELECT}/comparison/comparison.csv",
         plot=f"{SELECT}/comparison/kept_features.png",
@@ -70,7 +78,9 @@ rule select_compare:
     benchmark:
         f"{RUN}/benchmarks/select_compare.tsv"
     threads: 1
+    conda:
+        ENV
     shell:
         "meltpot select compare {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
-        " --sets {params.sets} --seeds {CFG[selection][compare_seeds]} {params.epochs} --threads {threads}"
-        " --out-dir {SELECT}/comparison 2> {log}"
+        " --sets {params.sets} --seeds {params.seeds} {params.epochs} --threads {threads}"
+        " --out-dir {params.out_dir} 2> {log}"

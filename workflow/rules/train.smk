@@ -21,9 +21,13 @@ rule train:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        checkpoint=f"{RUN}/models/dense.ckpt",
+    conda:
+        ENV
     shell:
         "meltpot train {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
-        " --out {output.model} --history {output.history} --checkpoint {RUN}/models/dense.ckpt"
+        " --out {output.model} --history {output.history} --checkpoint {params.checkpoint}"
         " --threads {threads} --no-progress 2> {log}"
 
 
@@ -42,7 +46,11 @@ rule evaluate:
     log:
         f"{RUN}/logs/evaluate_dense.log",
     threads: 1
+    params:
+        out_dir=lambda wc, output: Path(output.metrics).parent,
+    conda:
+        ENV
     shell:
         "meltpot evaluate {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
-        " --splits {input.splits} --history {input.history} --out-dir {RUN}/evaluation/dense"
+        " --splits {input.splits} --history {input.history} --out-dir {params.out_dir}"
         " --threads {threads} 2> {log}"
