@@ -68,7 +68,7 @@ def test_lj_protocol_via_cli(tmp_path):
 
 
 def _workdir(tmp_path):
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "report", "envs"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
     return env
@@ -130,6 +130,12 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert comparison.loc["full", "n_features"] == 22 and comparison.loc["agl", "n_features"] == chosen["n_features"]
     assert comparison.loc["pearson", "n_features"] == comparison.loc["cur", "n_features"] == chosen["n_features"]
     assert np.isfinite(comparison["test_rmse_mean"]).all() and (comparison["seeds"] == 2).all()
+    # the HTML report bundles the figures and tables of every stage
+    res = subprocess.run([str(BIN / "snakemake"), "--configfile", str(TINY), "--report", "report.html"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert len(html) > 50_000 and "kept_features.png" in html and "comparison.csv" in html
     # a second invocation has nothing to do
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "-n"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

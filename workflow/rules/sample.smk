@@ -75,7 +75,7 @@ rule dataset:
     output:
         index=f"{RUN}/dataset/index.parquet",
         states=f"{RUN}/dataset/states.csv",
-        plot=f"{RUN}/dataset/states.png",
+        plot=report(f"{RUN}/dataset/states.png", caption="../../report/states.rst", category="1 data"),
         report=f"{RUN}/dataset/validation_report.csv",
     params:
         out_dir=lambda wc, output: Path(output.index).parent,

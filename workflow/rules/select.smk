@@ -18,7 +18,7 @@ rule select_path:
         path=f"{SELECT}/agl/path.csv",
         chosen=f"{SELECT}/agl/chosen.json",
         featureset=f"{SELECT}/agl/selected_featureset.yaml",
-        plot=f"{SELECT}/agl/path.png",
+        plot=report(f"{SELECT}/agl/path.png", caption="../../report/path.rst", category="3 feature selection"),
     log:
         f"{RUN}/logs/select_path.log",
     benchmark:
@@ -71,8 +71,10 @@ rule select_compare:
         seeds=CFG["selection"]["compare_seeds"],
         out_dir=lambda wc, output: Path(output.table).parent,
     output:
-        table=f"{SELECT}/comparison/comparison.csv",
-        plot=f"{SELECT}/comparison/kept_features.png",
+        table=report(f"{SELECT}/comparison/comparison.csv", caption="../../report/comparison.rst",
+                     category="3 feature selection"),
+        plot=report(f"{SELECT}/comparison/kept_features.png", caption="../../report/kept.rst",
+                    category="3 feature selection"),
     log:
         f"{RUN}/logs/select_compare.log",
     benchmark:

@@ -42,7 +42,8 @@ rule evaluate:
     output:
         metrics=f"{RUN}/evaluation/dense/metrics.json",
         per_state=f"{RUN}/evaluation/dense/per_state.csv",
-        parity=f"{RUN}/evaluation/dense/parity_energy.png",
+        parity=report(f"{RUN}/evaluation/dense/parity_energy.png", caption="../../report/parity.rst",
+                      category="2 dense model"),
     log:
         f"{RUN}/logs/evaluate_dense.log",
     threads: 1
