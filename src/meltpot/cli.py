@@ -474,6 +474,10 @@ def cmd_manifest(args) -> int:
     for path in args.summaries or []:
         with open(path) as fh:
             extra.setdefault("sampling", []).append(json.load(fh))
+    if args.benchmarks:
+        from .manifest import rule_times
+
+        extra["rule_times"] = rule_times(args.benchmarks)
     write_json(args.out, build_manifest(cfg, inputs=[args.config], outputs=args.outputs or [], extra=extra))
     print(f"{args.out}: written")
     return 0
@@ -878,6 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument("--outputs", nargs="*")
     m.add_argument("--summaries", nargs="*", help="sampling summary JSON files to include")
+    m.add_argument("--benchmarks", help="folder of Snakemake benchmark files: per-rule wall/CPU times and memory")
     m.set_defaults(func=cmd_manifest)
     return p
 

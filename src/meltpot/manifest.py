@@ -55,6 +55,31 @@ def build_manifest(cfg: dict, inputs=(), outputs=(), extra: dict | None = None) 
     }
 
 
+def rule_times(benchmark_dir: str | Path) -> dict:
+    """Wall time (s), CPU time (s) and peak memory (MB) of every Snakemake ``benchmark:`` file
+    under ``benchmark_dir``, keyed by its path relative to that folder (without ``.tsv``)."""
+    import csv
+
+    root = Path(benchmark_dir)
+    out = {}
+    for tsv in sorted(root.rglob("*.tsv")):
+        with open(tsv) as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if not rows:
+            continue
+        row = rows[-1]
+
+        def num(key):
+            try:
+                return float(row[key])
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        out[str(tsv.relative_to(root).with_suffix(""))] = {"wall_s": num("s"), "cpu_s": num("cpu_time"),
+                                                            "max_rss_mb": num("max_rss")}
+    return out
+
+
 def write_json(path: str | Path, data: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:

@@ -111,10 +111,12 @@ rule manifest:
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",
+    params:
+        benchmarks=lambda wc, output: Path(output[0]).parent / "benchmarks",
     log:
         f"{RUN}/logs/manifest.log",
     conda:
         ENV
     shell:
         "meltpot manifest {input.config} --out {output} --outputs {input.outputs}"
-        " --summaries {input.summaries} 2> {log}"
+        " --summaries {input.summaries} --benchmarks {params.benchmarks} 2> {log}"
