@@ -6,17 +6,28 @@ frames of a LAMMPS dump or extxyz file (:func:`meltpot.analysis.trajectory.iter_
 optionally minimises each frame first (``--minimize``: inherent structures), and writes a
 CSV table plus a PNG with the same stem. ``ttt`` turns per-run CSVs (one per temperature ×
 replica) into the TTT table and plot.
+
+``enthalpy`` (H(T) of a heating/cooling ramp: melting/crystallisation jump and latent heat, or
+glass kink; C_P of both branches), ``enthalpy-drop`` (H(t) of an isothermal run: the
+crystallisation time) and ``two-phase`` (solid–liquid coexistence runs → T_m) read LAMMPS
+logs (:func:`meltpot.analysis.trajectory.read_log`) and write a CSV, a PNG and a JSON summary
+with the same stem. H defaults to ``TotEng + P·Volume`` with the *external* pressure ``--pressure``
+(NPT: ⟨H⟩ = ⟨E⟩ + P_ext⟨V⟩); LAMMPS's ``enthalpy`` keyword uses the instantaneous virial
+pressure, whose fluctuations in small cells (±0.05 eV/atom at 256 atoms) swamp the signal.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..errors import MeltpotError
+from ..errors import FrameError, MeltpotError
 from .trajectory import parse_types
 
 #: default pattern for T and replica in per-run file names: T600_r0.csv, T600.0_rep3_cna.csv, …
@@ -211,6 +222,275 @@ def cmd_ttt(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- logs: H(T), H(t), two-phase
+#: pressure × volume → energy in the thermo units (LAMMPS force->nktv2p)
+NKTV2P = {"metal": 1.6021765e6, "real": 68568.415, "lj": 1.0, "si": 1.0}
+_T_NAMES = ("Temp", "c_thermo_temp", "v_temp", "v_T")
+_H_NAMES = ("Enthalpy", "v_H", "v_enthalpy", "v_h")
+_FRACTION_NAMES = ("v_fcryst", "v_crystalline", "v_fsolid", "v_fraction", "crystalline")
+
+
+def _column(table, name: str | None, candidates, source: str, what: str, option: str) -> str:
+    """``name`` if given (it must exist), else the first of ``candidates`` present (any case)."""
+    cols = ", ".join(map(str, table.columns))
+    if name:
+        if name not in table.columns:
+            raise FrameError(source, None, f"no column {name!r} for the {what} (columns: {cols})")
+        return name
+    lookup = {str(c).lower(): c for c in table.columns}
+    for cand in candidates:
+        if cand.lower() in lookup:
+            return lookup[cand.lower()]
+    raise FrameError(source, None, f"no {what} column (tried {', '.join(candidates)}; columns: {cols}); "
+                                   f"name it with {option}")
+
+
+def _thermo_block(path: Path, run: int | None, all_runs: bool = False):
+    """The thermo rows of one block of a LAMMPS log (default: the last), or of all blocks."""
+    from .trajectory import read_log
+
+    table = read_log(path)
+    runs = sorted(table["run"].unique())
+    if all_runs:
+        return table.reset_index(drop=True)
+    if run is None:
+        run = int(runs[-1])
+    elif run < 0:
+        run = int(runs[run]) if -run <= len(runs) else run
+    if run not in runs:
+        raise FrameError(str(path), None, f"no thermo block {run}; blocks: {[int(r) for r in runs]}")
+    return table[table["run"] == run].reset_index(drop=True)
+
+
+def _log_atoms(path: Path, table) -> int | None:
+    """Number of atoms: the ``Atoms`` column, else the last "… with N atoms" line of the log."""
+    for c in table.columns:
+        if str(c).lower() == "atoms":
+            return int(table[c].iloc[-1])
+    found = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = re.match(r"Loop time of .* with (\d+) atoms", line)
+            if m:
+                found = int(m.group(1))
+    return found
+
+
+def _enthalpy_series(path: Path, table, args) -> tuple[np.ndarray, dict]:
+    """H per atom (or total with --total) and how it was obtained."""
+    source = str(path)
+    if args.H_column:
+        col = _column(table, args.H_column, (), source, "enthalpy", "--H-column")
+        H, how = table[col].to_numpy(float), col
+    elif any(str(c).lower() == "toteng" for c in table.columns):
+        e = _column(table, None, ("TotEng",), source, "total energy", "--H-column")
+        H, how = table[e].to_numpy(float), e
+        if args.pressure:
+            if args.units not in NKTV2P:
+                raise MeltpotError(f"--units must be one of {sorted(NKTV2P)}, got {args.units!r}")
+            v = _column(table, None, ("Volume", "v_vol", "v_volume", "v_V"), source, "volume", "--H-column")
+            H = H + args.pressure * table[v].to_numpy(float) / NKTV2P[args.units]
+            how = f"{e} + {args.pressure:g}·{v}"
+    else:
+        col = _column(table, None, _H_NAMES, source, "enthalpy (or TotEng)", "--H-column")
+        H, how = table[col].to_numpy(float), col
+    info = {"H_from": how, "per_atom": not args.total}
+    if not args.total:
+        n = args.natoms if args.natoms else _log_atoms(path, table)
+        if not n:
+            raise FrameError(source, None, "number of atoms unknown (no Atoms column, no 'Loop time … with N "
+                                           "atoms' line); give --natoms or --total")
+        H = H / n
+        info["natoms"] = int(n)
+    if not np.all(np.isfinite(H)):
+        row = int(np.argmax(~np.isfinite(H)))
+        raise FrameError(source, None, f"row {row} (Step {int(table['Step'].iloc[row])}): non-finite enthalpy")
+    return H, info
+
+
+def _time_series(table, args, source: str) -> tuple[np.ndarray, str]:
+    """Time: Step × --dt if given, else LAMMPS's Time column, else Step."""
+    if args.dt is not None:
+        return table["Step"].to_numpy(float) * args.dt, f"time ({args.time_unit})"
+    for c in table.columns:
+        if str(c).lower() == "time":
+            return table[c].to_numpy(float), f"time ({args.time_unit})"
+    if "Step" not in table:
+        raise FrameError(source, None, "no Step or Time column")
+    return table["Step"].to_numpy(float), "step"
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value
+
+
+def _write_summary(path: Path, summary: dict) -> Path:
+    path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    return path
+
+
+def _blocks(x: np.ndarray, n: int) -> np.ndarray:
+    """Means over consecutive blocks of ``n`` rows (a last partial block is dropped)."""
+    if n <= 1:
+        return x
+    m = len(x) // n
+    return x[: m * n].reshape(m, n).mean(axis=1)
+
+
+def cmd_enthalpy(args) -> int:
+    from .nucleation import analyze_ramp, per_atom_units, plot_ramp
+
+    path = Path(args.log)
+    source = str(path)
+    table = _thermo_block(path, args.run, args.all_runs).iloc[args.skip:].reset_index(drop=True)
+    T_col = _column(table, args.T_column, _T_NAMES, source, "temperature", "--T-column")
+    H, info = _enthalpy_series(path, table, args)
+    if args.block < 1:
+        raise MeltpotError(f"--block must be ≥ 1, got {args.block}")
+    T = _blocks(table[T_col].to_numpy(float), args.block)
+    Hb = _blocks(H, args.block)
+    try:
+        r = analyze_ramp(T, Hb, kind=args.kind, min_points=args.min_points, jump_sigma=args.jump_sigma,
+                         T_range=tuple(args.T_range) if args.T_range else None)
+    except MeltpotError as exc:
+        raise MeltpotError(f"{source}: {exc}") from None
+    out, png = _outputs(args)
+    unit = "eV/atom" if info["per_atom"] else "eV"
+    points = pd.DataFrame({"T": T, "H": Hb})
+    points["branch"] = np.where(points["T"].rank(method="first") <= r.split, "low", "high")
+    points["H_fit"] = np.where(points["branch"] == "low", r.low(T), r.high(T))
+    points.to_csv(out, index=False)
+    plot_ramp(T, Hb, r, png, T_label=args.T_label, H_label=f"H ({unit})" if args.units == "metal" else "H")
+    summary = {"source": source, "T_column": T_col, **info, "rows": int(len(table)), "block": args.block,
+               "points": int(len(T)), **r.as_dict()}
+    if info["per_atom"] and args.units == "metal":
+        summary.update(per_atom_units(r.latent_heat, None))
+        if args.molar_mass:
+            summary["cp_low_J_per_gK"] = per_atom_units(None, r.cp_low, args.molar_mass)["cp_J_per_gK"]
+            summary["cp_high_J_per_gK"] = per_atom_units(None, r.cp_high, args.molar_mass)["cp_J_per_gK"]
+    js = _write_summary(out.with_suffix(".json"), summary)
+    what = "jump" if r.kind == "jump" else "kink (crossover)"
+    print(f"{what} at T = {r.T_transition:.5g}; latent heat {r.latent_heat:.4g} {unit}; "
+          f"C_P low {r.cp_low:.4g}, high {r.cp_high:.4g} {unit}/K (gap {r.gap_significance:.3g} σ)")
+    print(f"written {out}, {png}, {js}")
+    return 0
+
+
+def cmd_enthalpy_drop(args) -> int:
+    from .nucleation import enthalpy_drop, plot_enthalpy_time
+
+    path = Path(args.log)
+    source = str(path)
+    table = _thermo_block(path, args.run, args.all_runs).iloc[args.skip:].reset_index(drop=True)
+    H, info = _enthalpy_series(path, table, args)
+    t, t_label = _time_series(table, args, source)
+    try:
+        d = enthalpy_drop(t, H, window=args.window, level=args.level, min_drop=args.min_drop, smooth=args.smooth)
+    except MeltpotError as exc:
+        raise MeltpotError(f"{source}: {exc}") from None
+    out, png = _outputs(args)
+    pd.DataFrame({"time": t, "Step": table["Step"].to_numpy(), "H": H}).to_csv(out, index=False)
+    unit = "eV/atom" if info["per_atom"] else "eV"
+    plot_enthalpy_time(t, H, png, d, time_label=t_label, H_label=f"H ({unit})" if args.units == "metal" else "H")
+    from dataclasses import asdict
+
+    js = _write_summary(out.with_suffix(".json"), {"source": source, **info, "rows": int(len(table)),
+                                                    "time_label": t_label, **asdict(d)})
+    if d.found:
+        print(f"drop of {d.dH:.4g} {unit} at {t_label.split(' ')[0]} {d.time:.5g} "
+              f"(level {args.level:g}; noise {d.noise:.2g})")
+    else:
+        print(f"no significant drop (H {d.H_before:.5g} → {d.H_after:.5g}, noise {d.noise:.2g})")
+    print(f"written {out}, {png}, {js}")
+    return 0
+
+
+#: default pattern for the set temperature in two-phase file names: T900.log, run_T912.5_nph.log, …
+T_PATTERN = r"T(?P<T>\d+(?:\.\d+)?)"
+
+
+def _two_phase_series(path: Path, args) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(time, crystalline fraction, temperature or None) of one coexistence run: a CNA table
+    (CSV from ``analyze cna``) or a LAMMPS log with a fraction column."""
+    source = str(path)
+    if not path.exists():
+        raise FrameError(source, None, "file does not exist")
+    if path.suffix.lower() == ".csv":
+        from .nucleation import crystalline_fraction
+
+        table = pd.read_csv(path)
+        if "time" not in table:
+            raise FrameError(source, None, f"CNA table without a time column (columns: {', '.join(table.columns)})")
+        try:
+            f = crystalline_fraction(table) if not args.fraction_column else \
+                table[_column(table, args.fraction_column, (), source, "crystalline fraction", "--fraction-column")]
+        except MeltpotError as exc:
+            raise FrameError(source, None, str(exc)) from None
+        temp = None
+        if args.T_column:
+            temp = table[_column(table, args.T_column, (), source, "temperature", "--T-column")].to_numpy(float)
+        return table["time"].to_numpy(float), np.asarray(f, float), temp
+    table = _thermo_block(path, args.run, args.all_runs).iloc[args.skip:].reset_index(drop=True)
+    f_col = _column(table, args.fraction_column, _FRACTION_NAMES, source, "crystalline fraction",
+                    "--fraction-column (e.g. a variable from compute cna/atom)")
+    T_col = _column(table, args.T_column, _T_NAMES, source, "temperature", "--T-column")
+    t, _ = _time_series(table, args, source)
+    return t, table[f_col].to_numpy(float), table[T_col].to_numpy(float)
+
+
+def cmd_two_phase(args) -> int:
+    from dataclasses import asdict
+
+    from .nucleation import classify_two_phase, plot_two_phase, two_phase_melting_point
+
+    paths = [Path(p) for p in args.runs]
+    if args.T_set and len(args.T_set) != len(paths):
+        raise MeltpotError(f"--T-set needs one temperature per run ({len(paths)}), got {len(args.T_set)}")
+    pattern = re.compile(args.pattern)
+    rows, series = [], []
+    for k, path in enumerate(paths):
+        if args.T_set:
+            T_set = float(args.T_set[k])
+        else:
+            m = pattern.search(path.name)
+            T_set = float(m.group("T")) if m else float("nan")
+        t, f, temp = _two_phase_series(path, args)
+        if temp is None and not math.isfinite(T_set):
+            raise MeltpotError(f"{path}: no temperature (no --T-column, no T in the file name matching "
+                               f"--pattern {args.pattern!r}); give --T-set")
+        try:
+            r = classify_two_phase(t, f, temp, T_set=T_set, final=args.final, tol=args.tol)
+        except MeltpotError as exc:
+            raise MeltpotError(f"{path}: {exc}") from None
+        rows.append({"file": str(path), **asdict(r)})
+        series.append((f"{path.stem}: {r.outcome}", t, f))
+    runs = pd.DataFrame(rows)
+    m = two_phase_melting_point(runs, use=args.use)
+    out, png = _outputs(args)
+    runs.to_csv(out, index=False)
+    plot_two_phase(series, png, time_label=args.time_label)
+    js = _write_summary(out.with_suffix(".json"), {"runs": len(runs), **asdict(m)})
+    for _, r in runs.iterrows():
+        print(f"{r['file']}: {r['outcome']} (fraction {r['f_start']:.3f} → {r['f_end']:.3f}, "
+              f"T_final {r['T_final']:.5g})")
+    if math.isfinite(m.T_m):
+        print(f"T_m = {m.T_m:.5g} ± {m.error:.3g} ({m.method}; bracket {m.T_low:.5g} – {m.T_high:.5g})")
+    else:
+        print(f"T_m not bracketed ({m.method}): solid grew up to {m.T_low:.5g}, melted from {m.T_high:.5g}")
+    print(f"written {out}, {png}, {js}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("trajectory", help="LAMMPS text dump (.gz ok) or extxyz file")
@@ -234,7 +514,8 @@ def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Register ``cna``, ``steinhardt``, ``clusters`` and ``ttt`` on ``subparsers``."""
+    """Register ``cna``, ``steinhardt``, ``clusters``, ``ttt``, ``enthalpy``, ``enthalpy-drop``
+    and ``two-phase`` on ``subparsers``."""
     c = subparsers.add_parser("cna", help="common neighbour analysis (OVITO): class fractions vs time")
     _trajectory_args(c, "CNA fractions (other fcc hcp bcc ico crystalline)")
     c.add_argument("--cutoff", help="fixed cutoff (Å, e.g. the first minimum of g(r)) or 'auto' (that "
@@ -280,3 +561,75 @@ def add_commands(subparsers) -> None:
     t.add_argument("--time-label", default="time (ps)")
     t.add_argument("--T-label", default="T (K)")
     t.set_defaults(func=cmd_ttt)
+    _log_commands(subparsers)
+
+
+def _log_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", required=True, help=f"CSV of the {what}; a PNG and a JSON summary with the same stem")
+    p.add_argument("--run", type=int, help="thermo block of the log (0-based, negative from the end; "
+                                           "default: the last)")
+    p.add_argument("--all-runs", action="store_true", help="use the rows of all thermo blocks")
+    p.add_argument("--skip", type=int, default=0, help="drop this many first rows (equilibration)")
+
+
+def _enthalpy_args(p: argparse.ArgumentParser) -> None:
+    h = p.add_argument_group("enthalpy")
+    h.add_argument("--H-column", help="thermo column holding H (default: TotEng + --pressure·Volume, else "
+                                      "Enthalpy / v_H)")
+    h.add_argument("--pressure", type=float, default=0.0,
+                   help="external (barostat) pressure in thermo units (bar for metal) for H = E + P·V")
+    h.add_argument("--units", default="metal", choices=sorted(NKTV2P), help="LAMMPS units of the log")
+    h.add_argument("--natoms", type=int, help="atoms for per-atom H (default: the Atoms column or the log's "
+                                              "'with N atoms' line); 1 if thermo_modify norm yes")
+    h.add_argument("--total", action="store_true", help="keep H per system, not per atom")
+
+
+def _log_commands(subparsers) -> None:
+    e = subparsers.add_parser("enthalpy", help="H(T) of a heating/cooling ramp from a LAMMPS log: melting or "
+                                               "crystallisation jump (latent heat) or glass kink, C_P")
+    e.add_argument("log", help="LAMMPS log with thermo columns Temp and TotEng (or Enthalpy)")
+    _log_args(e, "(T, H) points with branch and fit")
+    _enthalpy_args(e)
+    e.add_argument("--T-column", help="temperature column (default Temp)")
+    e.add_argument("--block", type=int, default=1, help="average T and H over blocks of this many rows")
+    e.add_argument("--kind", choices=["auto", "jump", "kink"], default="auto",
+                   help="transition kind (auto: jump if the gap is significant)")
+    e.add_argument("--T-range", type=float, nargs=2, metavar=("LO", "HI"), help="use points in this T range")
+    e.add_argument("--min-points", type=int, default=3, help="points per branch at least")
+    e.add_argument("--jump-sigma", type=float, default=10.0, help="gap (residual σ) that makes a jump")
+    e.add_argument("--molar-mass", type=float, help="g/mol (26.98 for Al): also C_P in J/(g K)")
+    e.add_argument("--T-label", default="T (K)")
+    e.set_defaults(func=cmd_enthalpy)
+
+    d = subparsers.add_parser("enthalpy-drop", help="H(t) of an isothermal run from a LAMMPS log: the "
+                                                    "crystallisation drop and its time")
+    d.add_argument("log", help="LAMMPS log with TotEng (or Enthalpy) and Step or Time")
+    _log_args(d, "H(t) series")
+    _enthalpy_args(d)
+    d.add_argument("--dt", type=float, help="time per step (time = Step × dt); default: the Time column, "
+                                            "else steps")
+    d.add_argument("--time-unit", default="ps")
+    d.add_argument("--window", type=float, default=0.1, help="fraction of the run for H before/after")
+    d.add_argument("--level", type=float, default=0.5, help="fraction of the drop that dates it")
+    d.add_argument("--min-drop", type=float, help="smallest drop that counts (default 5 × noise)")
+    d.add_argument("--smooth", type=int, default=5, help="moving-average frames")
+    d.set_defaults(func=cmd_enthalpy_drop)
+
+    t = subparsers.add_parser("two-phase", help="solid–liquid coexistence runs (LAMMPS logs with a crystalline "
+                                                "fraction column, or CNA CSVs) → outcomes and T_m")
+    t.add_argument("runs", nargs="+", help="one log (or CNA CSV) per run; T from the file name (--pattern) "
+                                           "or --T-set, T_final from the Temp column")
+    _log_args(t, "runs (outcome, fractions, final T)")
+    t.add_argument("--fraction-column", help="crystalline-fraction column (default v_fcryst, v_crystalline, "
+                                             "…; CSV: crystalline or fcc+hcp+bcc)")
+    t.add_argument("--T-column", help="temperature column (logs: default Temp)")
+    t.add_argument("--T-set", type=float, nargs="*", help="set temperature of each run, in order")
+    t.add_argument("--pattern", default=T_PATTERN, help="regex with a named group T, searched in file names")
+    t.add_argument("--dt", type=float, help="time per step (default: the Time column, else steps)")
+    t.add_argument("--time-unit", default="ps")
+    t.add_argument("--time-label", default="time (ps)")
+    t.add_argument("--final", type=float, help="final averaging interval (time units; default last 10 %%)")
+    t.add_argument("--tol", type=float, default=0.15, help="fraction change that counts as growth/melting")
+    t.add_argument("--use", choices=["T_final", "T_set"], default="T_final",
+                   help="temperature a run's outcome is attributed to")
+    t.set_defaults(func=cmd_two_phase)
