@@ -16,15 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
 
-from meltpot.data.frames import attach_labels, composition_string
 from helpers import assemble_dataset, fd_stress
 from meltpot.data.io import read_frames
 from meltpot.descriptors.cache import DescriptorCache
-from meltpot.descriptors.compute import AtomsDescriptor
-from meltpot.descriptors.featureset import grid
 from meltpot.errors import FrameError
 from meltpot.model import HDNNP, load_model, save_model
 from meltpot.model.batch import frame_graph, predict, voigt
@@ -33,54 +28,7 @@ from meltpot.model.hdnnp import fit_reference_energies
 from meltpot.model.modelfile import ModelFileError, check_featureset, model_payload
 from meltpot.train.data import EnergyDataset
 
-RC = 4.5
-
-
-def make_featureset(elements, name="model-test", rc=RC, zetas=(1, 4)):
-    return grid(list(elements), rc=rc, n_radial=2, n_shifted=2, zetas=zetas, lambdas=(-1, 1), name=name)
-
-
-def make_frame(rng, alloy: bool, shear: float = 0.0, rattle: float = 0.12):
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-    if shear:
-        cell = atoms.cell.array.copy()
-        cell[2, 0] += shear
-        cell[1, 0] += 0.4 * shear
-        atoms.set_cell(cell, scale_atoms=True)
-    if alloy:
-        symbols = np.array(atoms.get_chemical_symbols())
-        symbols[rng.choice(len(atoms), 10, replace=False)] = "Ni"
-        atoms.set_chemical_symbols(symbols.tolist())
-    atoms.positions += rng.normal(0.0, rattle, atoms.positions.shape)
-    return atoms
-
-
-def labelled(atoms, state_id="s"):
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-    return attach_labels(atoms, e, f, s, state_id=state_id, branch="", phase="liquid", T_target=1000.0,
-                         P_target=0.0, composition=composition_string(atoms.get_chemical_symbols(),
-                                                                       order=["Al", "Ni"]),
-                         engine="ase:EMT", units="metal")
-
-
-def random_model(fs, frames, seed=0, hidden=(8, 6), activation="tanh", refs=None) -> HDNNP:
-    """Seeded random weights; scaling from the frames' features; reference energies set."""
-    torch.manual_seed(seed)
-    model = HDNNP(fs, hidden=hidden, activation=activation)
-    desc = AtomsDescriptor(fs)
-    per_el = {el: [] for el in fs.elements}
-    for fr in frames:
-        for el, G in desc.per_element(fr).items():
-            per_el[el].append(G)
-    mean, std = {}, {}
-    for el in fs.elements:
-        G = np.concatenate(per_el[el])
-        mean[el], std[el] = G.mean(0), G.std(0)
-    model.set_scaling(mean, std)
-    model.set_reference_energies(refs or {"Al": -3.1, "Ni": -4.4})
-    return model
+from helpers import labelled, make_featureset, make_frame, random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

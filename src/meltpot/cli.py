@@ -877,6 +877,23 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (cli_structure, cli_dynamics, cli_order):
         module.add_commands(asub)
 
+    md = sub.add_parser("md", help="MD protocols (NVT/NPT/NPH, quench, ramp, two-phase, nucleation, minimise) with LAMMPS")
+    mdsub = md.add_subparsers(dest="md_command", required=True)
+    from .md import cli_md
+
+    cli_md.add_commands(mdsub)
+
+    ex = sub.add_parser("export", help="export a trained model for LAMMPS (TorchScript plugin, ML-IAP) or n2p2")
+    esub = ex.add_subparsers(dest="export_command", required=True)
+    from .export import EXPORT_CLI_MODULES
+
+    for module in EXPORT_CLI_MODULES():
+        module.add_commands(esub)
+
+    from .plugin import cli as plugin_cli
+
+    plugin_cli.add_commands(sub)
+
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")
     m.add_argument("--out", required=True)

@@ -4,8 +4,9 @@ The core, :class:`SymmetryFunctions`, takes what a LAMMPS pair style has: specie
 atoms (local and ghost), pair indices ``center``/``neighbor``, pair vectors ``r_ij``, and the
 number of local atoms; it returns ``G`` (n_local, F_max) where row i holds the features of
 atom i's element in its first F_e columns (zeros after). Gradients flow through the pair
-vectors, so forces and the virial come from autograd. (It is not yet TorchScript-able: the
-LAMMPS export will need a scripted variant of the angular loop.)
+vectors, so forces and the virial come from autograd. The module compiles with
+``torch.jit.script`` (typed lists instead of dicts for the angular groups): the LAMMPS export
+runs this very code, so the plugin and training see identical numbers.
 
 Evaluation (TorchANI-style, no Python loop over atoms): pairs are scattered into a padded
 (n_local, M) neighbour table (M = most neighbours of any atom). Radial terms are summed over
@@ -20,6 +21,7 @@ cache, measured 1.5× faster than 128 on one CPU thread).
 from __future__ import annotations
 
 import math
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -39,6 +41,12 @@ def cutoff_fn(r: torch.Tensor, rc: torch.Tensor, kind: str) -> torch.Tensor:
 
 class SymmetryFunctions(torch.nn.Module):
     """Symmetry functions of a :class:`FeatureSet` (see module docstring)."""
+
+    # types of the angular-group lists for TorchScript (they may be empty, so it cannot infer
+    # them); a real dict, because this module's annotations are strings (__future__)
+    __annotations__ = {"ang_narrow": List[bool], "ang_eta": List[float], "ang_rs": List[float],
+                       "ang_rc": List[float], "ang_terms": List[List[Tuple[int, float, float, int, int]]],
+                       "ang_lams": List[List[float]], "ang_zetas": List[List[List[float]]]}
 
     def __init__(self, featureset: FeatureSet, chunk_size: int = 32):
         super().__init__()
@@ -73,18 +81,34 @@ class SymmetryFunctions(torch.nn.Module):
         self.register_buffer("rad_rc", torch.tensor([f.rc for _, f in rad], dtype=torch.float64), persistent=False)
         self.register_buffer("rad_elem", torch.tensor([el_index[f.neighbors[0]] for _, f in rad], dtype=torch.long),
                              persistent=False)
-        # angular: groups sharing the radial part (type, eta, rs, rc), then (zeta, lambda)
+        # angular: groups sharing the radial part (type, eta, rs, rc), then terms (column u, zeta,
+        # lambda, sorted neighbour-element pair e1 <= e2). Typed lists, so TorchScript compiles them.
         ang = [(u, f) for u, f in enumerate(union) if f.is_angular]
-        self.ang_groups = []  # list of dicts (plain Python: evaluated in a Python loop over groups)
-        keys = []
+        keys: list = []
+        self.ang_narrow = []
+        self.ang_eta = []
+        self.ang_rs = []
+        self.ang_rc = []
+        self.ang_terms = []
         for u, f in ang:
             key = (f.type, f.eta, f.rs, f.rc)
             if key not in keys:
                 keys.append(key)
-                self.ang_groups.append({"type": f.type, "eta": f.eta, "rs": f.rs, "rc": f.rc, "terms": []})
-            g = self.ang_groups[keys.index(key)]
+                self.ang_narrow.append(f.type == "angular_narrow")
+                self.ang_eta.append(float(f.eta))
+                self.ang_rs.append(float(f.rs))
+                self.ang_rc.append(float(f.rc))
+                self.ang_terms.append([])
             e1, e2 = sorted((el_index[f.neighbors[0]], el_index[f.neighbors[1]]))
-            g["terms"].append((u, f.zeta, f.lam, e1, e2))
+            self.ang_terms[keys.index(key)].append((u, float(f.zeta), float(f.lam), e1, e2))
+        self.n_ang_groups = len(keys)
+        self.all_narrow = bool(keys) and all(self.ang_narrow)
+        self.ang_rc_max = max(self.ang_rc) if keys else 0.0
+        # per group and lambda: the zetas needed (one chain of squarings per base 1 + lambda cos)
+        self.ang_lams = [sorted({t[2] for t in terms}) for terms in self.ang_terms]
+        self.ang_zetas = [[sorted({t[1] for t in terms if t[2] == lam}) for lam in lams]
+                                                   for terms, lams in zip(self.ang_terms, self.ang_lams)]
+        self.n_elements = len(self.elements)
 
     # ------------------------------------------------------------------ helpers
     def split(self, G: torch.Tensor, species: torch.Tensor) -> list[torch.Tensor]:
@@ -94,11 +118,11 @@ class SymmetryFunctions(torch.nn.Module):
     def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
                 n_local: int) -> torch.Tensor:
         """``G`` (n_local, F_max) from a pair list (pairs with centre < n_local; any order)."""
-        if self.has_noise:
+        if not torch.jit.is_scripting() and self.has_noise:
             raise ConfigError(f"feature set {self.featureset.name} holds noise pseudo-features (a selection "
                               "diagnostic that exists only in training data); it cannot be computed from positions")
         dtype, device = rij.dtype, rij.device
-        n_el = len(self.elements)
+        n_el = self.n_elements
         U = torch.zeros(n_local, self.n_union, dtype=dtype, device=device)
         if center.numel() == 0:
             return self._select(U, species[:n_local])
@@ -110,7 +134,7 @@ class SymmetryFunctions(torch.nn.Module):
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(c.numel(), device=device) - starts[c]
         R = torch.zeros(n_local, M, 3, dtype=dtype, device=device)
-        R = R.index_put((c, slot), rij[order])
+        R = R.index_put([c, slot], rij[order])
         nb_species = torch.full((n_local, M), -1, dtype=torch.long, device=device)
         nb_species[c, slot] = species[neighbor[order]]
         mask = nb_species >= 0
@@ -130,7 +154,8 @@ class SymmetryFunctions(torch.nn.Module):
         G = torch.gather(U, 1, cols.clamp(min=0))
         return G * (cols >= 0).to(U.dtype)
 
-    def _chunk(self, R, d, d2, mask, onehot) -> torch.Tensor:
+    def _chunk(self, R: torch.Tensor, d: torch.Tensor, d2: torch.Tensor, mask: torch.Tensor,
+               onehot: torch.Tensor) -> torch.Tensor:
         m = int(mask.sum(1).max()) if mask.numel() else 0   # this chunk's most neighbours
         R, d, d2, mask, onehot = R[:, :m], d[:, :m], d2[:, :m], mask[:, :m], onehot[:, :m]
         n, M = d.shape
@@ -143,13 +168,14 @@ class SymmetryFunctions(torch.nn.Module):
             rc = self.rad_rc.to(dtype)
             fc = cutoff_fn(d[..., None], rc, self.cutoff_kind) * maskf[..., None]           # (n, M, Fr)
             term = torch.exp(-eta * (d[..., None] - rs) ** 2) * fc
-            w = onehot[..., self.rad_elem]                                                  # (n, M, Fr)
+            w = onehot.index_select(2, self.rad_elem)                                       # (n, M, Fr)
             out = out.index_copy(1, self.rad_index, (term * w).sum(1))
-        if self.ang_groups:
+        if self.n_ang_groups > 0:
             self._angular(out, R, d, maskf, onehot)
         return out
 
-    def _angular(self, out, R, d, maskf, onehot) -> None:
+    def _angular(self, out: torch.Tensor, R: torch.Tensor, d: torch.Tensor, maskf: torch.Tensor,
+                 onehot: torch.Tensor) -> None:
         """Angular terms over each centre's neighbour pairs j < k, packed into an (n, P_max) table.
 
         Candidates are the upper triangle of the padded neighbour table; only real pairs are kept,
@@ -158,74 +184,84 @@ class SymmetryFunctions(torch.nn.Module):
         """
         n, M = d.shape
         dtype, device = R.dtype, R.device
-        a, b = torch.triu_indices(M, M, offset=1, device=device)
+        tri = torch.triu_indices(M, M, offset=1, device=device)
+        a, b = tri[0], tri[1]
         if a.numel() == 0:
             return
         dot_full = torch.bmm(R, R.transpose(1, 2)).view(n, M * M)
-        with torch.no_grad():
-            keep = (maskf.index_select(1, a) * maskf.index_select(1, b)) > 0
-            if all(g["type"] == "angular_narrow" for g in self.ang_groups):
-                rc_max = max(g["rc"] for g in self.ang_groups)
-                da0, db0 = d.index_select(1, a), d.index_select(1, b)
-                keep &= (da0 * da0 + db0 * db0 - 2.0 * dot_full.index_select(1, a * M + b)) < rc_max * rc_max
-            counts = keep.sum(1)
-            P = int(counts.max())
-            # stable sort puts each row's kept pairs first, in triangle order
-            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :P]
-            valid = torch.arange(P, device=device)[None, :] < counts[:, None]
-            ja, jb = a[order], b[order]
-            jab = ja * M + jb
+        # which pairs contribute: index bookkeeping only, on detached values (no autograd graph)
+        keep = (maskf.index_select(1, a) * maskf.index_select(1, b)) > 0
+        if self.all_narrow:
+            rc_max = self.ang_rc_max
+            d_ = d.detach()
+            da0, db0 = d_.index_select(1, a), d_.index_select(1, b)
+            r2_0 = da0 * da0 + db0 * db0 - 2.0 * dot_full.detach().index_select(1, a * M + b)
+            keep = keep & (r2_0 < rc_max * rc_max)
+        counts = keep.sum(1)
+        P = int(counts.max())
+        # stable sort puts each row's kept pairs first, in triangle order
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :P]
+        valid = torch.arange(P, device=device)[None, :] < counts[:, None]
+        ja, jb = a[order], b[order]
+        jab = ja * M + jb
         validf = valid.to(dtype)
         da, db = d.gather(1, ja), d.gather(1, jb)
         dot = dot_full.gather(1, jab)
         cos = dot / (da * db)
         n_el = onehot.shape[-1]
-        blocks = {}
+        blocks: Dict[int, torch.Tensor] = {}     # key e1 * n_el + e2: neighbour pair (j, k) of species {e1, e2}
         if n_el > 1:
-            for g in self.ang_groups:
-                for (_, _, _, e1, e2) in g["terms"]:
-                    if (e1, e2) not in blocks:
+            for terms in self.ang_terms:
+                for term in terms:
+                    e1, e2 = term[3], term[4]
+                    if e1 * n_el + e2 not in blocks:
                         blk = onehot[..., e1].gather(1, ja) * onehot[..., e2].gather(1, jb)
                         if e1 != e2:
                             blk = blk + onehot[..., e2].gather(1, ja) * onehot[..., e1].gather(1, jb)
-                        blocks[(e1, e2)] = blk
-        r_jk = None
-        bases = {}
-        for g in self.ang_groups:
-            rc = torch.tensor(g["rc"], dtype=dtype, device=device)
-            w = torch.exp(-g["eta"] * (d - g["rs"]) ** 2) * cutoff_fn(d, rc, self.cutoff_kind) * maskf
+                        blocks[e1 * n_el + e2] = blk
+        r_jk: Optional[torch.Tensor] = None
+        bases: Dict[float, torch.Tensor] = {}
+        for g in range(self.n_ang_groups):
+            eta, rs = self.ang_eta[g], self.ang_rs[g]
+            # torch.full, not torch.tensor: scripted torch.tensor(float) rounds through float32
+            rc = torch.full((), self.ang_rc[g], dtype=dtype, device=device)
+            w = torch.exp(-eta * (d - rs) ** 2) * cutoff_fn(d, rc, self.cutoff_kind) * maskf
             radial = w.gather(1, ja) * w.gather(1, jb) * validf
-            if g["type"] == "angular_narrow":
+            if self.ang_narrow[g]:
                 if r_jk is None:
                     r2 = (da * da + db * db - 2.0 * dot).clamp(min=1e-30)
                     r_jk = torch.sqrt(r2)
-                radial = radial * torch.exp(-g["eta"] * (r_jk - g["rs"]) ** 2) * cutoff_fn(r_jk, rc, self.cutoff_kind)
-            for lam in sorted({t_[2] for t_ in g["terms"]}):
+                rjk = r_jk
+                assert rjk is not None
+                radial = radial * torch.exp(-eta * (rjk - rs) ** 2) * cutoff_fn(rjk, rc, self.cutoff_kind)
+            for li, lam in enumerate(self.ang_lams[g]):
                 if lam not in bases:
                     bases[lam] = 1.0 + lam * cos
-                powers = self._powers(bases[lam], sorted({t_[1] for t_ in g["terms"] if t_[2] == lam}))
-                for (u, zeta, lam_t, e1, e2) in g["terms"]:
-                    if lam_t == lam:
-                        weight = radial if n_el == 1 else radial * blocks[(e1, e2)]
-                        out[:, u] = (weight * powers[zeta]).sum(1) * 2.0 ** (1.0 - zeta)
+                powers = self._powers(bases[lam], self.ang_zetas[g][li])
+                for term in self.ang_terms[g]:
+                    if term[2] == lam:
+                        weight = radial if n_el == 1 else radial * blocks[term[3] * n_el + term[4]]
+                        out[:, term[0]] = (weight * powers[term[1]]).sum(1) * 2.0 ** (1.0 - term[1])
 
     @staticmethod
-    def _powers(x: torch.Tensor, zetas) -> dict:
+    def _powers(x: torch.Tensor, zetas: List[float]) -> Dict[float, torch.Tensor]:
         """x^ζ for several ζ sharing one chain of squarings (integer ζ); x ≥ 0 here."""
-        out = {}
-        squares = {1: x}          # x^(2^k)
+        out: Dict[float, torch.Tensor] = {}
+        squares: Dict[int, torch.Tensor] = {1: x}          # x^(2^k)
         for zeta in zetas:
-            if not float(zeta).is_integer():
+            if zeta != math.floor(zeta):
                 out[zeta] = x.clamp(min=0.0) ** zeta
                 continue
             k = int(zeta)
-            result, bit = None, 1
-            while k:
+            result: Optional[torch.Tensor] = None
+            bit = 1
+            while k > 0:
                 if bit not in squares:
                     squares[bit] = squares[bit // 2] * squares[bit // 2]
                 if k & 1:
                     result = squares[bit] if result is None else result * squares[bit]
                 k >>= 1
                 bit *= 2
+            assert result is not None
             out[zeta] = result
         return out

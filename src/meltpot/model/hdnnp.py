@@ -40,6 +40,8 @@ ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "shifted_softplus": Shi
 class ElementNet(nn.Module):
     """Feed-forward network F → hidden… → 1 for one element."""
 
+    __jit_unused_properties__ = ["input_layer"]   # Python-side helper, not part of the scripted model
+
     def __init__(self, n_in: int, hidden=(10, 10), activation: str = "tanh"):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -54,9 +56,12 @@ class ElementNet(nn.Module):
         return self.layers[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = self.act(layer(x))
-        return self.layers[-1](x).squeeze(-1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):   # enumerate: TorchScript cannot slice a ModuleList
+            x = layer(x)
+            if i < last:
+                x = self.act(x)
+        return x.squeeze(-1)
 
 
 class HDNNP(nn.Module):
@@ -113,15 +118,17 @@ class HDNNP(nn.Module):
     def atomic_energies(self, G: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (n,) from features G (n, F_max) and element indices (n,)."""
         out = torch.zeros(G.shape[0], dtype=G.dtype, device=G.device)
-        for k in range(len(self.elements)):
+        for k, net in enumerate(self.nets):   # enumerate: TorchScript cannot index a ModuleList
             rows = torch.nonzero(species == k).squeeze(-1)
-            if rows.numel():
-                out = out.index_put((rows,), self.element_energies(k, G[rows]))
+            if rows.numel() > 0:
+                e = net(self.scale(k, G[rows])) + self.reference_energy[k].to(G.dtype)
+                out = out.index_put([rows], e)
         return out
 
     def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
                 n_local: int) -> torch.Tensor:
-        """Per-atom energies of the ``n_local`` local atoms from a pair list (LAMMPS contract)."""
+        """Per-atom energies of the ``n_local`` local atoms from a pair list (LAMMPS contract;
+        compiles with ``torch.jit.script``: see :mod:`meltpot.export.torchscript`)."""
         G = self.descriptor(species, center, neighbor, rij, n_local)
         return self.atomic_energies(G, species[:n_local])
 

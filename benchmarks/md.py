@@ -1,0 +1,173 @@
+"""MD speed of the meltpot pair style beside eam/fs and SNAP, and NVE energy drift, in one run.
+
+A liquid Al configuration is made once per size with Mendelev's EAM (melt at 2000 K, 1200 K
+equilibration, ``write_data``); every potential then runs NVT from exactly that configuration in
+the wheel's ``lmp`` (one MPI rank, ``OMP_NUM_THREADS=1``): ``eam/fs`` (Al_mm.eam.fs), SNAP
+(Ni_Zuo_JPCA2020, on the same positions as Ni: a C++ ML-potential peer) and the meltpot plugin
+with each model given (default: the dense model of the default run and, when the selection
+stage has run, the retrained model at the chosen λ: full vs selected feature set). Reported:
+timesteps/s, atom-steps/s and the ratio to eam/fs measured in the same run (the machines are
+noisy; ratios travel better than absolute rates). ``--device cuda`` runs the meltpot models on
+a GPU (when one is present). ``--nve-steps N`` adds an NVE run of the first model on the
+smallest liquid with a 1 fs step and reports the total-energy drift (meV/atom/ps, linear fit)
+and the RMS fluctuation. Writes JSON (default benchmarks/results/md.json).
+
+    OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 4000 --nve-steps 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from meltpot.analysis.trajectory import read_log
+from meltpot.export.ranges import training_stats
+from meltpot.export.torchscript import write_torchscript
+from meltpot.lammps_env import lmp_executable, potentials_dir
+from meltpot.model.modelfile import load_model
+from meltpot.plugin.build import build_plugin, pair_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_lmp(workdir: Path, lines: list[str]) -> float:
+    """Run LAMMPS on ``lines`` in ``workdir``; returns the loop time of the last run (s)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "in.lmp").write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_POTENTIALS=str(potentials_dir()))
+    res = subprocess.run([str(lmp_executable()), "-in", "in.lmp", "-log", "log.lammps", "-nocite", "-screen", "none"],
+                         cwd=workdir, capture_output=True, text=True, env=env)
+    log = (workdir / "log.lammps").read_text() if (workdir / "log.lammps").exists() else res.stdout
+    if res.returncode != 0:
+        raise RuntimeError(f"LAMMPS failed in {workdir}:\n{log[-2000:]}")
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on", log)
+    return float(loops[-1])
+
+
+def make_liquid(workdir: Path, n_cells: int) -> Path:
+    """4·n_cells³ atoms of liquid Al (EAM) at 1200 K, written as a data file."""
+    data = workdir / f"liquid_{4 * n_cells ** 3}.data"
+    if not data.exists():
+        run_lmp(workdir / f"make_{n_cells}", [
+            "units metal", "atom_style atomic", "lattice fcc 4.25", f"region b block 0 {n_cells} 0 {n_cells} 0 {n_cells}",
+            "create_box 1 b", "create_atoms 1 box", "mass 1 26.98", "pair_style eam/fs",
+            "pair_coeff * * Al_mm.eam.fs Al", "velocity all create 2000 7 loop geom", "timestep 0.002",
+            "fix t all nvt temp 2000 1200 0.2", "run 1500", "unfix t", "fix t all nvt temp 1200 1200 0.2", "run 1000",
+            f"write_data {data} nocoeff"])
+    return data
+
+
+def speed(workdir: Path, data: Path, pair: list[str], mass: float, steps: int) -> dict:
+    lines = ["units metal", "atom_style atomic", f"read_data {data}", f"mass 1 {mass}", *pair,
+             "velocity all create 1200 3 loop geom", "timestep 0.001", "fix t all nvt temp 1200 1200 0.1",
+             "thermo 100000", "run 2", f"run {steps}"]
+    loop = run_lmp(workdir, lines)
+    n = int(re.search(r"(\d+) atoms", (data).read_text()).group(1))
+    return {"steps": steps, "seconds": loop, "timesteps_per_s": steps / loop, "atom_steps_per_s": n * steps / loop}
+
+
+def nve_drift(workdir: Path, data: Path, pair: list[str], steps: int) -> dict:
+    lines = ["units metal", "atom_style atomic", f"read_data {data}", "mass 1 26.98", *pair,
+             "velocity all create 1000 5 loop geom", "timestep 0.001", "fix e all nve",
+             "thermo 10", "thermo_style custom step time temp pe etotal", "thermo_modify format float %.12g",
+             f"run {steps}"]
+    run_lmp(workdir, lines)
+    th = read_log(workdir / "log.lammps")
+    n = int(re.search(r"(\d+) atoms", data.read_text()).group(1))
+    t, e = th["Time"].to_numpy(), th["TotEng"].to_numpy() / n
+    slope = np.polyfit(t, e, 1)[0]
+    return {"atoms": n, "steps": steps, "timestep_ps": 0.001, "T_mean_K": float(th["Temp"].mean()),
+            "drift_meV_per_atom_per_ps": 1e3 * float(slope),
+            "rms_fluctuation_meV_per_atom": 1e3 * float(np.std(e - np.polyval(np.polyfit(t, e, 1), t))),
+            "max_deviation_meV_per_atom": 1e3 * float(np.abs(e - e[0]).max())}
+
+
+def default_models() -> list[str]:
+    run = ROOT / "results" / "al-default"
+    out = []
+    if (run / "models" / "dense.pt").exists():
+        out.append(f"full={run / 'models' / 'dense.pt'}")
+    chosen = run / "selection" / "agl" / "chosen.json"
+    if chosen.exists():
+        step = json.loads(chosen.read_text())["step"]
+        sel = run / "selection" / "agl" / f"lambda_{step:02d}" / "retrained.pt"
+        if sel.exists():
+            out.append(f"selected={sel}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 4000], help="atoms (4·n³: 256, 500, 2048, 4000, …)")
+    ap.add_argument("--models", nargs="*", help="NAME=model.pt (meltpot model files); default: the default run's")
+    ap.add_argument("--cache", help="descriptor cache for the extrapolation range (default: the default run's)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda for the meltpot models")
+    ap.add_argument("--seconds", type=float, default=10.0, help="target seconds per measurement")
+    ap.add_argument("--nve-steps", type=int, default=0, help="NVE drift run of the first model (0: skip)")
+    ap.add_argument("--workdir", default="/tmp/meltpot-md-bench")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "md.json"))
+    args = ap.parse_args()
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    plugin = build_plugin()
+    cache = args.cache or next((ROOT / "results" / "al-default" / "descriptors").glob("*.h5"), None)
+    models = {}
+    for spec in args.models or default_models():
+        name, path = spec.split("=", 1)
+        model = load_model(path)
+        lo = hi = None
+        if cache:
+            st = training_stats(model, cache)
+            lo, hi = {el: s["min"] for el, s in st.items()}, {el: s["max"] for el, s in st.items()}
+        models[name] = (write_torchscript(model, work / f"{name}.pt", lo, hi), model.featureset.n_features("Al"))
+    if not models:
+        raise SystemExit("no models: run `make run` first or give --models NAME=model.pt")
+
+    peers = {"eam/fs": (["pair_style eam/fs", "pair_coeff * * Al_mm.eam.fs Al"], 26.98, 20000),
+             "snap": (["pair_style snap", "pair_coeff * * Ni_Zuo_JPCA2020.snapcoeff Ni_Zuo_JPCA2020.snapparam Ni"],
+                      58.69, 400)}
+    result = {"benchmark": "md", "threads": 1, "machine": platform.platform(), "device": args.device,
+              "models": {k: {"file": str(v[0]), "n_features": v[1]} for k, v in models.items()}, "runs": []}
+    for n in args.sizes:
+        cells = round((n / 4) ** (1 / 3))
+        data = make_liquid(work, cells)
+        rows = {}
+        for name, (pair, mass, steps) in peers.items():
+            probe = speed(work / f"{name.replace('/', '_')}_{n}_probe", data, pair, mass, max(10, steps // 100))
+            steps = max(10, int(args.seconds * probe["timesteps_per_s"]))
+            rows[name] = speed(work / f"{name.replace('/', '_')}_{n}", data, pair, mass, steps)
+        for name, (ts, _) in models.items():
+            pair = pair_commands(ts, ["Al"], plugin=plugin, device=args.device)
+            probe = speed(work / f"{name}_{n}_probe", data, pair, 26.98, 2)
+            steps = max(2, int(args.seconds * probe["timesteps_per_s"]))
+            rows[f"meltpot:{name}"] = speed(work / f"{name}_{n}", data, pair, 26.98, steps)
+        for name, r in rows.items():
+            r["vs_eam"] = r["atom_steps_per_s"] / rows["eam/fs"]["atom_steps_per_s"]
+            print(f"{n:6d} atoms {name:18s} {r['timesteps_per_s']:10.2f} steps/s {r['atom_steps_per_s']:12.4g} "
+                  f"atom-steps/s  ({r['vs_eam']:.2e} × eam/fs)", flush=True)
+        result["runs"].append({"atoms": n, "potentials": rows})
+    if args.nve_steps:
+        name, (ts, _) = next(iter(models.items()))
+        data = make_liquid(work, round((min(args.sizes) / 4) ** (1 / 3)))
+        t0 = time.time()
+        result["nve"] = {"model": name, **nve_drift(work / "nve", data, pair_commands(ts, ["Al"], plugin=plugin,
+                                                                                      device=args.device),
+                                                     args.nve_steps), "wall_s": time.time() - t0}
+        print("NVE:", json.dumps(result["nve"]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

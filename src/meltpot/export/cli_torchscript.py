@@ -1,0 +1,38 @@
+"""``meltpot export torchscript MODEL --out FILE.pt [--cache CACHE.h5]``: the LAMMPS plugin's model file.
+
+With ``--cache`` the training split's feature range goes into the file and the plugin counts
+extrapolating atoms; without it the plugin warns once that extrapolation is not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(subparsers) -> None:
+    """Register ``torchscript`` on the ``meltpot export`` sub-parser group."""
+    p = subparsers.add_parser("torchscript", help="TorchScript file for the LAMMPS pair style meltpot (plugin)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="meltpot model file (.pt, from meltpot train / select)")
+    p.add_argument("--out", required=True, help="TorchScript file to write")
+    p.add_argument("--cache", help="descriptor cache holding the model's features: its training-split min/max "
+                                   "become the extrapolation range")
+    p.set_defaults(func=cmd_export_torchscript)
+
+
+def cmd_export_torchscript(args) -> int:
+    from ..model.modelfile import load_model
+    from .ranges import training_stats
+    from .torchscript import write_torchscript
+
+    model = load_model(args.model)
+    lo = hi = None
+    if args.cache:
+        stats = training_stats(model, args.cache)
+        lo = {el: s["min"] for el, s in stats.items()}
+        hi = {el: s["max"] for el, s in stats.items()}
+    path = write_torchscript(model, args.out, lo, hi)
+    print(f"wrote {path}; in LAMMPS (after `meltpot plugin build`):\n"
+          f"  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu\n"
+          f"  pair_coeff * * {' '.join(model.elements)}")
+    return 0

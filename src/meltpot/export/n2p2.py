@@ -1,0 +1,626 @@
+"""n2p2 export of a trained HDNNP (LAMMPS ``pair_style hdnnp``), and a reader that checks it.
+
+:func:`write_n2p2` writes an n2p2 potential directory: ``input.nn`` (elements, atomic energy
+offsets, cutoff type, network topology, scaling keywords, one ``symfunction_short`` line per
+function), ``scaling.data`` (per element and function: min, max, mean, sigma) and one
+``weights.%03d.data`` per element, named by atomic number (Al → ``weights.013.data``; the LJ
+placeholder Ar → ``weights.018.data``). :func:`read_n2p2` parses such a directory back into
+plain data *the way n2p2 reads it* (its element order, its sorted function order, its scaling
+type), and :func:`n2p2_atomic_energies` evaluates atomic energies with n2p2's scaling formula,
+weight layout and activations. Together they check an export without n2p2: descriptors put into
+n2p2's order (:func:`n2p2_columns`) must give the model's atomic energies.
+
+n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the source):
+
+1. **Order.** Elements are sorted by atomic number (``ElementMap::registerElements``,
+   ``ElementMap.cpp``): element indices, ``scaling.data`` blocks and ``e1``/``e2`` comparisons
+   use that order, whatever the ``elements`` line says. Each element sorts its functions
+   (``Element::sortSymmetryFunctions``, ``Element.cpp``, called from
+   ``Mode::setupSymmetryFunctions``, ``Mode.cpp``) with ``operator<``: by type (2 < 3 < 9),
+   then cutoff type, cutoff alpha, r_c, η, r_s, and for radial functions e1
+   (``SymFncExpRad.cpp``), for angular ones ζ, λ, e1, e2 with e1 ≤ e2 swapped on reading
+   (``SymFncExpAngn.cpp``, ``SymFncExpAngw.cpp``, ``SymFncBaseExpAng::setParameters``). The
+   sorted index is the network input index and the row order of ``scaling.data``; the order of
+   lines in ``input.nn`` does not matter.
+2. **Function lines** (``setParameters`` of ``SymFncExpRad.cpp`` / ``SymFncBaseExpAng.cpp``)::
+
+       symfunction_short <ec> 2 <e1> <eta> <rs> <rc>
+       symfunction_short <ec> 3 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]
+       symfunction_short <ec> 9 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]
+
+   Type 3 is ``2^(1−ζ) Σ_{j<k} (1+λcosθ)^ζ exp(−η[(r_ij−r_s)²+(r_ik−r_s)²+(r_jk−r_s)²])
+   f_c(r_ij) f_c(r_ik) f_c(r_jk)`` (the r_s shift applies to all three distances), type 9 the
+   same without the r_jk factors — exactly :mod:`meltpot.descriptors.symmetry`.
+3. **Cutoff.** ``cutoff_type <n> <alpha>`` is read as an integer (``Mode::setupCutoff``) of
+   ``CutoffFunction::CutoffType`` (``CutoffFunction.h``): 1 = CT_COS ½(cos πx + 1), 6 = CT_POLY2
+   ((15−6x)x−10)x³+1, with x = (r − αr_c)/(r_c − αr_c). α = 0 gives x = r/r_c, our cosine and
+   polynomial cutoffs exactly; we write ``cutoff_type 1 0.0`` or ``cutoff_type 6 0.0``.
+4. **Scaling** (``Mode::setupSymmetryFunctionScaling``, ``SymFnc::setScalingType`` and
+   ``SymFnc::scale``, ``SymFnc.cpp``): ``scale_symmetry_functions_sigma`` alone selects
+   ST_SCALESIGMA, G_s = S_min + (S_max − S_min)(G − mean)/sigma; with ``scale_min_short 0.0`` and
+   ``scale_max_short 1.0`` that is our (G − μ)/σ. It must *not* be combined with
+   ``center_symmetry_functions`` or ``scale_symmetry_functions``: those are tested first and
+   would select ST_CENTER / ST_SCALE / ST_SCALECENTER. ``scaling.data`` lines are
+   ``<element index 1-based> <function index 1-based> min max mean sigma``, consumed in element
+   order, ``numSymmetryFunctions`` lines per element; lines starting with ``#`` are skipped and an
+   empty line is an error there (``line.at(0)``), so none are written. min/max only set
+   extrapolation warnings under ST_SCALESIGMA.
+5. **Weights** (``NeuralNetwork::setConnections``, ``NeuralNetwork.cpp``; file read by
+   ``Mode::readNeuralNetworkWeights`` + ``readColumnsFromFile``, first column only, ``#``
+   comments): layer by layer, first all weights with the *target* neuron index running fastest
+   (for each source neuron j: for each target neuron k: w_kj), then the biases of that layer.
+   For an ``nn.Linear`` weight W (out, in) that is ``W.T.ravel()`` followed by ``b``.
+6. **Activations** (``Mode::setupNeuralNetwork``): ``global_activation_short`` letters l
+   (identity), t (tanh), s (logistic), p (softplus ln(1+eˣ), with x > 35 → x and x < −35 → 0 in
+   ``NeuralNetwork::propagateLayer``), r, g, c, S, e, h; one letter per hidden layer (the output
+   layer is always identity; we write its ``l`` too, as n2p2's examples do). Our
+   ``shifted_softplus`` (softplus − ln 2) is exported as ``p`` with the −ln 2 folded into the next
+   layer's bias (b' = b − ln2·Σ_j W_kj); n2p2 has no SiLU, so ``silu`` models are refused.
+   (PyTorch's softplus returns x above 20, n2p2's above 35: the difference, < 2·10⁻⁹ per
+   neuron, arises only for pre-activations beyond 20.)
+7. **Energies and units.** n2p2 is unit-agnostic (no ``mean_energy``/``conv_*`` keywords are
+   written, so no normalisation); ``atom_energy <El> <E>`` offsets are added to the total energy
+   (``Mode::addEnergyOffset`` in ``InterfaceLammps::process``) but *not* to LAMMPS per-atom
+   energies (``InterfaceLammps::getAtomicEnergy``). The model's units (metal: eV, Å; lj: ε, σ)
+   are stated in an ``input.nn`` comment; in LAMMPS use ``cflength``/``cfenergy`` 1.0 in the
+   same unit system, e.g. ``pair_style hdnnp 6.8 dir ./n2p2/ showew no showewsum 100 resetew no
+   maxew 1000000 cflength 1.0 cfenergy 1.0`` and ``pair_coeff * * Al Ni``. The ``dir`` value
+   needs its trailing ``/`` (``InterfaceLammps::initialize`` opens ``dir + "input.nn"``), and
+   ``maxew`` is the number of extrapolation warnings tolerated (LAMMPS's ``pair_hdnnp.cpp`` stops
+   when the count exceeds it; the default 0 stops at the first).
+
+Numbers are written with 17 significant digits (``repr``/``%.16E``), so n2p2's ``atof`` reads
+exactly our doubles: its sort sees our parameters and its scaling our μ and σ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..descriptors.featureset import N2P2_CUTOFF, N2P2_TYPE, is_noise
+from ..errors import MeltpotError
+
+#: meltpot activation → n2p2 letter (shifted_softplus: "p" plus a bias fold)
+ACTIVATION_LETTER = {"tanh": "t", "softplus": "p", "shifted_softplus": "p"}
+#: n2p2 letters this module evaluates
+_LETTERS = ("l", "t", "s", "p")
+#: n2p2's NeuralNetwork EXP_LIMIT (softplus and logistic saturate beyond it)
+EXP_LIMIT = 35.0
+TYPE_OF_N2P2 = {v: k for k, v in N2P2_TYPE.items()}
+CUTOFF_OF_N2P2 = {v: k for k, v in N2P2_CUTOFF.items()}
+#: elements n2p2 knows (``ElementMap::knownElements``: H … No, Z = 1 … 102)
+MAX_Z = 102
+_SCALING_KEYS = ("scale_symmetry_functions", "center_symmetry_functions", "scale_symmetry_functions_sigma")
+_UNSUPPORTED_KEYS = ("normalize_nodes", "mean_energy", "conv_energy", "conv_length", "element_nodes_short")
+_UNIQUE_KEYS = ("number_of_elements", "elements", "cutoff_type", "global_hidden_layers_short",
+                "global_nodes_short", "global_activation_short", "scale_min_short", "scale_max_short",
+                "nnp_type", *_SCALING_KEYS, *_UNSUPPORTED_KEYS)
+UNIT_NOTE = {"metal": "metal (energies eV, lengths Angstrom)",
+             "lj": "lj (energies epsilon, lengths sigma; element Ar is a placeholder)"}
+
+
+class N2p2FormatError(MeltpotError):
+    """A malformed n2p2 file: names the file, line and keyword at fault."""
+
+
+# ----------------------------------------------------------------------------------------
+# element and function order (facts 1 and 2)
+
+
+def atomic_number(element: str) -> int:
+    """Atomic number of ``element`` as n2p2 knows it (MeltpotError if n2p2 does not)."""
+    from ase.data import atomic_numbers
+
+    z = atomic_numbers.get(element)
+    if z is None or not 1 <= z <= MAX_Z:
+        raise MeltpotError(f"element {element!r} is not an element n2p2 knows (H … No)")
+    return int(z)
+
+
+def n2p2_elements(elements) -> list[str]:
+    """Elements in n2p2's order (by atomic number)."""
+    return sorted(elements, key=atomic_number)
+
+
+def sort_key(fn: dict, element_index: dict) -> tuple:
+    """n2p2's ``operator<`` as a tuple for one parsed-style function dict (same element and
+    cutoff for all functions of an element, so type, r_c, η, r_s, [ζ, λ], e1, [e2] remain)."""
+    e = sorted(element_index[x] for x in fn["neighbors"])
+    if fn["type"] == 2:
+        return (2, fn["rc"], fn["eta"], fn["rs"], e[0])
+    return (fn["type"], fn["rc"], fn["eta"], fn["rs"], fn["zeta"], fn["lambda"], e[0], e[1])
+
+
+def _as_n2p2_function(f) -> dict:
+    """A meltpot :class:`SymmetryFunction` as the dict :func:`read_n2p2` yields."""
+    return {"type": N2P2_TYPE[f.type], "neighbors": tuple(f.neighbors), "eta": float(f.eta), "rs": float(f.rs),
+            "rc": float(f.rc), "zeta": None if f.zeta is None else float(f.zeta),
+            "lambda": None if f.lam is None else float(f.lam)}
+
+
+def n2p2_permutation(functions, elements) -> np.ndarray:
+    """Indices into ``functions`` (a meltpot element's list) in n2p2's sorted order."""
+    index = {el: k for k, el in enumerate(n2p2_elements(elements))}
+    keys = [sort_key(_as_n2p2_function(f), index) for f in functions]
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+def _num(x: float) -> str:
+    """Shortest text that reads back as exactly this double (n2p2 uses atof)."""
+    return repr(float(x))
+
+
+def symfunction_line(element: str, f) -> str:
+    """The ``symfunction_short`` line of a meltpot function of centre ``element`` (fact 2)."""
+    t = N2P2_TYPE[f.type]
+    if t == 2:
+        return f"symfunction_short {element} 2 {f.neighbors[0]} {_num(f.eta)} {_num(f.rs)} {_num(f.rc)}"
+    e1, e2 = n2p2_elements(f.neighbors)
+    return (f"symfunction_short {element} {t} {e1} {e2} {_num(f.eta)} {_num(f.lam)} {_num(f.zeta)} "
+            f"{_num(f.rc)} {_num(f.rs)}")
+
+
+# ----------------------------------------------------------------------------------------
+# writing
+
+
+def check_exportable(model) -> None:
+    """MeltpotError if n2p2 cannot represent ``model`` (activation, noise inputs, elements)."""
+    if model.activation not in ACTIVATION_LETTER:
+        raise MeltpotError(f"activation {model.activation!r} has no n2p2 equivalent (n2p2 offers tanh, softplus, "
+                           f"logistic, …; exportable meltpot activations: {', '.join(ACTIVATION_LETTER)})")
+    for el in model.elements:
+        atomic_number(el)
+        noise = [f.label() for f in model.featureset.per_element[el] if is_noise(f)]
+        if noise:
+            raise MeltpotError(f"element {el} has noise pseudo-features ({', '.join(noise)}): a selection "
+                               "diagnostic, not computable from positions; export the model without them")
+    if model.featureset.cutoff not in N2P2_CUTOFF:
+        raise MeltpotError(f"cutoff {model.featureset.cutoff!r} has no n2p2 cutoff_type")
+
+
+def n2p2_layers(model, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(W (out, in), b) per layer of element ``k``'s network in n2p2's terms: input columns in
+    n2p2's function order, the shifted softplus's −ln 2 folded into the following biases."""
+    el = model.elements[k]
+    perm = n2p2_permutation(model.featureset.per_element[el], model.elements)
+    out = []
+    for i, layer in enumerate(model.nets[k].layers):
+        W = layer.weight.detach().cpu().double().numpy().copy()
+        b = layer.bias.detach().cpu().double().numpy().copy()
+        if i == 0:
+            W = W[:, perm]
+        elif model.activation == "shifted_softplus":
+            b = b - math.log(2.0) * W.sum(axis=1)
+        out.append((W, b))
+    return out
+
+
+def _input_nn(model, fs_lines: list[str], source: str | None) -> str:
+    units = getattr(model, "units", "metal")
+    els = n2p2_elements(model.elements)
+    letters = [ACTIVATION_LETTER[model.activation]] * len(model.hidden) + ["l"]
+    refs = {el: float(model.reference_energy[k]) for k, el in enumerate(model.elements)}
+    rc = max(f.rc for fns in model.featureset.per_element.values() for f in fns)
+    head = [
+        "# n2p2 potential written by meltpot (meltpot.export.n2p2)",
+        *([f"# source model: {source}"] if source else []),
+        f"# units: {UNIT_NOTE.get(units, units)}",
+        f"# meltpot_units {units}",
+        f"# meltpot activation: {model.activation}"
+        + (" (exported as softplus, -ln 2 folded into the next layer's biases)"
+           if model.activation == "shifted_softplus" else ""),
+        f"# feature set: {model.featureset.name} ({model.featureset.content_hash()[:12]})",
+        "# LAMMPS (same unit system, no conversion):",
+        f"#   pair_style hdnnp {_num(rc)} dir <this directory>/ showew no showewsum 100 resetew no "
+        "maxew 1000000 cflength 1.0 cfenergy 1.0",
+        "#   (dir needs the trailing /; maxew: extrapolation warnings tolerated before LAMMPS stops)",
+        f"#   pair_coeff * * {' '.join(els)}    (one element per LAMMPS atom type)",
+        "# atom_energy offsets enter the total energy, not LAMMPS per-atom energies.",
+        "",
+        f"number_of_elements {len(els)}",
+        f"elements {' '.join(els)}",
+        *[f"atom_energy {el} {_num(refs[el])}" for el in els],
+        f"cutoff_type {N2P2_CUTOFF[model.featureset.cutoff]} 0.0",
+        "scale_symmetry_functions_sigma",
+        "scale_min_short 0.0",
+        "scale_max_short 1.0",
+        f"global_hidden_layers_short {len(model.hidden)}",
+        f"global_nodes_short {' '.join(str(h) for h in model.hidden)}",
+        f"global_activation_short {' '.join(letters)}",
+        "",
+    ]
+    return "\n".join(head + fs_lines) + "\n"
+
+
+def write_n2p2(model, out_dir, feature_min: dict, feature_max: dict, source: str | None = None) -> dict:
+    """Write ``model`` as an n2p2 potential directory ``out_dir`` (see module docstring).
+
+    ``feature_min``/``feature_max``: per element arrays (the model's feature order) of the
+    training split's extremes, n2p2's extrapolation bounds; μ and σ are the model's own
+    scaling buffers, so n2p2 scales exactly as the model does. Returns the written paths
+    (``input.nn``, ``scaling.data``, ``weights`` {element: path}).
+    """
+    check_exportable(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    els = n2p2_elements(model.elements)
+    fs_lines, scal_lines, weights = [], [], {}
+    scal_lines += ["# symmetry function scaling data written by meltpot (n2p2 format)",
+                   "# element function min max mean sigma (element and function: n2p2's 1-based sorted indices)"]
+    for e_idx, el in enumerate(els):
+        k = model.elements.index(el)
+        fns = model.featureset.per_element[el]
+        nf = len(fns)
+        lo = np.asarray(feature_min[el], dtype=np.float64).reshape(-1)
+        hi = np.asarray(feature_max[el], dtype=np.float64).reshape(-1)
+        if lo.size != nf or hi.size != nf:
+            raise MeltpotError(f"feature min/max of {el} have {lo.size}/{hi.size} entries, the model {nf} features")
+        perm = n2p2_permutation(fns, model.elements)
+        mean = model.feature_mean[k, :nf].detach().cpu().double().numpy()
+        std = model.feature_std[k, :nf].detach().cpu().double().numpy()
+        fs_lines.append(f"# element {el}: {nf} functions in n2p2's sorted order")
+        fs_lines += [symfunction_line(el, fns[i]) for i in perm]
+        fs_lines.append("")
+        scal_lines += [f"{e_idx + 1:4d} {n + 1:5d} {lo[i]:24.16E} {hi[i]:24.16E} {mean[i]:24.16E} {std[i]:24.16E}"
+                       for n, i in enumerate(perm)]
+        weights[el] = out / f"weights.{atomic_number(el):03d}.data"
+        weights[el].write_text(_weights_text(el, n2p2_layers(model, k)))
+    paths = {"input.nn": out / "input.nn", "scaling.data": out / "scaling.data", "weights": weights}
+    paths["input.nn"].write_text(_input_nn(model, fs_lines, source))
+    paths["scaling.data"].write_text("\n".join(scal_lines) + "\n")
+    return paths
+
+
+def _weights_text(element: str, layers) -> str:
+    """weights.NNN.data: one connection per line, n2p2's order (fact 5); the first column is
+    the value, the others (type a/b, running index, source layer/neuron, target layer/neuron)
+    are for reading by eye."""
+    lines = [f"# n2p2 weights for element {element} written by meltpot",
+             "# value  t(a=weight,b=bias)  index  l_s n_s l_e n_e"]
+    count = 0
+    for i, (W, b) in enumerate(layers, start=1):
+        n_out, n_in = W.shape
+        for j in range(n_in):
+            for kk in range(n_out):
+                count += 1
+                lines.append(f"{W[kk, j]:24.16E} a {count:9d} {i - 1:5d} {j + 1:5d} {i:5d} {kk + 1:5d}")
+        for kk in range(n_out):
+            count += 1
+            lines.append(f"{b[kk]:24.16E} b {count:9d} {i:5d} {kk + 1:5d}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class N2p2Potential:
+    """An n2p2 potential directory as plain data, in n2p2's internal order.
+
+    ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9, neighbors, eta, rs,
+    rc, zeta, lambda, line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
+    sigma; ``layers[el]``: [(W (out, in), b)]; ``activations``: letters per layer after the
+    input (the last is ``l``); ``scaling_type``: none/scale/center/scalecenter/sigma.
+    """
+
+    directory: Path
+    elements: list[str]
+    atom_energy: dict[str, float]
+    cutoff_type: int
+    cutoff_alpha: float
+    scaling_type: str
+    smin: float
+    smax: float
+    hidden: list[int]
+    activations: list[str]
+    functions: dict[str, list[dict]]
+    scaling: dict[str, np.ndarray]
+    layers: dict[str, list[tuple[np.ndarray, np.ndarray]]]
+    units: str | None = None
+
+    @property
+    def cutoff(self) -> str | None:
+        """meltpot name of the cutoff (``cosine``/``polynomial``) if α = 0, else None."""
+        return CUTOFF_OF_N2P2.get(self.cutoff_type) if self.cutoff_alpha == 0.0 else None
+
+
+def _fail(path, line: int | None, key: str, msg: str):
+    where = f"{path}" + (f", line {line}" if line is not None else "")
+    raise N2p2FormatError(f"{where}: {key}: {msg}")
+
+
+def _float(path, line, key, text) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        _fail(path, line, key, f"{text!r} is not a number")
+    if not math.isfinite(v):
+        _fail(path, line, key, f"{text!r} is not finite")
+    return v
+
+
+def _int(path, line, key, text) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        _fail(path, line, key, f"{text!r} is not an integer")
+
+
+def _settings(path: Path) -> tuple[dict[str, list[tuple[int, list[str]]]], str | None]:
+    """input.nn as {keyword: [(line number, args)]} (``#`` and ``!`` start comments, as in
+    n2p2's ``Settings::parseLines``) and the ``meltpot_units`` comment if present."""
+    if not path.exists():
+        raise N2p2FormatError(f"{path} does not exist")
+    keys: dict[str, list[tuple[int, list[str]]]] = {}
+    units = None
+    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+        if raw.startswith("# meltpot_units "):
+            units = raw.split()[2]
+        line = raw.split("#")[0].split("!")[0].strip()
+        if line:
+            word, *args = line.split()
+            keys.setdefault(word, []).append((n, args))
+    for k in _UNIQUE_KEYS:
+        if len(keys.get(k, [])) > 1:
+            _fail(path, keys[k][1][0], k, "given more than once (n2p2 treats this as critical)")
+    return keys, units
+
+
+def _one(path, keys, key, n_args: int | None = None) -> tuple[int, list[str]]:
+    if key not in keys:
+        _fail(path, None, key, "keyword missing")
+    line, args = keys[key][0]
+    if n_args is not None and len(args) < n_args:
+        _fail(path, line, key, f"needs {n_args} value(s), got {len(args)}")
+    return line, args
+
+
+def _scaling_type(path, keys) -> tuple[str, float, float]:
+    """n2p2's choice of scaling type from the keywords (fact 4) and S_min, S_max."""
+    s, c, sig = (k in keys for k in _SCALING_KEYS)
+    kind = "scale" if s and not c else "center" if c and not s else "scalecenter" if s and c else \
+        "sigma" if sig else "none"
+    bounds = []
+    for key, default in (("scale_min_short", 0.0), ("scale_max_short", 1.0)):
+        if key in keys:
+            line, args = _one(path, keys, key, 1)
+            bounds.append(_float(path, line, key, args[0]))
+        else:
+            bounds.append(default)
+    return kind, bounds[0], bounds[1]
+
+
+def _parse_function(path, line: int, args: list[str], elements: list[str]) -> tuple[str, dict]:
+    key = "symfunction_short"
+    if len(args) < 2:
+        _fail(path, line, key, "needs at least an element and a type")
+    ec = args[0]
+    if ec not in elements:
+        _fail(path, line, key, f"centre element {ec!r} is not in the elements line {elements}")
+    t = _int(path, line, key, args[1])
+    if t not in TYPE_OF_N2P2:
+        _fail(path, line, key, f"type {t} is not supported here (types 2, 3, 9)")
+    want = 6 if t == 2 else 8
+    if len(args) < want or len(args) > (6 if t == 2 else 9):
+        _fail(path, line, key, f"type {t} takes {want - 2}{'' if t == 2 else ' or ' + str(want - 1)} "
+                               f"parameters after the type, got {len(args) - 2}")
+    n_nb = 1 if t == 2 else 2
+    nbs = tuple(args[2:2 + n_nb])
+    for nb in nbs:
+        if nb not in elements:
+            _fail(path, line, key, f"neighbour element {nb!r} is not in the elements line {elements}")
+    vals = [_float(path, line, key, a) for a in args[2 + n_nb:]]
+    if t == 2:
+        fn = {"type": 2, "neighbors": nbs, "eta": vals[0], "rs": vals[1], "rc": vals[2], "zeta": None, "lambda": None}
+    else:
+        fn = {"type": t, "neighbors": tuple(sorted(nbs, key=elements.index)), "eta": vals[0], "lambda": vals[1],
+              "zeta": vals[2], "rc": vals[3], "rs": vals[4] if len(vals) > 4 else 0.0}
+    fn["line"] = line
+    return ec, fn
+
+
+def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
+    if not path.exists():
+        raise N2p2FormatError(f"{path} does not exist")
+    return [(n, ln.split()) for n, ln in enumerate(path.read_text().splitlines(), start=1)
+            if not ln.startswith("#")]
+
+
+def _read_scaling(path: Path, elements, functions) -> dict[str, np.ndarray]:
+    rows = _data_lines(path)
+    out, pos = {}, 0
+    for e_idx, el in enumerate(elements):
+        block = []
+        for i in range(len(functions[el])):
+            if pos >= len(rows):
+                _fail(path, None, "rows", f"ends after {pos} rows; element {el} needs {len(functions[el])} "
+                                          f"(functions of {', '.join(elements)} in turn)")
+            n, cols = rows[pos]
+            pos += 1
+            if not cols:
+                _fail(path, n, "row", "empty line (n2p2 fails on it: lines are read with line.at(0))")
+            if len(cols) < 6:
+                _fail(path, n, "row", f"needs 6 columns (element function min max mean sigma), got {len(cols)}")
+            if _int(path, n, "element", cols[0]) != e_idx + 1 or _int(path, n, "function", cols[1]) != i + 1:
+                _fail(path, n, "row", f"expected element {e_idx + 1} ({el}) function {i + 1}, got {cols[0]} {cols[1]}")
+            block.append([_float(path, n, name, c) for name, c in zip(("min", "max", "mean", "sigma"), cols[2:6])])
+        out[el] = np.array(block, dtype=np.float64).reshape(-1, 4)
+    if pos < len(rows):
+        _fail(path, rows[pos][0], "rows", f"{len(rows) - pos} row(s) beyond the {pos} the functions need")
+    return out
+
+
+def _read_weights(path: Path, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Layers from a weights file (fact 5): first column of each non-comment line."""
+    vals = []
+    for n, cols in _data_lines(path):
+        if cols:
+            vals.append(_float(path, n, "connection", cols[0]))
+    need = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    if len(vals) != need:
+        _fail(path, None, "connections", f"{len(vals)} values, the architecture {'-'.join(map(str, sizes))} "
+                                         f"needs {need}")
+    v, pos, layers = np.array(vals), 0, []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        W = v[pos:pos + n_in * n_out].reshape(n_in, n_out).T.copy()
+        pos += n_in * n_out
+        layers.append((W, v[pos:pos + n_out].copy()))
+        pos += n_out
+    return layers
+
+
+def read_n2p2(directory) -> N2p2Potential:
+    """Parse an n2p2 potential directory the way n2p2 reads it (N2p2FormatError naming file,
+    line and keyword for anything malformed or outside what :func:`n2p2_atomic_energies` does)."""
+    d = Path(directory)
+    path = d / "input.nn"
+    keys, units = _settings(path)
+    for k in _UNSUPPORTED_KEYS:
+        if k in keys:
+            _fail(path, keys[k][0][0], k, "not supported by this reader (meltpot never writes it)")
+    if "nnp_type" in keys and keys["nnp_type"][0][1] not in (["1"], []):
+        _fail(path, keys["nnp_type"][0][0], "nnp_type", "only 1 (short range only) is supported")
+    line, args = _one(path, keys, "elements", 1)
+    for el in args:
+        try:
+            atomic_number(el)
+        except MeltpotError as exc:
+            _fail(path, line, "elements", str(exc))
+    if len(set(args)) != len(args):
+        _fail(path, line, "elements", f"lists an element twice: {args}")
+    elements = n2p2_elements(args)
+    line, args = _one(path, keys, "number_of_elements", 1)
+    if _int(path, line, "number_of_elements", args[0]) != len(elements):
+        _fail(path, line, "number_of_elements", f"{args[0]} but the elements line names {len(elements)}")
+    atom_energy = {el: 0.0 for el in elements}
+    for line, args in keys.get("atom_energy", []):
+        if len(args) < 2 or args[0] not in elements:
+            _fail(path, line, "atom_energy", f"needs an element of {elements} and an energy, got {args}")
+        atom_energy[args[0]] = _float(path, line, "atom_energy", args[1])
+    line, args = _one(path, keys, "cutoff_type", 1)
+    cutoff_type = _int(path, line, "cutoff_type", args[0])
+    cutoff_alpha = _float(path, line, "cutoff_type", args[1]) if len(args) > 1 else 0.0
+    if cutoff_type not in CUTOFF_OF_N2P2:
+        _fail(path, line, "cutoff_type", f"{cutoff_type} is not supported here (1 = cosine, 6 = polynomial)")
+    scaling_type, smin, smax = _scaling_type(path, keys)
+    line, args = _one(path, keys, "global_hidden_layers_short", 1)
+    n_hidden = _int(path, line, "global_hidden_layers_short", args[0])
+    line, args = _one(path, keys, "global_nodes_short", n_hidden)
+    hidden = [_int(path, line, "global_nodes_short", a) for a in args[:n_hidden]]
+    line, args = _one(path, keys, "global_activation_short", n_hidden)
+    for a in args[:n_hidden]:
+        if a not in _LETTERS:
+            _fail(path, line, "global_activation_short", f"letter {a!r} not evaluated here (supported: {_LETTERS})")
+    activations = list(args[:n_hidden]) + ["l"]
+    functions = {el: [] for el in elements}
+    for line, args in keys.get("symfunction_short", []):
+        ec, fn = _parse_function(path, line, args, elements)
+        functions[ec].append(fn)
+    index = {el: k for k, el in enumerate(elements)}
+    for el in elements:
+        if not functions[el]:
+            _fail(path, None, "symfunction_short", f"no functions for element {el}")
+        functions[el].sort(key=lambda fn: sort_key(fn, index))
+        keys_ = [sort_key(fn, index) for fn in functions[el]]
+        for a, b, fn in zip(keys_, keys_[1:], functions[el][1:]):
+            if a == b:
+                _fail(path, fn["line"], "symfunction_short", f"element {el}: this function is given twice")
+    scaling = _read_scaling(d / "scaling.data", elements, functions)
+    if scaling_type in ("sigma",):
+        for el in elements:
+            if np.any(scaling[el][:, 3] == 0):
+                _fail(d / "scaling.data", None, "sigma", f"element {el}: sigma 0 (division by zero in n2p2)")
+    layers = {el: _read_weights(d / f"weights.{atomic_number(el):03d}.data", [len(functions[el]), *hidden, 1])
+              for el in elements}
+    return N2p2Potential(directory=d, elements=elements, atom_energy=atom_energy, cutoff_type=cutoff_type,
+                         cutoff_alpha=cutoff_alpha, scaling_type=scaling_type, smin=smin, smax=smax, hidden=hidden,
+                         activations=activations, functions=functions, scaling=scaling, layers=layers, units=units)
+
+
+# ----------------------------------------------------------------------------------------
+# evaluation as n2p2 does it
+
+
+def n2p2_scale(pot: N2p2Potential, element: str, G: np.ndarray) -> np.ndarray:
+    """n2p2's ``SymFnc::scale`` of raw G (n, F) in n2p2 order (``scalingFactor`` then the formula)."""
+    mn, mx, mean, sigma = pot.scaling[element].T
+    d = pot.smax - pot.smin
+    if pot.scaling_type == "none":
+        return G.copy()
+    if pot.scaling_type == "center":
+        return G - mean
+    if pot.scaling_type == "scale":
+        return pot.smin + (d / (mx - mn)) * (G - mn)
+    if pot.scaling_type == "scalecenter":
+        return pot.smin + (d / (mx - mn)) * (G - mean)
+    return pot.smin + (d / sigma) * (G - mean)
+
+
+def _activate(letter: str, x: np.ndarray) -> np.ndarray:
+    """n2p2's ``propagateLayer`` activations (with its EXP_LIMIT branches)."""
+    if letter == "l":
+        return x
+    if letter == "t":
+        return np.tanh(x)
+    inner = np.clip(x, -EXP_LIMIT, EXP_LIMIT)
+    if letter == "s":
+        return np.where(x > EXP_LIMIT, 1.0, np.where(x < -EXP_LIMIT, 0.0, 1.0 / (1.0 + np.exp(-inner))))
+    return np.where(x > EXP_LIMIT, x, np.where(x < -EXP_LIMIT, 0.0, np.log(1.0 + np.exp(inner))))
+
+
+def n2p2_atomic_energies(pot: N2p2Potential, element: str, G_n2p2_order, with_offset: bool = True) -> np.ndarray:
+    """Atomic energies (n,) of atoms of ``element`` from raw features (n, F) in n2p2's function
+    order, as n2p2 computes them: scaling, network, plus the ``atom_energy`` offset (which
+    n2p2 adds to total energies; ``with_offset=False`` gives LAMMPS's per-atom energies)."""
+    if element not in pot.layers:
+        raise MeltpotError(f"{pot.directory}: no element {element!r}; elements: {', '.join(pot.elements)}")
+    x = n2p2_scale(pot, element, np.asarray(G_n2p2_order, dtype=np.float64))
+    for (W, b), letter in zip(pot.layers[element], pot.activations):
+        x = _activate(letter, x @ W.T + b)
+    e = x[:, 0]
+    return e + pot.atom_energy[element] if with_offset else e
+
+
+def n2p2_columns(pot: N2p2Potential, element: str, functions) -> np.ndarray:
+    """For each of n2p2's functions of ``element`` (its sorted order), the index of the meltpot
+    function (``functions``: a feature-set element list) with the same type and parameters;
+    ``G[:, n2p2_columns(...)]`` puts meltpot descriptors into n2p2's order."""
+    mine = [_as_n2p2_function(f) if not is_noise(f) else None for f in functions]
+    keys = ("type", "eta", "rs", "rc", "zeta", "lambda")
+    cols = []
+    for fn in pot.functions[element]:
+        hits = [i for i, m in enumerate(mine) if m is not None and all(m[k] == fn[k] for k in keys)
+                and sorted(m["neighbors"]) == sorted(fn["neighbors"])]
+        if len(hits) != 1:
+            raise MeltpotError(f"{pot.directory}: {element} function of input.nn line {fn['line']} matches "
+                               f"{len(hits)} meltpot functions (expected 1)")
+        cols.append(hits[0])
+    if len(cols) != len(functions):
+        raise MeltpotError(f"{pot.directory}: {element} has {len(cols)} n2p2 functions, "
+                           f"the feature set {len(functions)}")
+    return np.array(cols, dtype=np.int64)
+
+
+def check_export(model, pot: N2p2Potential, features: dict) -> dict[str, float]:
+    """Largest |E_n2p2 − E_model| per element on ``features`` ({element: raw G (n, F) in the
+    model's order}): n2p2's atomic energies from :func:`n2p2_atomic_energies` against the
+    model's :meth:`~meltpot.model.HDNNP.element_energies`."""
+    import torch
+
+    out = {}
+    for el, G in features.items():
+        G = np.asarray(G, dtype=np.float64)
+        if G.shape[0] == 0:
+            continue
+        k = model.elements.index(el)
+        with torch.no_grad():
+            ref = model.element_energies(k, torch.as_tensor(G, dtype=torch.float64)).numpy()
+        cols = n2p2_columns(pot, el, model.featureset.per_element[el])
+        out[el] = float(np.max(np.abs(n2p2_atomic_energies(pot, el, G[:, cols]) - ref)))
+    return out

@@ -1,0 +1,167 @@
+"""TorchScript export: the file that the LAMMPS pair style ``meltpot`` runs.
+
+:class:`LammpsPotential` wraps a trained :class:`~meltpot.model.hdnnp.HDNNP` (the very same
+descriptor and network code, compiled with ``torch.jit.script``) behind the contract of a
+LAMMPS pair style with a full neighbour list:
+
+    forward(species, center, neighbor, rij, n_local) -> (e_atom, dE_drij, n_outside)
+
+``species`` (n_all,) element index of every atom, local first, ghosts after; ``center`` /
+``neighbor`` (n_pairs,) pair indices with ``center < n_local``; ``rij`` (n_pairs, 3) = x_j − x_i
+(Å or σ); ``e_atom`` (n_local,) atomic energies (eV or ε); ``dE_drij`` (n_pairs, 3), from which
+the pair style adds f_i += dE/dr_ij, f_j −= dE/dr_ij (forces on ghosts are reverse-communicated)
+and the virial −Σ r_ij ⊗ dE/dr_ij; ``n_outside`` (n_local,) how many of the atom's features lie
+outside the training range [min, max] of the descriptor cache's training split, widened by
+1e-8 of the range against round-off (n2p2's extrapolation warnings; zero everywhere when no
+range was given).
+
+Metadata the plugin reads as attributes: ``elements`` (list of symbols, the networks' order),
+``cutoff`` (float), ``units`` ("metal" or "lj"), ``format_version``. A model shrunk by feature
+selection carries only its kept functions, so the export computes only those.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MeltpotError
+from ..model.hdnnp import HDNNP
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class ExportError(MeltpotError):
+    """A model that cannot be exported, or an export that does not reproduce the model."""
+
+
+class LammpsPotential(nn.Module):
+    """What the LAMMPS plugin runs (see module docstring). float64 throughout."""
+
+    def __init__(self, model: HDNNP, feature_min: dict | None = None, feature_max: dict | None = None):
+        super().__init__()
+        if model.descriptor.has_noise:
+            raise ExportError("the model's feature set holds noise pseudo-features (a selection diagnostic); "
+                              "export the model retrained on real features only")
+        self.model = copy.deepcopy(model).double().eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.elements: List[str] = list(model.elements)
+        self.cutoff: float = float(model.cutoff)
+        self.units: str = str(getattr(model, "units", "metal"))
+        self.format_version: int = FORMAT_VERSION
+        self.featureset_json: str = json.dumps(model.featureset.to_dict())
+        n_el, f_max = len(self.elements), max(model.n_features)
+        lo = torch.full((n_el, f_max), -float("inf"), dtype=torch.float64)
+        hi = torch.full((n_el, f_max), float("inf"), dtype=torch.float64)
+        self.has_range: bool = feature_min is not None and feature_max is not None
+        if self.has_range:
+            for k, el in enumerate(self.elements):
+                f = model.n_features[k]
+                for name, src, dst in (("min", feature_min, lo), ("max", feature_max, hi)):
+                    if el not in src:
+                        raise ExportError(f"training range: no feature {name} for element {el}")
+                    v = torch.as_tensor(np.asarray(src[el], dtype=float)).reshape(-1)
+                    if v.numel() != f:
+                        raise ExportError(f"training range of {el} has {v.numel()} features, the model {f}")
+                    dst[k, :f] = v
+            # a margin of 1e-8 of each feature's range: the atoms that set min/max must not flag
+            # themselves after a rotation of the cell (LAMMPS's frame) changes the last bits
+            margin = 1e-8 * (hi - lo).nan_to_num(posinf=0.0) + 1e-12
+            lo, hi = lo - margin, hi + margin
+        self.register_buffer("feature_min", lo)
+        self.register_buffer("feature_max", hi)
+
+    def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
+                n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rij = rij.detach().requires_grad_(True)
+        G = self.model.descriptor(species, center, neighbor, rij, n_local)
+        local = species[:n_local]
+        e_atom = self.model.atomic_energies(G, local)
+        grads = torch.autograd.grad([e_atom.sum()], [rij], allow_unused=True)
+        g = grads[0]
+        if g is None:                         # no pairs inside the cutoff
+            g = torch.zeros_like(rij)
+        Gd = G.detach()
+        outside = (Gd < self.feature_min[local]) | (Gd > self.feature_max[local])
+        return e_atom.detach(), g, outside.sum(1)
+
+
+def script_potential(model: HDNNP, feature_min: dict | None = None, feature_max: dict | None = None):
+    """``torch.jit.script`` of :class:`LammpsPotential` (raises ExportError with the compiler's reason)."""
+    try:
+        return torch.jit.script(LammpsPotential(model, feature_min, feature_max))
+    except RuntimeError as exc:  # pragma: no cover - a code change that breaks scripting
+        raise ExportError(f"the model does not compile with TorchScript: {exc}") from exc
+
+
+def _probe_structure(model: HDNNP, seed: int = 0):
+    """A small random triclinic periodic cell (every element present) as tensors + pair list."""
+    from ..descriptors.neighbors import neighbor_pairs, pair_vectors
+
+    rng = np.random.default_rng(seed)
+    rc = model.cutoff
+    n = 4 * len(model.elements) + 4
+    cell = torch.as_tensor(np.eye(3) * 1.1 * rc + rng.uniform(-0.1, 0.1, (3, 3)) * rc)
+    pos = torch.as_tensor(rng.uniform(0, 1, (n, 3))) @ cell
+    species = torch.arange(n) % len(model.elements)
+    center, neighbor, shifts = neighbor_pairs(pos, cell, [True] * 3, rc)
+    return species, center, neighbor, pair_vectors(pos, cell, center, neighbor, shifts)
+
+
+def check_export(scripted, model: HDNNP, rtol: float = 1e-10) -> float:
+    """Compare the scripted potential with the Python model on a random periodic cell; returns the
+    largest relative difference of atomic energies and pair gradients (ExportError above ``rtol``)."""
+    species, center, neighbor, rij = _probe_structure(model)
+    rij = rij.detach().requires_grad_(True)
+    n = int(species.numel())
+    e_ref = model.double()(species, center, neighbor, rij, n)
+    g_ref, = torch.autograd.grad(e_ref.sum(), rij)
+    e, g, _ = scripted(species, center, neighbor, rij.detach(), n)
+    e_ref = e_ref.detach()
+    diff = max(float((e - e_ref).abs().max() / e_ref.abs().max().clamp(min=1e-300)),
+               float((g - g_ref).abs().max() / g_ref.abs().max().clamp(min=1e-300)))
+    if not diff <= rtol:
+        raise ExportError(f"the TorchScript export differs from the model by {diff:.3g} (relative) on a test cell")
+    return diff
+
+
+def write_torchscript(model: HDNNP, path: str | Path, feature_min: dict | None = None,
+                      feature_max: dict | None = None) -> Path:
+    """Script, check against the Python model, and save atomically to ``path`` (a ``.pt`` file
+    that ``torch.jit.load`` and the LAMMPS plugin read)."""
+    path = Path(path)
+    scripted = script_potential(model, feature_min, feature_max)
+    diff = check_export(scripted, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    scripted.save(str(tmp))
+    tmp.replace(path)
+    log.info("TorchScript potential %s: elements %s, cutoff %.4g, %s; export check %.2g (relative)",
+             path, "/".join(model.elements), model.cutoff,
+             "extrapolation range from the training split" if feature_min is not None else "no extrapolation range",
+             diff)
+    return path
+
+
+def load_torchscript(path: str | Path, device: str = "cpu"):
+    """Load an exported potential (ExportError naming the file when it is not one)."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"TorchScript potential {path} does not exist")
+    try:
+        mod = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as exc:
+        raise ExportError(f"{path}: not a TorchScript file ({str(exc).splitlines()[0]})") from exc
+    if not hasattr(mod, "format_version"):
+        raise ExportError(f"{path}: a TorchScript file, but not a meltpot potential (no format_version)")
+    return mod

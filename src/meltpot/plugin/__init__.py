@@ -1,0 +1,1 @@
+"""The LAMMPS pair style ``meltpot`` (C++ plugin running a TorchScript HDNNP) and its build."""

