@@ -10,6 +10,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/lammps.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
 localrules: run_config, stage_config
@@ -22,4 +23,5 @@ rule all:
         DESCRIPTORS,
         f"{RUN}/evaluation/dense/metrics.json",
         f"{RUN}/selection/comparison/comparison.csv",
+        *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         f"{RUN}/manifest.json",

@@ -220,3 +220,21 @@ def test_export_of_a_selected_model_computes_only_the_kept_features(systems, tmp
     model = random_model(FeatureSet.from_dict(d, ["Al"]), [systems["Al"]], seed=6)
     mod = load_torchscript(write_torchscript(model, tmp_path / "sel.pt"))
     assert mod.model.descriptor.n_union == 5
+
+
+def test_export_cli_takes_a_model_or_the_selection_choice(systems, tmp_path):
+    """`meltpot export torchscript` on a model file, and on a chosen.json of `meltpot select path`
+    (its chosen λ's retrained model); a chosen.json pointing at a missing λ folder is named."""
+    from meltpot.cli import main
+    from meltpot.model import save_model
+
+    model = random_model(make_featureset(["Al"]), [systems["Al"]], seed=8)
+    sel = tmp_path / "agl"
+    save_model(model, sel / "lambda_02" / "retrained.pt")
+    (sel / "chosen.json").write_text('{"step": 2, "n_features": 12}')
+    assert main(["export", "torchscript", str(sel / "chosen.json"), "--out", str(tmp_path / "a.pt")]) == 0
+    assert main(["export", "torchscript", str(sel / "lambda_02" / "retrained.pt"), "--out", str(tmp_path / "b.pt")]) == 0
+    assert load_torchscript(tmp_path / "a.pt").elements == ["Al"]
+    (sel / "chosen.json").write_text('{"step": 5}')
+    assert main(["export", "torchscript", str(sel / "chosen.json"), "--out", str(tmp_path / "c.pt")]) == 2
+    assert not (tmp_path / "c.pt").exists()

@@ -133,6 +133,21 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert comparison.loc["full", "n_features"] == 22 and comparison.loc["agl", "n_features"] == chosen["n_features"]
     assert comparison.loc["pearson", "n_features"] == comparison.loc["cur", "n_features"] == chosen["n_features"]
     assert np.isfinite(comparison["test_rmse_mean"]).all() and (comparison["seeds"] == 2).all()
+    # LAMMPS stage: the exported potential runs in LAMMPS (plugin) from the reference's liquid
+    # and is compared with the reference in the same NVT protocol
+    val = run / "md" / "validation"
+    ref_sum = json.loads((val / "reference" / "summary.json").read_text())
+    model_sum = json.loads((val / "model" / "summary.json").read_text())
+    assert ref_sum["status"] == model_sum["status"] == "ok" and model_sum["n_atoms"] == ref_sum["n_atoms"] == 108
+    assert "pair_style meltpot" in (val / "model" / "in.lammps").read_text()
+    cmp_md = pd.read_csv(val / "comparison" / "comparison.csv").set_index("quantity")
+    assert set(cmp_md.columns) >= {"reference", "model", "model-reference"}
+    assert np.isfinite(cmp_md[["reference", "model"]].drop("extrapolation_atom_steps").to_numpy()).all()
+    assert abs(cmp_md.loc["T", "reference"] - 1.5) < 0.3 and 0.9 < cmp_md.loc["g_peak_r", "reference"] < 1.25
+    checks = json.loads((val / "comparison" / "comparison.json").read_text())["checks"]["model"]
+    assert isinstance(checks["stable"], bool)   # a 30-epoch energy-only model need not be MD-stable
+    assert (val / "comparison" / "gr.png").stat().st_size > 5000
+    assert str(Path("results/lj-tiny/lammps/potential.pt")) in manifest["outputs"]
     # the HTML report bundles the figures and tables of every stage
     res = subprocess.run([str(BIN / "snakemake"), "--configfile", str(TINY), "--report", "report.html"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -152,6 +167,15 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     planned = res.stdout + res.stderr
     assert res.returncode == 0 and "rule train:" in planned and "rule select_path:" in planned
     assert "rule sample:" not in planned and "rule descriptors:" not in planned
+    # an MD-protocol setting changes: only the LAMMPS stage reruns, not sampling
+    changed = yaml.safe_load(TINY.read_text())
+    changed["validation_md"]["production_steps"] = 300
+    (tmp_path / "changed_md.yaml").write_text(yaml.safe_dump(changed))
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(tmp_path / "changed_md.yaml"),
+                          "-n"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    planned = res.stdout + res.stderr
+    assert res.returncode == 0 and "rule md_validation_model:" in planned and "rule md_validation_reference:" in planned
+    assert "rule sample:" not in planned and "rule train:" not in planned
     # forcing the descriptor rule reuses the up-to-date cache (content key): not rewritten
     before = os.stat(h5)
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules",

@@ -37,6 +37,28 @@ FEATURESET_FILE = [_fs_spec] if Path(_fs_spec).is_file() else []
 DESCRIPTORS = f"{RUN}/descriptors/{re.sub(r'[^A-Za-z0-9_.-]', '_', FEATURESET.name)}.h5"
 
 
+# LAMMPS validation stage (workflow/rules/lammps.smk); a changed plugin source rebuilds the plugin
+import meltpot.plugin
+
+VMD = CFG["validation_md"]
+PLUGIN_SOURCES = sorted(str(p) for p in Path(meltpot.plugin.__file__).parent.glob("pair_meltpot.*"))
+VAL = f"{RUN}/md/validation"
+
+
+def _md_sets(model_run):
+    """--set overrides of `meltpot md run nvt` for the validation runs (the ML run starts from the
+    reference's last liquid frame, so it neither melts a lattice nor leaves its training range)."""
+    sets = {"T": VMD["T"], "n_atoms": VMD["n_atoms"], "equilibration_steps": VMD["equilibration_steps"],
+            "production_steps": VMD["production_steps"], "dump_every": VMD["dump_every"], "phase": "liquid",
+            "melt_steps": 0 if model_run else VMD["melt_steps"], "cool_steps": 0 if model_run else VMD["cool_steps"]}
+    if VMD["volume_per_atom"] is not None:
+        sets.update(volume="fixed", volume_per_atom=VMD["volume_per_atom"])
+    if VMD["melt_temperature"] is not None and not model_run:
+        sets["melt_temperature"] = VMD["melt_temperature"]
+    return " ".join(f"{k}={v}" for k, v in sets.items())
+
+
+
 def yaml_text(cfg):
     return yaml.safe_dump(cfg, sort_keys=False)
 
@@ -52,14 +74,27 @@ def run_config():
 
 #: config keys each stage depends on
 STAGE_KEYS = {
-    "sampling": ("seed", "units", "elements", "reference", "md", "sampling"),
+    "sampling": ("seed", "units", "elements", "reference", "md.timestep", "md.tdamp", "md.pdamp", "sampling"),
     "imports": ("elements", "imports"),
     "dataset": ("elements", "units", "validation"),
     "split": ("seed", "split"),
     "descriptors": ("elements", "descriptors"),
     "training": ("seed", "model", "training"),
     "selection": ("seed", "model", "training", "selection"),
+    "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
 }
+
+
+def stage_slice(stage):
+    """The config keys of a stage (dotted paths such as md.timestep pick one sub-key) as a dict."""
+    out = {}
+    for key in STAGE_KEYS[stage]:
+        head, _, sub = key.partition(".")
+        if sub:
+            out.setdefault(head, {})[sub] = (CFG.get(head) or {}).get(sub)
+        else:
+            out[head] = CFG.get(head)
+    return out
 
 
 def stage_config(stage):

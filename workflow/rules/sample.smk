@@ -20,7 +20,7 @@ rule stage_config:
     wildcard_constraints:
         stage="|".join(STAGE_KEYS),
     params:
-        text=lambda wc: yaml.safe_dump({k: CFG.get(k) for k in STAGE_KEYS[wc.stage]}, sort_keys=True),
+        text=lambda wc: yaml.safe_dump(stage_slice(wc.stage), sort_keys=True),
     log:
         f"{RUN}/logs/stage_config_{{stage}}.log",
     conda:
@@ -107,7 +107,8 @@ rule manifest:
         config=f"{RUN}/config.yaml",
         outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS,
                                f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json",
-                               f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"],
+                               f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"]
+        + ([f"{RUN}/lammps/potential.pt", f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",

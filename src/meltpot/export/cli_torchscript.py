@@ -13,11 +13,33 @@ def add_commands(subparsers) -> None:
     """Register ``torchscript`` on the ``meltpot export`` sub-parser group."""
     p = subparsers.add_parser("torchscript", help="TorchScript file for the LAMMPS pair style meltpot (plugin)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", help="meltpot model file (.pt, from meltpot train / select)")
+    p.add_argument("model", help="meltpot model file (.pt, from meltpot train / select), or the chosen.json of "
+                                 "`meltpot select path` (its chosen λ's retrained model)")
     p.add_argument("--out", required=True, help="TorchScript file to write")
     p.add_argument("--cache", help="descriptor cache holding the model's features: its training-split min/max "
                                    "become the extrapolation range")
     p.set_defaults(func=cmd_export_torchscript)
+
+
+def resolve_model_path(spec: str) -> str:
+    """A model file, or for a ``chosen.json`` of ``meltpot select path`` the retrained model of its λ."""
+    from pathlib import Path
+
+    from ..errors import MeltpotError
+
+    path = Path(spec)
+    if path.suffix != ".json":
+        return spec
+    import json
+
+    try:
+        step = int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MeltpotError(f"{path}: not a chosen.json of `meltpot select path` ({exc})") from exc
+    model = path.parent / f"lambda_{step:02d}" / "retrained.pt"
+    if not model.exists():
+        raise MeltpotError(f"{path} chose λ step {step}, but {model} does not exist")
+    return str(model)
 
 
 def cmd_export_torchscript(args) -> int:
@@ -25,7 +47,7 @@ def cmd_export_torchscript(args) -> int:
     from .ranges import training_stats
     from .torchscript import write_torchscript
 
-    model = load_model(args.model)
+    model = load_model(resolve_model_path(args.model))
     lo = hi = None
     if args.cache:
         stats = training_stats(model, args.cache)

@@ -33,7 +33,9 @@ def _potential(args, cfg):
 
             raise ConfigError("--plugin and --model go together (the meltpot ML pair style)")
         return Potential.meltpot_plugin(args.plugin, args.model, cfg["elements"], device=args.device,
-                                        units=cfg.get("units", "metal"))
+                                        extrapolation_limit=args.extrapolation_limit,
+                                        units=cfg.get("units", "metal"),
+                                        masses=cfg.get("reference", {}).get("masses"))
     return None
 
 
@@ -79,7 +81,33 @@ def add_commands(subparsers) -> None:
         p.add_argument("--plugin", help="meltpot LAMMPS plugin (.so) for the ML pair style (with --model)")
         p.add_argument("--model", help="TorchScript model of the meltpot pair style (with --plugin)")
         p.add_argument("--device", default="cpu", help="device of the meltpot pair style")
+        p.add_argument("--extrapolation-limit", type=int, help="meltpot pair style: stop when more atoms than this "
+                                                               "extrapolate in one step (default: count and warn)")
         if name == "run":
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")
         p.set_defaults(func=func)
+    c = subparsers.add_parser("compare", help="compare runs of one protocol (reference vs ML potential): density, "
+                                              "energy, g(r), D → comparison.csv/json, gr.png, msd.png")
+    c.add_argument("runs", nargs="+", metavar="LABEL=FOLDER", help="`meltpot md run` folders; the first is the reference")
+    c.add_argument("--config", required=True, help="the run's config (elements, units, md.timestep)")
+    c.add_argument("--out-dir", required=True, type=Path)
+    c.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    from ..config import load_config
+    from ..errors import MeltpotError
+    from .compare import compare_runs
+
+    cfg = load_config(args.config)
+    runs = {}
+    for spec in args.runs:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label or not folder:
+            raise MeltpotError(f"runs take LABEL=FOLDER, got {spec!r}")
+        runs[label] = folder
+    types = {k + 1: el for k, el in enumerate(cfg["elements"])}
+    table = compare_runs(runs, args.out_dir, types, float(cfg["md"]["timestep"]), cfg.get("units", "metal"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0

@@ -92,13 +92,15 @@ class Potential:
 
     @classmethod
     def meltpot_plugin(cls, plugin: str | os.PathLike, model: str | os.PathLike, elements: Sequence[str],
-                       device: str = "cpu", **kwargs) -> Potential:
+                       device: str = "cpu", extrapolation_limit: int | None = None, **kwargs) -> Potential:
         """The meltpot ML pair style: ``plugin load PLUGIN``, ``pair_style meltpot MODEL
-        device DEVICE``, ``pair_coeff * * El1 El2 …`` (metal units)."""
+        device DEVICE [extrapolation_limit N]``, ``pair_coeff * * El1 El2 …``."""
+        from ..plugin.build import pair_style_args
+
         plugin = os.path.abspath(os.fspath(plugin))
         if not os.path.isfile(plugin):
             raise ConfigError(f"LAMMPS plugin {plugin} does not exist")
-        return cls.from_commands(elements, f"meltpot {os.fspath(model)} device {device}",
+        return cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit),
                                  ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"],
                                  **kwargs)
 

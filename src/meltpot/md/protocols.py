@@ -230,7 +230,7 @@ class _Builder:
         """Melt at melt_temperature and cool to ``T_target`` when ``settings.melt``;
         returns whether velocities were created."""
         s = self.s
-        if not s.melt:
+        if not s.melt or s.melt_steps == 0:   # no melt stage (e.g. starting from a liquid): velocities at T
             return False
         self.velocity(s.melt_temperature)
         self.stage("melt", "melt", s.melt_steps, ensemble, s.melt_temperature)

@@ -88,6 +88,8 @@ def write_data(atoms: Atoms, path: str | os.PathLike, elements: Sequence[str], u
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_lammps_data(str(path), atoms, specorder=list(elements), atom_style="atomic", units=units,
+    # ASE converts lengths from Å to the target units; lj lengths are already reduced, so the
+    # identity conversion ("metal": Å → Å) is the right one for both (ASE has no "lj" unit set)
+    write_lammps_data(str(path), atoms, specorder=list(elements), atom_style="atomic", units="metal",
                       masses=False, force_skew=False)
     return path

@@ -145,12 +145,18 @@ def build_plugin(out_dir: str | Path | None = None, force: bool = False) -> Path
     return so
 
 
+def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_limit: int | None = None) -> str:
+    """Arguments of ``pair_style`` for an exported model: ``meltpot MODEL device DEV [extrapolation_limit N]``."""
+    args = f"meltpot {os.fspath(model_file)} device {device}"
+    if extrapolation_limit is not None:
+        args += f" extrapolation_limit {int(extrapolation_limit)}"
+    return args
+
+
 def pair_commands(model_file: str | Path, elements: list[str], plugin: str | Path | None = None,
                   device: str = "cpu", extrapolation_limit: int | None = None) -> list[str]:
     """The LAMMPS lines that load the plugin and use an exported model for ``elements`` (atom types
     1..n in this order)."""
     so = Path(plugin) if plugin else build_plugin()
-    style = f"pair_style meltpot {model_file} device {device}"
-    if extrapolation_limit is not None:
-        style += f" extrapolation_limit {int(extrapolation_limit)}"
-    return [f"plugin load {so}", style, "pair_coeff * * " + " ".join(elements)]
+    return [f"plugin load {so}", "pair_style " + pair_style_args(model_file, device, extrapolation_limit),
+            "pair_coeff * * " + " ".join(elements)]

@@ -15,7 +15,7 @@
 
    Extrapolation (as n2p2's warnings): each step, atoms with any descriptor outside the training
    range are counted; the count is written to the log (first `extrapolation_warnings` steps
-   with extrapolation, default 10), available as `compute pair meltpot` (c_ID[1]: atoms this
+   with extrapolation, default 10; then the running total every 1000 steps), available as `compute pair meltpot` (c_ID[1]: atoms this
    step on this rank, summed over ranks; c_ID[2]: cumulative), and the run stops with an error
    when more than `extrapolation_limit` atoms extrapolate in one step (default -1: never). */
 
@@ -38,7 +38,7 @@ using namespace LAMMPS_NS;
 
 PairMeltpot::PairMeltpot(LAMMPS *lmp) :
     Pair(lmp), device(torch::kCPU), cutoff(0.0), has_range(false), extrap_limit(-1),
-    extrap_warnings_max(10), extrap_warnings_written(0), extrap_step(0.0), extrap_total(0.0)
+    extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1), extrap_step(0.0), extrap_total(0.0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -272,7 +272,11 @@ void PairMeltpot::compute(int eflag, int vflag)
                             "({} atom-steps so far)\n", update->ntimestep, (bigint) extrap_step, (bigint) extrap_total);
       else if (extrap_warnings_written == extrap_warnings_max)
         utils::logmesg(lmp, "WARNING: meltpot: further extrapolation warnings suppressed; the running total is "
-                            "compute pair meltpot's c_ID[2]\n");
+                            "compute pair meltpot's c_ID[2], and a line every 1000 steps\n");
+      else if (update->ntimestep / 1000 != extrap_last_report / 1000)
+        utils::logmesg(lmp, "WARNING: meltpot: step {}: {} atom-steps so far with descriptors outside the "
+                            "training range\n", update->ntimestep, (bigint) extrap_total);
+      extrap_last_report = update->ntimestep;
       extrap_warnings_written++;
     }
     if (extrap_limit >= 0 && extrap_step > (double) extrap_limit)

@@ -39,6 +39,7 @@ class PairMeltpot : public Pair {
   bigint extrap_limit;              // stop when more atoms than this extrapolate in one step (< 0: never)
   int extrap_warnings_max;          // warnings written to the log (then one notice)
   int extrap_warnings_written;
+  bigint extrap_last_report;       // step of the last extrapolation line
   double extrap_step;               // atoms extrapolating in the last evaluation (all ranks)
   double extrap_total;              // sum over evaluations so far (all ranks)
 
