@@ -49,7 +49,7 @@ def test_identical_runs_compare_to_zero_and_liquid_al_peak(runs, tmp_path):
     assert (tmp_path / "gr.png").stat().st_size > 5000 and (tmp_path / "msd.png").exists()
     data = json.loads((tmp_path / "comparison.json").read_text())
     assert data["runs"]["model"]["frames"] == 41
-    assert data["checks"]["model"] == {"stable": True, "problems": []}
+    assert data["checks"]["model"] == {"stable": True, "problems": [], "notes": []}
 
 
 def test_hotter_liquid_has_the_expected_signs(runs, tmp_path):
