@@ -376,6 +376,28 @@ def test_cli_viscosity_from_logs_and_ave_time(tmp_path):
         args.func(args)
 
 
+def test_cli_viscosity_reads_the_md_protocol_pressure_file(tmp_path):
+    """pressure.dat of `meltpot md run` production (fix ave/time with c_thermo_temp,
+    v_meltpot_vol and c_thermo_press[1..6]): T and V come from the file, no flags needed."""
+    rng = np.random.default_rng(3)
+    tau, var, dt_step, every = 0.1, 2000.0**2, 0.002, 5
+    p = ou(rng, 6000, 3, tau, var, dt_step * every)
+    path = tmp_path / "pressure.dat"
+    with open(path, "w") as fh:
+        fh.write("# Time-averaged data for fix meltpot_press\n# TimeStep c_thermo_temp v_meltpot_vol "
+                 + " ".join(f"c_thermo_press[{k}]" for k in range(1, 7)) + "\n")
+        for k, row_ in enumerate(p):
+            fh.write(f"{12200 + k * every} 1000.0 9400.0 1.0 2.0 3.0 {row_[0]:.6f} {row_[1]:.6f} {row_[2]:.6f}\n")
+    out = tmp_path / "visc"
+    args = parser().parse_args(["viscosity", str(path), "--timestep", str(dt_step), "--out", str(out),
+                                "--no-progress"])
+    assert args.func(args) == 0
+    row = pd.read_csv(out / "viscosity.csv").iloc[0]
+    assert row["T_mean"] == 1000.0 and row["V_mean"] == 9400.0
+    lib = dy.viscosity_gk([p], dt_step * every, 9400.0, 1000.0, units="metal")
+    assert row["eta"] == pytest.approx(lib.eta, rel=1e-6)
+
+
 def test_cli_interdiffusion(tmp_path):
     rng = np.random.default_rng(14)
     dt_step, every, n_a, n_b = 0.01, 5, 6, 4

@@ -157,6 +157,42 @@ def test_inherent_structure_returns_to_fcc():
     assert tcold.info["inherent_energy"] / len(tcold) == pytest.approx(e_ideal / len(ideal), abs=1e-6)
 
 
+def test_minimizer_runs_pre_commands_before_pair_style(monkeypatch):
+    """``pre_commands`` (e.g. ``plugin load``) go after the box and before mass/pair_style."""
+    import meltpot.lammps_env as env
+
+    sent = []
+    real = env.new_instance
+
+    class Recording:
+        def __init__(self, lmp):
+            self._lmp = lmp
+
+        def command(self, cmd):
+            sent.append(cmd)
+            return self._lmp.command(cmd)
+
+        def __getattr__(self, name):
+            return getattr(self._lmp, name)
+
+    monkeypatch.setattr(env, "new_instance", lambda *a, **k: Recording(real(*a, **k)))
+    ideal = bulk("Al", "fcc", a=4.05, cubic=True).repeat(3)
+    pre = ["variable meltpot_pre equal 1", "neighbor 2.5 bin"]
+    m = lo.Minimizer(pair_style="eam/fs", pair_coeff="* * Al_mm.eam.fs Al", pre_commands=pre,
+                     extra_commands=["neigh_modify every 1 delay 0"])
+    cold = m(perturbed(ideal, 0.1, seed=5))
+    assert lo.cna_fractions(lo.cna(cold))["fcc"] == 1.0
+    i_box = next(i for i, c in enumerate(sent) if c.startswith("create_box"))
+    i_pre = [sent.index(c) for c in pre]
+    i_mass = next(i for i, c in enumerate(sent) if c.startswith("mass"))
+    i_pair = next(i for i, c in enumerate(sent) if c.startswith("pair_style"))
+    assert i_box < i_pre[0] < i_pre[1] < i_mass < i_pair < sent.index("neigh_modify every 1 delay 0")
+    # a failing pre-command is named in the error
+    bad = lo.Minimizer(pair_style="eam/fs", pair_coeff="* * Al_mm.eam.fs Al", pre_commands="no_such_command 1")
+    with pytest.raises(MeltpotError, match="no_such_command 1"):
+        bad(ideal)
+
+
 # --------------------------------------------------------------------------- trajectory tables
 def _trajectory(n=3, sigma=0.1):
     frames = []

@@ -219,6 +219,49 @@ def test_two_phase_box_is_half_crystalline_and_minimize(tmp_path, eam):
     assert all(-3.45 < x < -3.25 for x in e)  # fcc Al: -3.36 eV/atom; liquid IS a bit above
 
 
+def test_minimize_with_the_meltpot_plugin(tmp_path):
+    """``meltpot md run minimize --plugin --model``: the plugin load (Potential.pre_commands)
+    runs before pair_style in the Minimizer; the inherent energies are the Python model's."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from helpers import make_featureset, random_model
+    from meltpot.cli import main
+    from meltpot.export.torchscript import write_torchscript
+    from meltpot.model.calculator import MeltpotCalculator
+    from meltpot.plugin.build import build_plugin
+
+    try:
+        so = build_plugin()
+    except Exception as exc:  # noqa: BLE001 - no compiler / torch headers here
+        pytest.skip(f"meltpot LAMMPS plugin not buildable: {exc}")
+    rng = np.random.default_rng(7)
+    frames = []
+    for _ in range(2):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
+        a.positions += rng.normal(0.0, 0.08, a.positions.shape)
+        frames.append(a)
+    model = random_model(make_featureset(["Al"]), frames, seed=1)
+    pt = write_torchscript(model, tmp_path / "model.pt")
+    write(tmp_path / "frames.extxyz", frames)
+    cfg = copy.deepcopy(BASE)
+    cfg["md"]["protocols"] = {"minimize": {"maxiter": 50}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["md", "run", "minimize", str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "is"),
+                 "--input", str(tmp_path / "frames.extxyz"), "--plugin", str(so), "--model", str(pt)]) == 0
+    s = json.loads((tmp_path / "is" / "summary.json").read_text())
+    assert s["status"] == "ok" and s["frames"] == 2
+    assert s["potential"]["pre_commands"] == [f"plugin load {so}"]
+    assert s["potential"]["pair_style"].startswith("meltpot")
+    from meltpot.analysis.trajectory import iter_frames
+
+    for start, inh in zip(frames, iter_frames(tmp_path / "is" / "inherent.extxyz")):
+        e_start = MeltpotCalculator(model).get_potential_energy(start)
+        e_inh = MeltpotCalculator(model).get_potential_energy(inh)
+        assert inh.info["inherent_energy"] == pytest.approx(e_inh, abs=1e-6 * len(inh))
+        assert e_inh <= e_start + 1e-9
+
+
 # ----------------------------------------------------------------------------- failures
 def test_bad_pair_coeff_raises_with_the_lammps_message(tmp_path):
     cfg = make_cfg(npt={"T": 1000, "equilibration_steps": 10, "production_steps": 10})

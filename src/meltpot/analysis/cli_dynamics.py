@@ -210,7 +210,8 @@ def _read_pressure(path: Path, args) -> dict:
         raise FrameError(source, None, f"no {what} column ({'/'.join(names)}); give --{what}")
 
     temperature = mean_of(args.temperature, ("Temp", "c_thermo_temp", "v_temp", "v_T"), "temperature")
-    volume = mean_of(args.volume, ("Volume", "v_vol", "v_volume", "v_V"), "volume")
+    # v_meltpot_vol: the pressure.dat that `meltpot md run` production stages write
+    volume = mean_of(args.volume, ("Volume", "v_vol", "v_volume", "v_V", "v_meltpot_vol"), "volume")
     return {"stress": stress, "dt": spacing * args.timestep, "temperature": temperature, "volume": volume,
             "rows": len(table), "columns": cols}
 

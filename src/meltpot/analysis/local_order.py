@@ -294,6 +294,9 @@ class Minimizer:
     ``* * file …`` pair_coeff line, else the sorted symbols of each frame). ``etol``
     (relative energy) and ``ftol`` (eV/Å) are LAMMPS ``minimize`` tolerances.
     Frames with only LAMMPS types (placeholder symbol X, ``arrays["type"]``) keep those types.
+    ``pre_commands``: LAMMPS lines run after the box is created and before ``mass`` and
+    ``pair_style`` (e.g. ``plugin load /path/meltpot.so`` for the meltpot ML pair style, as
+    :attr:`meltpot.md.potential.Potential.pre_commands`); ``extra_commands`` follow ``pair_coeff``.
     Calling it on a frame returns a minimised copy (caller's orientation and cell) with
     ``info["inherent_energy"]`` (eV, total) and ``info["inherent_fnorm"]`` (eV/Å).
     """
@@ -302,7 +305,8 @@ class Minimizer:
                  elements: Sequence[str] | None = None, units: str = "metal",
                  masses: Mapping[str, float] | None = None, extra_commands: Sequence[str] = (),
                  min_style: str = "cg", etol: float = 0.0, ftol: float = 1e-6,
-                 maxiter: int = 10000, maxeval: int = 100000, base_dir: str | None = None):
+                 maxiter: int = 10000, maxeval: int = 100000, base_dir: str | None = None,
+                 pre_commands: Sequence[str] = ()):
         from ..reference.lammps_engine import _resolve_tokens
 
         if isinstance(pair_coeff, str):
@@ -316,6 +320,7 @@ class Minimizer:
         self.elements = list(elements) if elements is not None else _pair_coeff_elements(pair_coeff)
         self.units = units
         self.masses = dict(masses or {})
+        self.pre_commands = [pre_commands] if isinstance(pre_commands, str) else [str(c) for c in pre_commands]
         self.extra_commands = [str(c) for c in extra_commands]
         self.min_style = min_style
         self.etol, self.ftol, self.maxiter, self.maxeval = float(etol), float(ftol), int(maxiter), int(maxeval)
@@ -339,6 +344,7 @@ class Minimizer:
             n_types = len(elements)
             masses = element_masses(elements, self.units, self.masses)
         prism, cmds, pos = lammps_box(atoms, n_types, self.units)
+        cmds += self.pre_commands
         cmds += [f"mass {i + 1} {_f(m)}" for i, m in enumerate(masses)]
         cmds += [f"pair_style {self.pair_style}"] + [f"pair_coeff {c}" for c in self.pair_coeff]
         cmds += self.extra_commands

@@ -37,9 +37,6 @@ def minimize_trajectory(trajectory: str | Path, out_dir: str | Path, potential: 
     from ..analysis.local_order import Minimizer
     from ..analysis.trajectory import iter_frames
 
-    if potential.pre_commands:
-        raise ConfigError("minimize: meltpot.analysis.local_order.Minimizer runs no commands before "
-                          f"pair_style, so {potential.pre_commands} (e.g. a plugin load) cannot be used")
     trajectory = Path(trajectory)
     if not trajectory.exists():
         raise ConfigError(f"minimize: trajectory {trajectory} does not exist")
@@ -51,8 +48,8 @@ def minimize_trajectory(trajectory: str | Path, out_dir: str | Path, potential: 
     masses = dict(zip(potential.elements, potential.masses))
     minimizer = Minimizer(pair_style=potential.pair_style, pair_coeff=potential.pair_coeff,
                           elements=potential.elements, units=potential.units, masses=masses,
-                          extra_commands=potential.post_commands, min_style=min_style, etol=etol, ftol=ftol,
-                          maxiter=maxiter)
+                          pre_commands=potential.pre_commands, extra_commands=potential.post_commands,
+                          min_style=min_style, etol=etol, ftol=ftol, maxiter=maxiter)
     types = {i + 1: el for i, el in enumerate(potential.elements)}
     rows = []
     t0 = t_log = time.perf_counter()
