@@ -11,6 +11,7 @@ include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/lammps.smk"
+include: "workflow/rules/nucleation.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
 localrules: run_config, stage_config
@@ -24,4 +25,5 @@ rule all:
         f"{RUN}/evaluation/dense/metrics.json",
         f"{RUN}/selection/comparison/comparison.csv",
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
+        *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
         f"{RUN}/manifest.json",

@@ -301,6 +301,18 @@ def test_cli_ttt_from_files(tmp_path):
     assert _cli(["ttt", "--index", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "t2.csv")]) == 0
     with pytest.raises(MeltpotError, match="pattern"):
         _cli(["ttt", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "t3.csv")])
+    # tables whose time starts at 16 (dump of an isothermal stage after melt + quench)
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for (T, rep), tc in TTT_RUNS.items():
+        tab = _run_table(tc if tc is not None else 1000.0)
+        tab["time"] += 16.0
+        tab.to_csv(shifted / f"T{T:g}_r{rep}_cna.csv", index=False)
+    files = sorted(str(p) for p in shifted.glob("T*_cna.csv"))
+    assert _cli(["ttt", *files, "--from-first-frame", "--out", str(tmp_path / "t4.csv")]) == 0
+    assert pd.read_csv(tmp_path / "t4.csv")["mean"].tolist() == pytest.approx([12.0, 35.0])
+    assert _cli(["ttt", *files, "--out", str(tmp_path / "t5.csv")]) == 0
+    assert pd.read_csv(tmp_path / "t5.csv")["mean"].tolist() == pytest.approx([28.0, 51.0])
 
 
 def test_cli_trajectory_commands(tmp_path):

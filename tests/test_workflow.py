@@ -247,3 +247,32 @@ def test_killed_run_resumes_without_redoing_finished_rules(tmp_path):
     assert len(after) == 4 and all(after[name] == t for name, t in done_before.items())
     index = pd.read_parquet(tmp_path / target)
     assert len(index) == 20 and np.isfinite(index["energy"]).all()
+
+
+def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
+    """nucleation_md on a tiny EAM Al config: two replicas at one temperature (velocity seeds
+    only differ), CNA and solid-cluster tables per run, TTT tables timed from the isothermal start."""
+    env = _workdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["run_id"] = "nuc-tiny"
+    cfg["nucleation_md"] = {"enabled": True, "temperatures": [450], "replicas": 2, "n_atoms": 256,
+                            "melt_steps": 500, "quench_steps": 500, "production_steps": 1000, "dump_every": 100}
+    (tmp_path / "nuc.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/nuc-tiny/md/nucleation/ttt_fraction.csv"
+    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules",
+                          "--configfile", str(tmp_path / "nuc.yaml")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    nuc = tmp_path / "results" / "nuc-tiny" / "md" / "nucleation"
+    inputs = [(nuc / f"T450_r{r}" / "in.lammps").read_text() for r in (0, 1)]
+    assert inputs[0] != inputs[1]
+    assert [ln for ln in inputs[0].splitlines() if "velocity" not in ln] == \
+        [ln for ln in inputs[1].splitlines() if "velocity" not in ln]
+    cna = pd.read_csv(nuc / "analysis" / "cna_T450_r0.csv")
+    assert len(cna) == 11 and cna["time"].iloc[0] > 0 and (cna["crystalline"].between(0, 1)).all()
+    assert "largest_cluster" in pd.read_csv(nuc / "analysis" / "clusters_T450_r0.csv")
+    runs = pd.read_csv(nuc / "ttt_fraction_runs.csv")
+    assert len(runs) == 2 and set(runs["replica"]) == {0, 1}
+    reached = runs["time"].dropna()
+    assert (reached <= cna["time"].iloc[-1] - cna["time"].iloc[0] + 1e-9).all()   # from the isothermal start
+    assert (nuc / "ttt_fraction.png").stat().st_size > 5000 and (nuc / "ttt_onset.csv").exists()

@@ -41,6 +41,26 @@ DESCRIPTORS = f"{RUN}/descriptors/{re.sub(r'[^A-Za-z0-9_.-]', '_', FEATURESET.na
 import meltpot.plugin
 
 VMD = CFG["validation_md"]
+NUC = CFG["nucleation_md"]
+NUCDIR = f"{RUN}/md/nucleation"
+NUC_RUNS = [f"T{T:g}_r{r}" for T in NUC["temperatures"] for r in range(NUC["replicas"])]
+TYPES = " ".join(f"{k + 1}={el}" for k, el in enumerate(CFG["elements"]))
+
+
+def nucleation_sets():
+    """--set overrides of `meltpot md run nucleation` for the workflow's nucleation runs."""
+    keys = ("n_atoms", "melt_steps", "quench_steps", "production_steps", "dump_every")
+    sets = {k: NUC[k] for k in keys}
+    if NUC["halt_pe_drop"] is not None:
+        sets["halt_pe_drop"] = NUC["halt_pe_drop"]
+    return " ".join(f"{k}={v}" for k, v in sets.items())
+
+
+def ml_potential_inputs(use_model):
+    """The plugin and exported potential as rule inputs when the ML potential runs."""
+    return {"plugin": f"{RUN}/lammps/plugin.txt", "potential": f"{RUN}/lammps/potential.pt"} if use_model else {}
+
+
 PLUGIN_SOURCES = sorted(str(p) for p in Path(meltpot.plugin.__file__).parent.glob("pair_meltpot.*"))
 VAL = f"{RUN}/md/validation"
 
@@ -82,6 +102,7 @@ STAGE_KEYS = {
     "training": ("seed", "model", "training"),
     "selection": ("seed", "model", "training", "selection"),
     "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
+    "nucleation_md": ("seed", "units", "elements", "reference", "md", "validation_md", "nucleation_md"),
 }
 
 

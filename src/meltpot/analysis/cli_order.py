@@ -207,7 +207,10 @@ def cmd_ttt(args) -> int:
     for T, rep, path in _run_list(args):
         if not path.exists():
             raise MeltpotError(f"{path}: per-run table not found (T={T}, replica {rep})")
-        triples.append((T, rep, pd.read_csv(path)))
+        table = pd.read_csv(path)
+        if args.from_first_frame and len(table) and "time" in table:
+            table["time"] = table["time"] - table["time"].iloc[0]
+        triples.append((T, rep, table))
     runs = ttt_from_tables(triples, criterion=args.criterion, level=args.level, size=args.size,
                            hold=args.hold)
     ttt = ttt_table(runs)
@@ -557,6 +560,9 @@ def add_commands(subparsers) -> None:
     t.add_argument("--level", type=float, default=0.4, help="crystalline fraction (thesis: 0.4)")
     t.add_argument("--size", type=float, default=100.0, help="cluster size (atoms)")
     t.add_argument("--hold", type=float, default=0.0, help="the criterion must hold this long")
+    t.add_argument("--from-first-frame", action="store_true",
+                   help="measure times from each run's first frame (e.g. the start of the isothermal stage, "
+                        "when the dump starts there) instead of the time stored in the table")
     t.add_argument("--out", required=True, help="TTT CSV; also <stem>_runs.csv and <stem>.png")
     t.add_argument("--time-label", default="time (ps)")
     t.add_argument("--T-label", default="T (K)")
