@@ -12,6 +12,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/lammps.smk"
 include: "workflow/rules/nucleation.smk"
+include: "workflow/rules/transport.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
 localrules: run_config, stage_config
@@ -26,4 +27,5 @@ rule all:
         f"{RUN}/selection/comparison/comparison.csv",
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
+        *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
         f"{RUN}/manifest.json",

@@ -502,3 +502,28 @@ def test_lj_triple_point_viscosity_and_diffusion(tmp_path):
                                 str(tstep), "--volume", str(volume), "--out", str(out), "--no-progress"])
     assert args.func(args) == 0
     assert pd.read_csv(out / "viscosity.csv").iloc[0]["eta"] == pytest.approx(visc.eta, rel=1e-6)
+
+
+def test_cli_arrhenius_recovers_a_known_activation_energy(tmp_path):
+    """diffusion.csv files with D = D0 exp(−E_a/k_B T) exactly (± 2 %): the fit returns E_a, D0."""
+    import json
+
+    E_a, D0 = 0.25, 9.0
+    files = []
+    for T in (900.0, 1000.0, 1150.0, 1400.0):
+        d = tmp_path / f"T{T:g}" / "msd"
+        d.mkdir(parents=True)
+        D = D0 * math.exp(-E_a / (dy.KB_EV * T))
+        pd.DataFrame([{"species": "Al", "D": D, "D_err": 0.02 * D, "unit": "Å²/ps"}]).to_csv(d / "diffusion.csv",
+                                                                                         index=False)
+        files.append(str(d / "diffusion.csv"))
+    args = parser().parse_args(["arrhenius", *files, "--pattern", r"/T(?P<T>[0-9.]+)/msd/", "--out",
+                                str(tmp_path / "arr.csv")])
+    assert args.func(args) == 0
+    fit = json.loads((tmp_path / "arr.json").read_text())
+    assert fit["E_a"] == pytest.approx(E_a, rel=1e-9) and fit["D0"] == pytest.approx(D0, rel=1e-9)
+    assert fit["weighted"] and (tmp_path / "arr.png").exists()
+    assert list(pd.read_csv(tmp_path / "arr.csv")["T"]) == [900.0, 1000.0, 1150.0, 1400.0]
+    args = parser().parse_args(["arrhenius", files[0], "--pattern", r"K(?P<T>[0-9]+)", "--out", str(tmp_path / "x.csv")])
+    with pytest.raises(MeltpotError, match="no temperature in the path"):
+        args.func(args)

@@ -276,3 +276,29 @@ def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     reached = runs["time"].dropna()
     assert (reached <= cna["time"].iloc[-1] - cna["time"].iloc[0] + 1e-9).all()   # from the isothermal start
     assert (nuc / "ttt_fraction.png").stat().st_size > 5000 and (nuc / "ttt_onset.csv").exists()
+
+
+def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):
+    """transport_md on a tiny EAM Al config: two temperatures × two replicas, D from the MSD
+    (replicas averaged), Green–Kubo viscosity per temperature, Arrhenius fit (hotter: faster)."""
+    env = _workdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["run_id"] = "transport-tiny"
+    cfg["transport_md"] = {"enabled": True, "temperatures": [1000, 1400], "replicas": 2, "n_atoms": 108,
+                           "melt_steps": 500, "cool_steps": 500, "equilibration_steps": 500,
+                           "production_steps": 2000, "dump_every": 20, "pressure_every": 5}
+    (tmp_path / "tr.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/transport-tiny/md/transport/arrhenius.csv"
+    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules",
+                          "--configfile", str(tmp_path / "tr.yaml")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    tr = tmp_path / "results" / "transport-tiny" / "md" / "transport"
+    d = pd.read_csv(tr / "arrhenius.csv").set_index("T")
+    assert list(d.index) == [1000.0, 1400.0] and d.loc[1400.0, "D"] > d.loc[1000.0, "D"] > 0
+    assert (pd.read_csv(tr / "T1000" / "msd" / "diffusion.csv")["n_replicas"] == 2).all()
+    fit = json.loads((tr / "arrhenius.json").read_text())
+    assert 0.05 < fit["E_a"] < 0.6 and fit["E_unit"] == "eV"
+    visc = pd.read_csv(tr / "T1000" / "viscosity" / "viscosity.csv")
+    assert visc["n_replicas"].iloc[0] == 2 and 0.1 < visc["eta"].iloc[0] < 10 and visc["unit"].iloc[0] == "mPa·s"
+    assert (tr / "arrhenius.png").stat().st_size > 5000

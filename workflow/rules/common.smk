@@ -56,6 +56,25 @@ def nucleation_sets():
     return " ".join(f"{k}={v}" for k, v in sets.items())
 
 
+TRN = CFG["transport_md"]
+TRDIR = f"{RUN}/md/transport"
+TR_TEMPS = [f"{T:g}" for T in TRN["temperatures"]]
+
+
+def transport_sets():
+    """--set overrides of `meltpot md run nvt` for the transport runs."""
+    keys = ("n_atoms", "melt_steps", "cool_steps", "equilibration_steps", "production_steps", "dump_every",
+            "pressure_every")
+    return " ".join(f"{k}={TRN[k]}" for k in keys) + " phase=liquid volume=npt_average"
+
+
+def ml_potential_args(input):
+    """`meltpot md run` options of the ML pair style when its inputs are present."""
+    if "plugin" not in input.keys():
+        return ""
+    return f"--plugin $(cat {input.plugin}) --model {input.potential} --device {VMD['device']}"
+
+
 def ml_potential_inputs(use_model):
     """The plugin and exported potential as rule inputs when the ML potential runs."""
     return {"plugin": f"{RUN}/lammps/plugin.txt", "potential": f"{RUN}/lammps/potential.pt"} if use_model else {}
@@ -103,6 +122,7 @@ STAGE_KEYS = {
     "selection": ("seed", "model", "training", "selection"),
     "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
     "nucleation_md": ("seed", "units", "elements", "reference", "md", "validation_md", "nucleation_md"),
+    "transport_md": ("seed", "units", "elements", "reference", "md", "validation_md", "transport_md"),
 }
 
 

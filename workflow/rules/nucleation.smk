@@ -23,8 +23,7 @@ rule md_nucleation:
     params:
         sets=nucleation_sets(),
         out_dir=lambda wc, output: Path(output.summary).parent,
-        pot=lambda wc, input: (f"--plugin $(cat {input.plugin}) --model {input.potential} --device {VMD['device']}"
-                               if "plugin" in input.keys() else ""),
+        pot=lambda wc, input: ml_potential_args(input),
     conda:
         ENV
     shell:

@@ -383,8 +383,49 @@ def _gk(p):
     p.add_argument("--noise-k", type=float, default=3.0, help="noise threshold k of the plateau rule")
 
 
+def cmd_arrhenius(args) -> int:
+    """D0 and E_a of D = D0 exp(−E_a/k_B T) from per-temperature diffusion tables → CSV, JSON, PNG."""
+    import json
+
+    import pandas as pd  # noqa: PLC0415
+
+    pattern = re.compile(args.pattern)
+    rows = []
+    for f in args.files:
+        m = pattern.search(str(f))
+        if m is None or "T" not in m.groupdict():
+            raise MeltpotError(f"{f}: no temperature in the path (--pattern {args.pattern!r}, named group T)")
+        table = pd.read_csv(f)
+        if "D" not in table:
+            raise MeltpotError(f"{f}: no D column (is it a diffusion.csv of `meltpot analyze msd`?)")
+        if args.species is not None:
+            table = table[table["species"].astype(str) == args.species]
+            if table.empty:
+                raise MeltpotError(f"{f}: no row for species {args.species}")
+        row = table.iloc[0]
+        err = float(row["D_err"]) if "D_err" in row and pd.notna(row["D_err"]) else float("nan")
+        rows.append({"T": float(m.group("T")), "species": str(row.get("species", "")), "D": float(row["D"]),
+                     "D_err": err, "unit": str(row.get("unit", "")), "file": str(f)})
+    data = pd.DataFrame(rows).sort_values("T")
+    errs = data["D_err"].to_numpy(float)
+    weighted = bool(np.all(np.isfinite(errs) & (errs > 0)))
+    fit = dy.arrhenius_fit(data["T"], data["D"], errs if weighted else None, units=args.units)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(out, index=False)
+    u = dy.UNITS[args.units]
+    summary = {"D0": fit.D0, "D0_err": fit.D0_err, "E_a": fit.E_a, "E_a_err": fit.E_a_err,
+               "D_unit": u["diffusion"], "E_unit": u["energy"], "weighted": weighted, "n_points": len(data)}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    dy.plot_arrhenius(out.with_suffix(".png"), data["T"], data["D"], fit,
+                      errs if weighted else None, units=args.units)
+    print(f"E_a = {fit.E_a:.4g} ± {fit.E_a_err:.2g} {u['energy']}, D0 = {fit.D0:.4g} {u['diffusion']} "
+          f"({len(data)} temperatures{', weighted' if weighted else ''}); written {out}")
+    return 0
+
+
 def add_commands(subparsers) -> None:
-    """Register ``msd``, ``viscosity`` and ``interdiffusion`` on an argparse subparsers object."""
+    """Register ``msd``, ``viscosity``, ``arrhenius`` and ``interdiffusion`` on an argparse subparsers object."""
     m = subparsers.add_parser("msd", help="MSD per species and self-diffusion (Einstein) from dumps",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(m, "LAMMPS dump or extxyz trajectories")
@@ -410,6 +451,16 @@ def add_commands(subparsers) -> None:
     v.add_argument("--volume", type=float, default=None, help="V (None: mean of the Volume column)")
     _gk(v)
     v.set_defaults(func=cmd_viscosity)
+
+    a = subparsers.add_parser("arrhenius", help="Arrhenius fit of D(T) from several `msd` diffusion.csv files",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("files", nargs="+", help="diffusion.csv of `meltpot analyze msd`, one per temperature")
+    a.add_argument("--pattern", default=r"T(?P<T>[0-9.]+)",
+                   help="regex with a named group T, searched in each file's path")
+    a.add_argument("--species", help="species row to fit (default: the first row of each file)")
+    a.add_argument("--units", choices=["lj", "metal", "real"], default="metal")
+    a.add_argument("--out", required=True, help="CSV of T, D, D_err; a PNG and a JSON fit with the same stem")
+    a.set_defaults(func=cmd_arrhenius)
 
     d = subparsers.add_parser("interdiffusion", help="Green–Kubo interdiffusion of a binary from dumps with velocities",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
