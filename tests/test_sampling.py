@@ -95,3 +95,29 @@ def test_cubic_crystals_keep_their_structure_under_npt(tmp_path):
     assert np.all(np.bincount(neighbor_list("i", hcp, 0.5 * (a_hcp + a_hcp * 2**0.5))) == 12)
     lengths = bcc.cell.lengths()
     assert np.ptp(lengths) / lengths.mean() < 1e-9  # the cell stays cubic
+
+
+def test_alni_preset_branches_run_with_the_alloy_eam(tmp_path):
+    """The Al–Ni preset (thesis ch. 4) at reduced size: the equiatomic quench and bcc heating
+    branches run with the Ni–Al EAM and keep their composition; hotter liquid, higher energy."""
+    import yaml
+
+    cfg = yaml.safe_load(open(__file__.replace("tests/test_sampling.py", "config/presets/alni-thesis.yaml")))
+    cfg["sampling"].update(n_atoms=54, melt_steps=300, equilibration_steps=200, production_steps=400,
+                           sample_every=100)
+    for b in cfg["sampling"]["branches"]:
+        if b["id"] == "quench_Ni50":
+            b["temperatures"] = [2400, 1600]
+        if b["id"] == "heating_Ni50":
+            b["temperatures"] = [10, 600]
+    _, _, frames, _ = _run(cfg, tmp_path, "quench_Ni50")
+    assert len(frames) == 8
+    for fr in frames:
+        sym = fr.get_chemical_symbols()
+        assert 2 * sym.count("Ni") == 2 * sym.count("Al") == len(sym) and np.isfinite(fr.get_forces()).all()
+    e = {}
+    for fr in frames:
+        e.setdefault(fr.info["T_target"], []).append(fr.get_potential_energy() / len(fr))
+    assert np.mean(e[2400]) > np.mean(e[1600])
+    _, _, crystal, _ = _run(cfg, tmp_path, "heating_Ni50")
+    assert len(crystal) == 8 and crystal[0].info["phase"] == "bcc"
