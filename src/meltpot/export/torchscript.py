@@ -118,9 +118,13 @@ def _probe_structure(model: HDNNP, seed: int = 0):
     return species, center, neighbor, pair_vectors(pos, cell, center, neighbor, shifts)
 
 
-def check_export(scripted, model: HDNNP, rtol: float = 1e-10) -> float:
+def check_export(scripted, model: HDNNP, rtol: float = 5e-9) -> float:
     """Compare the scripted potential with the Python model on a random periodic cell; returns the
-    largest relative difference of atomic energies and pair gradients (ExportError above ``rtol``)."""
+    largest relative difference of atomic energies and pair gradients (ExportError above ``rtol``).
+
+    Typically ~1e-16; once TorchScript's profiling executor has optimised the (shared) graph of
+    an earlier module of the same class in this process, its symbolic autodiff reorders floating
+    point operations and ~1e-9 is seen. A float32-rounded constant showed as 2e-8 (caught)."""
     species, center, neighbor, rij = _probe_structure(model)
     rij = rij.detach().requires_grad_(True)
     n = int(species.numel())
