@@ -29,3 +29,4 @@ rule all:
         *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
         *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
         f"{RUN}/manifest.json",
+        f"{RUN}/summary.md",

@@ -148,6 +148,11 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert isinstance(checks["stable"], bool)   # a 30-epoch energy-only model need not be MD-stable
     assert (val / "comparison" / "gr.png").stat().st_size > 5000
     assert str(Path("results/lj-tiny/lammps/potential.pt")) in manifest["outputs"]
+    # summary.md: one page with the numbers of every stage that ran
+    summary = (run / "summary.md").read_text()
+    assert "# Run lj-tiny" in summary and "## Dense model" in summary and "AGL chose" in summary
+    assert "## LAMMPS validation" in summary and "model: " in summary
+    assert "## Nucleation\n\nnot run" in summary
     # the HTML report bundles the figures and tables of every stage
     res = subprocess.run([str(BIN / "snakemake"), "--configfile", str(TINY), "--report", "report.html"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -465,6 +465,13 @@ def cmd_train(args) -> int:
 
 
 # ----------------------------------------------------------------------------- manifest
+def cmd_summary(args) -> int:
+    from .run_summary import write_summary
+
+    print(f"{write_summary(args.run_dir, args.out)}: written")
+    return 0
+
+
 def cmd_manifest(args) -> int:
     from .config import load_config
     from .manifest import build_manifest, write_json
@@ -893,6 +900,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .plugin import cli as plugin_cli
 
     plugin_cli.add_commands(sub)
+
+    sm = sub.add_parser("summary", help="write summary.md of a run folder (the numbers of every stage that ran)")
+    sm.add_argument("run_dir", help="results/<run_id>")
+    sm.add_argument("--out", help="default: <run_dir>/summary.md")
+    sm.set_defaults(func=cmd_summary)
 
     m = sub.add_parser("manifest", help="write a run manifest (config, commit, versions, checksums)")
     m.add_argument("config")

@@ -108,7 +108,9 @@ rule manifest:
         outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS,
                                f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json",
                                f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"]
-        + ([f"{RUN}/lammps/potential.pt", f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
+        + ([f"{RUN}/lammps/potential.pt", f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else [])
+        + ([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else [])
+        + ([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:
         f"{RUN}/manifest.json",
@@ -121,3 +123,19 @@ rule manifest:
     shell:
         "meltpot manifest {input.config} --out {output} --outputs {input.outputs}"
         " --summaries {input.summaries} --benchmarks {params.benchmarks} 2> {log}"
+
+
+rule summary:
+    input:
+        manifest=f"{RUN}/manifest.json",
+    output:
+        report(f"{RUN}/summary.md", caption="../../report/summary.rst", category="0 run"),
+    log:
+        f"{RUN}/logs/summary.log",
+    params:
+        run_dir=lambda wc, input: Path(input.manifest).parent,
+    conda:
+        ENV
+    shell:
+        "meltpot summary {params.run_dir} --out {output} > {log} 2>&1"
+

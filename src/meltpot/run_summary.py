@@ -1,0 +1,140 @@
+"""A one-page Markdown summary of a run folder: what was computed and the numbers to look at.
+
+Reads the stage outputs that exist under ``results/<run_id>/`` (dataset index, evaluation
+metrics, λ path choice, feature-set comparison, LAMMPS validation, nucleation and transport
+tables, manifest) and writes ``summary.md`` with one section per stage; a stage that has not
+run is listed as such. Units: energies in meV/atom (metal) or ε/atom (lj), forces in eV/Å or ε/σ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> list[str]:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        cells = ["—" if pd.isna(v) else floatfmt.format(v) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dataset(run: Path, units: str) -> list[str]:
+    idx = run / "dataset" / "index.parquet"
+    if not idx.exists():
+        return ["not run"]
+    index = pd.read_parquet(idx)
+    out = [f"{len(index)} frames, {index['state_id'].nunique()} states, "
+           f"{int(index['n_atoms'].sum()) if 'n_atoms' in index else '?'} atom environments"]
+    splits = run / "dataset" / "splits.parquet"
+    if splits.exists():
+        counts = pd.read_parquet(splits)["split"].value_counts()
+        out.append("splits: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return out
+
+
+def _model(run: Path, units: str) -> list[str]:
+    m = _json(run / "evaluation" / "dense" / "metrics.json")
+    if m is None:
+        return ["not run"]
+    scale, e_unit, f_unit = (1.0, "meV/atom", "eV/Å") if units == "metal" else (1e3, "10⁻³ ε/atom", "ε/σ")
+    rows = []
+    for split, v in m["splits"].items():
+        rows.append({"split": split, "frames": v.get("n_frames"),
+                     f"energy RMSE ({e_unit})": float(v["energy_rmse"]) * scale,
+                     f"force RMSE ({f_unit})": float(v.get("force_rmse", float("nan")))})
+    return _table(pd.DataFrame(rows))
+
+
+def _selection(run: Path, units: str) -> list[str]:
+    chosen = _json(run / "selection" / "agl" / "chosen.json")
+    if chosen is None:
+        return ["not run"]
+    out = [f"AGL chose {chosen['n_features']} features at λ = {chosen['lambda']:.4g} "
+           f"({chosen.get('rule', 'rule')})"]
+    comp = run / "selection" / "comparison" / "comparison.csv"
+    if comp.exists():
+        scale = 1e3
+        df = pd.read_csv(comp)
+        df = pd.DataFrame({"set": df["set"], "features": df["n_features"], "angular": df["n_angular"],
+                           "test RMSE mean": df["test_rmse_mean"] * scale, "std": df["test_rmse_std"] * scale,
+                           "seeds": df["seeds"]})
+        out += ["", f"test RMSE in {'meV/atom' if units == 'metal' else '10⁻³ ε/atom'}:", ""] + _table(df)
+    return out
+
+
+def _validation(run: Path) -> list[str]:
+    comp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
+    table = run / "md" / "validation" / "comparison" / "comparison.csv"
+    if comp is None or not table.exists():
+        return ["not run"]
+    checks = comp.get("checks", {})
+    out = []
+    for label, chk in checks.items():
+        verdict = "stable" if chk["stable"] else "NOT stable: " + "; ".join(chk["problems"])
+        out.append(f"{label}: {verdict}" + (f" ({'; '.join(chk['notes'])})" if chk.get("notes") else ""))
+    df = pd.read_csv(table)
+    df = df[~df["quantity"].isin(["atom_steps"])]
+    return out + [""] + _table(df)
+
+
+def _nucleation(run: Path) -> list[str]:
+    f = run / "md" / "nucleation" / "ttt_fraction.csv"
+    if not f.exists():
+        return ["not run"]
+    out = ["time to the crystalline fraction (from the isothermal start):", ""] + _table(pd.read_csv(f))
+    onset = run / "md" / "nucleation" / "ttt_onset.csv"
+    if onset.exists():
+        out += ["", "onset (largest solid cluster):", ""] + _table(pd.read_csv(onset))
+    return out
+
+
+def _transport(run: Path) -> list[str]:
+    fit = _json(run / "md" / "transport" / "arrhenius.json")
+    if fit is None:
+        return ["not run"]
+    out = [f"Arrhenius: E_a = {fit['E_a']:.4g} ± {fit['E_a_err']:.2g} {fit['E_unit']}, "
+           f"D0 = {fit['D0']:.4g} {fit['D_unit']}", ""]
+    rows = pd.read_csv(run / "md" / "transport" / "arrhenius.csv")[["T", "D", "D_err"]]
+    visc = []
+    for T in rows["T"]:
+        v = run / "md" / "transport" / f"T{T:g}" / "viscosity" / "viscosity.csv"
+        visc.append(float(pd.read_csv(v)["eta"].iloc[0]) if v.exists() else float("nan"))
+    rows["eta"] = visc
+    return out + _table(rows)
+
+
+def write_summary(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``summary.md`` for the run folder ``run_dir`` (default: inside it); returns its path."""
+    run = Path(run_dir)
+    manifest = _json(run / "manifest.json") or {}
+    cfg = manifest.get("config") or {}
+    units = cfg.get("units", "metal")
+    lines = [f"# Run {cfg.get('run_id', run.name)}", ""]
+    if manifest:
+        lines += [f"- created {manifest.get('created')}, git commit {manifest.get('git_commit')}, "
+                  f"config sha256 {str(manifest.get('config_sha256'))[:12]}…",
+                  f"- elements {', '.join(cfg.get('elements', []))}, units {units}, reference "
+                  f"{(cfg.get('reference') or {}).get('pair_style') or (cfg.get('reference') or {}).get('calculator')}",
+                  ""]
+    for title, body in (("Dataset", _dataset(run, units)), ("Dense model", _model(run, units)),
+                        ("Feature selection", _selection(run, units)),
+                        ("LAMMPS validation (reference vs model)", _validation(run)),
+                        ("Nucleation", _nucleation(run)), ("Transport", _transport(run))):
+        lines += [f"## {title}", "", *body, ""]
+    times = manifest.get("rule_times") or {}
+    if times:
+        total = sum(v.get("wall_s", 0.0) for v in times.values())
+        lines += ["## Compute", "", f"{len(times)} jobs, {total / 60:.1f} min of wall time in total "
+                  "(benchmarks/ per rule)", ""]
+    path = Path(out) if out else run / "summary.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
