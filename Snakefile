@@ -18,6 +18,17 @@ include: "workflow/rules/transport.smk"
 localrules: run_config, stage_config
 
 
+onstart:
+    # a changed config under an existing run_id: keep the previous one (config_history/) and say
+    # which keys changed; the stages that depend on them rerun in place
+    from meltpot.config_history import archive_if_changed
+
+    _archived, _keys = archive_if_changed(RUN_CONFIG, yaml_text(CFG))
+    if _archived:
+        print(f"meltpot: the config of run {CFG['run_id']} changed ({', '.join(_keys)}); "
+              f"the previous one is kept as {_archived}; dependent stages rerun in place")
+
+
 rule all:
     input:
         f"{RUN}/dataset/index.parquet",

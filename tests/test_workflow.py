@@ -281,6 +281,19 @@ def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     reached = runs["time"].dropna()
     assert (reached <= cna["time"].iloc[-1] - cna["time"].iloc[0] + 1e-9).all()   # from the isothermal start
     assert (nuc / "ttt_fraction.png").stat().st_size > 5000 and (nuc / "ttt_onset.csv").exists()
+    # a changed key under the same run_id: the previous config is kept, the change is named,
+    # only the dependent rule reruns (the MD replicas are not redone)
+    cfg["nucleation_md"]["level"] = 0.3
+    (tmp_path / "nuc.yaml").write_text(yaml.safe_dump(cfg))
+    dump_before = os.stat(nuc / "T450_r0" / "dump.lammpstrj").st_mtime_ns
+    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--configfile", str(tmp_path / "nuc.yaml")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    history = list((tmp_path / "results" / "nuc-tiny" / "config_history").glob("*.yaml"))
+    assert len(history) == 1 and yaml.safe_load(history[0].read_text())["nucleation_md"]["level"] == 0.4
+    assert "nucleation_md.level" in res.stdout + res.stderr
+    assert "rule nucleation_ttt" in res.stdout + res.stderr and "rule md_nucleation" not in res.stdout + res.stderr
+    assert os.stat(nuc / "T450_r0" / "dump.lammpstrj").st_mtime_ns == dump_before
 
 
 def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):

@@ -121,8 +121,16 @@ STAGE_KEYS = {
     "training": ("seed", "model", "training"),
     "selection": ("seed", "model", "training", "selection"),
     "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
-    "nucleation_md": ("seed", "units", "elements", "reference", "md", "validation_md", "nucleation_md"),
-    "transport_md": ("seed", "units", "elements", "reference", "md", "validation_md", "transport_md"),
+    # MD stages: the settings of one run (temperatures and replicas only add or drop runs); the
+    # analysis keys have their own stage, so changing them reruns only the analysis
+    "nucleation_md": ("seed", "units", "elements", "reference", "md", "nucleation_md.potential",
+                      "nucleation_md.n_atoms", "nucleation_md.melt_steps", "nucleation_md.quench_steps",
+                      "nucleation_md.production_steps", "nucleation_md.dump_every", "nucleation_md.halt_pe_drop"),
+    "nucleation_analysis": ("nucleation_md.level", "nucleation_md.onset_size"),
+    "transport_md": ("seed", "units", "elements", "reference", "md", "transport_md.potential",
+                     "transport_md.n_atoms", "transport_md.melt_steps", "transport_md.cool_steps",
+                     "transport_md.equilibration_steps", "transport_md.production_steps", "transport_md.dump_every",
+                     "transport_md.pressure_every"),
 }
 
 

@@ -54,6 +54,7 @@ rule nucleation_order:
 
 rule nucleation_ttt:
     input:
+        stage=stage_config("nucleation_analysis"),
         cna=[f"{NUCDIR}/analysis/cna_{run}.csv" for run in NUC_RUNS],
         clusters=[f"{NUCDIR}/analysis/clusters_{run}.csv" for run in NUC_RUNS],
     output:
