@@ -121,3 +121,18 @@ def test_alni_preset_branches_run_with_the_alloy_eam(tmp_path):
     assert np.mean(e[2400]) > np.mean(e[1600])
     _, _, crystal, _ = _run(cfg, tmp_path, "heating_Ni50")
     assert len(crystal) == 8 and crystal[0].info["phase"] == "bcc"
+
+
+def test_alcuni_preset_ternary_state_runs_with_emt(tmp_path):
+    """The Al–Cu–Ni preset (Ryltsev & Chtchelkatchev compositions) at reduced size: the
+    equiatomic ternary liquid runs with ASE's EMT and holds all three elements."""
+    import yaml
+
+    cfg = yaml.safe_load(open(__file__.replace("tests/test_sampling.py", "config/presets/alcuni-ryltsev.yaml")))
+    cfg["sampling"].update(n_atoms=32, melt_steps=20, equilibration_steps=20, production_steps=40, sample_every=20)
+    _, unit, frames, _ = _run(cfg, tmp_path, "AlCuNi")
+    assert len(frames) == 2 and unit.unit_id == "AlCuNi"
+    for fr in frames:
+        sym = fr.get_chemical_symbols()
+        assert {"Al", "Cu", "Ni"} <= set(sym) and max(sym.count(e) for e in ("Al", "Cu", "Ni")) <= 12
+        assert np.isfinite(fr.get_forces()).all() and fr.info["T_target"] == 1673

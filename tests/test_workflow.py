@@ -320,3 +320,34 @@ def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):
     visc = pd.read_csv(tr / "T1000" / "viscosity" / "viscosity.csv")
     assert visc["n_replicas"].iloc[0] == 2 and 0.1 < visc["eta"].iloc[0] < 10 and visc["unit"].iloc[0] == "mPa·s"
     assert (tr / "arrhenius.png").stat().st_size > 5000
+
+
+def test_import_vasp_preset_builds_the_dataset_and_descriptors_from_outcar_files(tmp_path):
+    """The import-VASP preset with a real OUTCAR and vasprun.xml at its paths: frames keep VASP's
+    free energy (TOTEN) and forces, get the preset's labels, and reach the descriptor cache."""
+    from ase.io import read
+
+    env = _workdir(tmp_path)
+    for sub, name in (("liquid_1000K", "OUTCAR"), ("fcc_300K", "vasprun.xml")):
+        (tmp_path / "data" / "vasp" / sub).mkdir(parents=True)
+        src = ROOT / "tests" / "data" / ("OUTCAR_Al4_md" if name == "OUTCAR" else "vasprun_Al4_md.xml")
+        (tmp_path / "data" / "vasp" / sub / name).write_bytes(src.read_bytes())
+    preset = ROOT / "config" / "presets" / "import-vasp.yaml"
+    target = "results/vasp-import/descriptors/al-thesis.h5"
+    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules", "--configfile",
+                          str(preset)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "results" / "vasp-import"
+    index = pd.read_parquet(run / "dataset" / "index.parquet")
+    assert set(index["state_id"]) == {"vasp_liquid_1000K", "vasp_fcc_300K"}
+    assert set(index.loc[index["state_id"] == "vasp_liquid_1000K", "phase"]) == {"liquid"}
+    frames = read(run / "frames" / "import_vasp_liquid_1000K.extxyz", ":")
+    outcar = read(ROOT / "tests" / "data" / "OUTCAR_Al4_md", ":", format="vasp-out")
+    assert len(frames) == len(outcar) == 2
+    for fr, ref in zip(frames, outcar):
+        assert fr.get_potential_energy() == pytest.approx(ref.get_potential_energy(force_consistent=True), abs=1e-8)
+        np.testing.assert_allclose(fr.get_forces(), ref.get_forces(), atol=1e-8)
+    from meltpot.descriptors.cache import DescriptorCache
+
+    with DescriptorCache(run / "descriptors" / "al-thesis.h5") as c:
+        assert c.n_frames == len(index) and np.isfinite(c.features("Al")).all()
