@@ -34,6 +34,19 @@ def test_select_path_cli(data_dir, tmp_path, capsys):  # noqa: F811
     assert retrained.n_features == [chosen["n_features"]]      # the input layer really shrank
     assert (out / "path.png").stat().st_size > 5000
     assert "chosen λ" in capsys.readouterr().out
+    # one λ per call (the workflow's per-λ jobs): --until-step reuses the finished steps
+    first = json.loads((out / "lambda_00" / "result.json").read_text())
+    assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir", str(out),
+                 "--until-step", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 0
+    assert json.loads((out / "lambda_00" / "result.json").read_text()) == first      # reused, not redone
+    # other settings: the stored fingerprint no longer matches, so the step is recomputed
+    cfg["selection"]["gl_epochs"] = 5
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir", str(out),
+                 "--until-step", "0"]) == 0
+    again = json.loads((out / "lambda_00" / "result.json").read_text())
+    assert again["fingerprint"] != first["fingerprint"]
 
 
 def test_select_filter_cli(data_dir, tmp_path):  # noqa: F811

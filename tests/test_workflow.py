@@ -128,6 +128,9 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     path = pd.read_csv(run / "selection" / "agl" / "path.csv")
     assert len(path) >= 1 and path["n_total"].is_monotonic_decreasing and path["lambda"].is_monotonic_increasing
     chosen = json.loads((run / "selection" / "agl" / "chosen.json").read_text())
+    # one job per λ (checkpoint), the path table reuses them
+    assert len(list((run / "logs").glob("select_lambda_*.log"))) == len(path)
+    assert (run / "logs" / "select_path.log").read_text().count("reused") == len(path)
     comparison = pd.read_csv(run / "selection" / "comparison" / "comparison.csv").set_index("set")
     assert list(comparison.index) == ["full", "agl", "pearson", "cur"]
     assert comparison.loc["full", "n_features"] == 22 and comparison.loc["agl", "n_features"] == chosen["n_features"]

@@ -30,7 +30,7 @@ def test_conda_env_matches_pyproject():
 def test_profiles_name_existing_rules():
     rules = set()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        rules |= {line.split()[1].rstrip(":") for line in smk.read_text().splitlines() if line.startswith("rule ")}
+        rules |= {line.split()[1].rstrip(":") for line in smk.read_text().splitlines() if line.startswith(("rule ", "checkpoint "))}
     for name in ("default", "slurm", "slurm-gpu"):
         prof = yaml.safe_load((ROOT / "workflow" / "profiles" / name / "config.yaml").read_text())
         named = set(prof.get("set-resources", {})) | set(prof.get("set-threads", {}))

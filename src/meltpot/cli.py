@@ -590,7 +590,13 @@ def cmd_select_path(args) -> int:
                   "val_rmse_dense": res["dense_val_rmse"], "val_rmse_retrained": res["val_rmse_retrained"],
                   "model": str(out / "combined" / "retrained.pt")}
     else:
-        table = lambda_path(model, train, val, settings, sel, out_dir=out, units=units)
+        table = lambda_path(model, train, val, settings, sel, out_dir=out, units=units, stop_after=args.until_step)
+        if args.until_step is not None:   # one λ of the workflow's per-λ rules: report it and stop
+            last = table.iloc[-1]
+            print(json.dumps({"step": int(last["step"]), "lambda": float(last["lambda"]),
+                              "n_total": int(last["n_total"]),
+                              "end": bool(int(last["n_total"]) == 0 or len(table) <= args.until_step)}))
+            return 0
         row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
         keep, lam = json.loads(row["kept"]), float(row["lambda"])
         chosen = {"rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
@@ -848,6 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp_.add_argument("--splits", required=True)
     sp_.add_argument("--out-dir", required=True, help="per-λ models and metrics, path.csv, chosen.json, path.png")
     sp_.add_argument("--threads", type=int)
+    sp_.add_argument("--until-step", type=int, help="compute the path only up to this λ step (0-based; earlier "
+                                                    "steps are reused) and stop: one λ per workflow job")
     sp_.set_defaults(func=cmd_select_path)
     sf = ssub.add_parser("filter", help="unsupervised filter baseline: pearson, cur or fps at a feature count")
     sf.add_argument("--cache", required=True)

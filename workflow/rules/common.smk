@@ -1,4 +1,5 @@
 # Config loading and validation (before any rule runs), run folder and input functions.
+import json
 import re
 import yaml
 from pathlib import Path
@@ -152,4 +153,29 @@ def stage_config(stage):
     return f"{RUN}/config/{stage}.yaml"
 
 
+# feature selection (workflow/rules/select.smk): the λ path as one job per λ
+SELECT = f"{RUN}/selection"
+PER_ELEMENT = CFG["selection"]["lambda_per_element"] and len(CFG["elements"]) > 1
+N_LAMBDAS = len(CFG["selection"]["lambdas"]) if CFG["selection"]["lambdas"] else CFG["selection"]["max_lambdas"]
+SELECT_INPUTS = dict(config=run_config(), model=f"{RUN}/models/dense.pt", cache=DESCRIPTORS,
+                     index=f"{RUN}/dataset/index.parquet", splits=f"{RUN}/dataset/splits.parquet",
+                     stage=stage_config("selection"))
 
+
+def previous_lambda(wc):
+    """The previous λ step's result (warm start and the resume chain), none for the first."""
+    k = int(wc.step)
+    return [f"{SELECT}/agl/lambda_{k - 1:02d}/result.json"] if k > 0 else []
+
+
+def lambda_results(wc):
+    """The λ steps of the path, one job each: the next is requested until a step keeps no
+    feature or the λ list ends (the path's length depends on the data: a checkpoint)."""
+    out = []
+    for k in range(N_LAMBDAS):
+        res = checkpoints.select_lambda.get(step=f"{k:02d}").output[0]
+        out.append(res)
+        kept = json.loads(Path(res).read_text())["n_kept"]
+        if any(n == 0 for n in kept.values()):
+            break
+    return out

@@ -1,19 +1,43 @@
-# Feature selection: the λ path from the dense model (GL → AGL → retraining; resumes from
-# the per-λ folders it keeps), filter baselines at the AGL set's feature count, and the final
-# multi-seed comparison of the full, AGL and filter sets on the test split.
+# Feature selection: the λ path from the dense model (GL → AGL → retraining), one job per λ
+# (the checkpoint select_lambda: the path ends when no feature survives, so its length depends
+# on the data; each job reuses the earlier λ folders when their fingerprints match), the path
+# table and the choice (select_path), filter baselines at the AGL set's feature count, and the
+# final multi-seed comparison of the full, AGL and filter sets on the test split. With one λ
+# per element (line search) the path is one job.
 
-SELECT = f"{RUN}/selection"
 FILTERS = CFG["selection"]["filters"]
+
+
+checkpoint select_lambda:
+    input:
+        unpack(lambda wc: SELECT_INPUTS),
+        previous=previous_lambda,
+    output:
+        f"{SELECT}/agl/lambda_{{step}}/result.json",
+    wildcard_constraints:
+        step=r"[0-9][0-9]",
+    log:
+        f"{RUN}/logs/select_lambda_{{step}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/select_lambda_{{step}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        out_dir=lambda wc, output: Path(output[0]).parent.parent,
+        k=lambda wc: int(wc.step),
+    conda:
+        ENV
+    shell:
+        "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
+        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} --until-step {params.k} 2> {log}"
 
 
 rule select_path:
     input:
-        config=run_config(),
-        model=f"{RUN}/models/dense.pt",
-        cache=DESCRIPTORS,
-        index=f"{RUN}/dataset/index.parquet",
-        splits=f"{RUN}/dataset/splits.parquet",
-        stage=stage_config("selection"),
+        unpack(lambda wc: SELECT_INPUTS),
+        steps=[] if PER_ELEMENT else lambda_results,
     output:
         path=f"{SELECT}/agl/path.csv",
         chosen=f"{SELECT}/agl/chosen.json",

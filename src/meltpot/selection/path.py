@@ -13,7 +13,9 @@ Warm starts: λ_{i+1} starts from the AGL solution at λ_i with its masks (a mon
 ``warm_start=False`` restarts every λ from the dense model (``cold_init="dense"``) or from
 fresh random weights (``cold_init="random"``, the thesis's cold initialisation). With
 ``out_dir`` every λ's models and metrics are written, and a rerun resumes after the last
-completed λ.
+completed λ — only if that λ was computed from the same dense model, data, settings and
+preceding λ (a fingerprint chain in each ``result.json``); otherwise it is recomputed.
+``stop_after`` ends the path after that step (one λ per workflow job).
 
 Several elements: one λ shared by all element networks (strength λ/M_k), or, with
 :func:`per_element_search`, one λ per element found by a line search per element with the
@@ -24,6 +26,7 @@ elements' λ are independent), followed by one GL → AGL → retraining run at 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -157,12 +160,32 @@ def _start_model(model, sel: SelectionSettings, step: int):
     return fresh
 
 
+def _fingerprint(model, train, val, train_settings: TrainSettings, sel: SelectionSettings, element) -> str:
+    """What a λ step's result depends on besides λ and the previous step: the dense model's
+    weights, the data sizes and targets, and every setting (sha256 hex)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for data in (train, val):
+        h.update(str(len(data)).encode())
+        for attr in ("frame_ids", "energy"):       # which frames, and their targets
+            value = getattr(data, attr, None)
+            if value is not None:
+                value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+                h.update(np.ascontiguousarray(value, dtype=float).tobytes())
+    h.update(json.dumps([asdict(sel), asdict(train_settings), element], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def lambda_path(model, train, val, train_settings: TrainSettings, sel: SelectionSettings,
-                out_dir: str | Path | None = None, units: str = "metal", element: str | None = None) -> pd.DataFrame:
+                out_dir: str | Path | None = None, units: str = "metal", element: str | None = None,
+                stop_after: int | None = None) -> pd.DataFrame:
     """Run the λ path from a trained dense ``model``; one row per λ (see module docstring).
 
     ``element``: penalise only that element's network (the others' λ is 0), for the
-    per-element line search; the rows then carry an ``element`` column."""
+    per-element line search; the rows then carry an ``element`` column. ``stop_after``: end
+    after that step (path.csv and settings.json are then not written)."""
     if element is not None and element not in model.elements:
         raise ValueError(f"element {element!r} is not one of the model's {model.elements}")
     out = Path(out_dir) if out_dir is not None else None
@@ -180,9 +203,15 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
             lam0 = default_lambda_start(model, sel.start_ratio)
         lambdas = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
     rows, current, masks = [], model, None
+    chain = _fingerprint(model, train, val, train_settings, sel, element)
     for i, lam in enumerate(lambdas):
+        chain = hashlib.sha256(f"{chain}|{i}|{lam!r}".encode()).hexdigest()
         step_dir = out / f"lambda_{i:02d}" if out is not None else None
         done = step_dir is not None and (step_dir / "result.json").exists()
+        if done and json.loads((step_dir / "result.json").read_text()).get("fingerprint") != chain:
+            log.warning("λ %d: %s was computed from another model, data, settings or earlier λ; recomputing",
+                        i, step_dir)
+            done = False
         if done:  # resume: reuse the finished λ
             summary = json.loads((step_dir / "result.json").read_text())
             agl = load_model(step_dir / "agl.pt")
@@ -195,6 +224,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
             agl, masks = res["agl_model"], res["masks"]
             summary = _summary(res)
             summary["masks"] = [m.tolist() for m in masks]
+            summary["fingerprint"] = chain
             if step_dir is not None:
                 step_dir.mkdir(parents=True, exist_ok=True)
                 save_model(res["gl_model"], step_dir / "gl.pt", units=units)
@@ -216,8 +246,10 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
         current = agl
         if any(n == 0 for n in summary["n_kept"].values()):
             break
+        if stop_after is not None and i >= stop_after:
+            return pd.DataFrame(rows)
     table = pd.DataFrame(rows)
-    if out is not None:
+    if out is not None and stop_after is None:
         table.to_csv(out / "path.csv", index=False)
         (out / "settings.json").write_text(json.dumps(asdict(sel), indent=1, default=str))
     return table
