@@ -524,6 +524,17 @@ def test_cli_arrhenius_recovers_a_known_activation_energy(tmp_path):
     assert fit["E_a"] == pytest.approx(E_a, rel=1e-9) and fit["D0"] == pytest.approx(D0, rel=1e-9)
     assert fit["weighted"] and (tmp_path / "arr.png").exists()
     assert list(pd.read_csv(tmp_path / "arr.csv")["T"]) == [900.0, 1000.0, 1150.0, 1400.0]
+    vfiles = []
+    for T, eta in ((900.0, 1.6), (1000.0, 1.2), (1150.0, 0.9), (1400.0, 0.6)):
+        d = tmp_path / f"T{T:g}" / "viscosity"
+        d.mkdir(parents=True)
+        pd.DataFrame([{"eta": eta, "eta_err": 0.05, "unit": "mPa·s"}]).to_csv(d / "viscosity.csv", index=False)
+        vfiles.append(str(d / "viscosity.csv"))
+    args = parser().parse_args(["arrhenius", *files, "--pattern", r"/T(?P<T>[0-9.]+)/(msd|viscosity)/",
+                                "--viscosity", *vfiles, "--out", str(tmp_path / "arr2.csv")])
+    assert args.func(args) == 0
+    eta = pd.read_csv(tmp_path / "arr2_viscosity.csv")
+    assert list(eta["eta"]) == [1.6, 1.2, 0.9, 0.6] and (tmp_path / "arr2_viscosity.png").exists()
     args = parser().parse_args(["arrhenius", files[0], "--pattern", r"K(?P<T>[0-9]+)", "--out", str(tmp_path / "x.csv")])
     with pytest.raises(MeltpotError, match="no temperature in the path"):
         args.func(args)

@@ -323,6 +323,9 @@ def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):
     visc = pd.read_csv(tr / "T1000" / "viscosity" / "viscosity.csv")
     assert visc["n_replicas"].iloc[0] == 2 and 0.1 < visc["eta"].iloc[0] < 10 and visc["unit"].iloc[0] == "mPa·s"
     assert (tr / "arrhenius.png").stat().st_size > 5000
+    eta = pd.read_csv(tr / "arrhenius_viscosity.csv")
+    assert list(eta["T"]) == [1000.0, 1400.0] and (eta["eta"] > 0).all()
+    assert (tr / "arrhenius_viscosity.png").stat().st_size > 5000
 
 
 def test_import_vasp_preset_builds_the_dataset_and_descriptors_from_outcar_files(tmp_path):

@@ -37,6 +37,8 @@ rule nucleation_order:
     output:
         cna=f"{NUCDIR}/analysis/cna_T{{T}}_r{{replica}}.csv",
         clusters=f"{NUCDIR}/analysis/clusters_T{{T}}_r{{replica}}.csv",
+        cna_png=report(f"{NUCDIR}/analysis/cna_T{{T}}_r{{replica}}.png", caption="../../report/cna.rst",
+                       category="5 nucleation", subcategory="CNA fractions"),
     wildcard_constraints:
         T=r"[0-9.]+",
         replica=r"[0-9]+",

@@ -66,13 +66,15 @@ rule transport_arrhenius:
         table=report(f"{TRDIR}/arrhenius.csv", caption="../../report/transport.rst", category="6 transport"),
         plot=report(f"{TRDIR}/arrhenius.png", caption="../../report/transport.rst", category="6 transport"),
         fit=f"{TRDIR}/arrhenius.json",
+        viscosity=report(f"{TRDIR}/arrhenius_viscosity.png", caption="../../report/transport.rst",
+                         category="6 transport"),
     log:
         f"{RUN}/logs/transport_arrhenius.log",
     params:
         units=CFG["units"],
-        pattern=r"/T(?P<T>[0-9.]+)/msd/",
+        pattern=r"/T(?P<T>[0-9.]+)/(msd|viscosity)/",
     conda:
         ENV
     shell:
         "meltpot analyze arrhenius {input.diffusion} --pattern '{params.pattern}' --units {params.units}"
-        " --out {output.table} > {log} 2>&1"
+        " --viscosity {input.viscosity} --out {output.table} > {log} 2>&1"

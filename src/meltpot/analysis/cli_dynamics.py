@@ -421,7 +421,47 @@ def cmd_arrhenius(args) -> int:
                       errs if weighted else None, units=args.units)
     print(f"E_a = {fit.E_a:.4g} ± {fit.E_a_err:.2g} {u['energy']}, D0 = {fit.D0:.4g} {u['diffusion']} "
           f"({len(data)} temperatures{', weighted' if weighted else ''}); written {out}")
+    if args.viscosity:
+        _viscosity_vs_T(args, pattern, out, u)
     return 0
+
+
+def _viscosity_vs_T(args, pattern, out: Path, u: dict) -> None:
+    """η(T) table and plot from per-temperature viscosity.csv files (log η vs 1/T with a fit)."""
+    import pandas as pd  # noqa: PLC0415
+
+    rows = []
+    for f in args.viscosity:
+        m = pattern.search(str(f))
+        if m is None or "T" not in m.groupdict():
+            raise MeltpotError(f"{f}: no temperature in the path (--pattern {args.pattern!r}, named group T)")
+        table = pd.read_csv(f)
+        if "eta" not in table:
+            raise MeltpotError(f"{f}: no eta column (is it a viscosity.csv of `meltpot analyze viscosity`?)")
+        r = table.iloc[0]
+        rows.append({"T": float(m.group("T")), "eta": float(r["eta"]),
+                     "eta_err": float(r["eta_err"]) if "eta_err" in r and pd.notna(r["eta_err"]) else float("nan"),
+                     "unit": str(r.get("unit", "")), "file": str(f)})
+    visc = pd.DataFrame(rows).sort_values("T")
+    path = out.with_name(out.stem + "_viscosity.csv")
+    visc.to_csv(path, index=False)
+    plt = dy._plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    err = visc["eta_err"].to_numpy(float)
+    ax.errorbar(visc["T"], visc["eta"], yerr=np.where(np.isfinite(err), err, 0.0), fmt="o", ms=4)
+    if len(visc) >= 2 and (visc["eta"] > 0).all():
+        # η = η0 exp(+E_η / k_B T): the same fit as D with 1/η
+        fit = dy.arrhenius_fit(visc["T"], 1.0 / visc["eta"], units=args.units)
+        tt = np.linspace(visc["T"].min(), visc["T"].max(), 100)
+        ax.plot(tt, 1.0 / fit.predict(tt), "--", label=f"E_η = {fit.E_a:.3g} ± {fit.E_a_err:.1g} {u['energy']}")
+        ax.legend(fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"T ({u['temperature']})")
+    ax.set_ylabel(f"η ({visc['unit'].iloc[0]})")
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+    print(f"viscosity at {len(visc)} temperatures written to {path}")
 
 
 def add_commands(subparsers) -> None:
@@ -460,6 +500,9 @@ def add_commands(subparsers) -> None:
     a.add_argument("--species", help="species row to fit (default: the first row of each file)")
     a.add_argument("--units", choices=["lj", "metal", "real"], default="metal")
     a.add_argument("--out", required=True, help="CSV of T, D, D_err; a PNG and a JSON fit with the same stem")
+    a.add_argument("--viscosity", nargs="*", default=[],
+                   help="viscosity.csv files of `meltpot analyze viscosity` (T from --pattern): also write "
+                        "<stem>_viscosity.csv and .png (η(T) with its error and an Arrhenius fit of η)")
     a.set_defaults(func=cmd_arrhenius)
 
     d = subparsers.add_parser("interdiffusion", help="Green–Kubo interdiffusion of a binary from dumps with velocities",
