@@ -32,6 +32,7 @@ from meltpot.analysis.trajectory import read_log
 from meltpot.export.ranges import training_stats
 from meltpot.export.torchscript import write_torchscript
 from meltpot.lammps_env import lmp_executable, potentials_dir
+from meltpot.manifest import write_json
 from meltpot.model.modelfile import load_model
 from meltpot.plugin.build import build_plugin, pair_commands
 
@@ -163,10 +164,8 @@ def main() -> None:
                                                                                       device=args.device),
                                                      args.nve_steps), "wall_s": time.time() - t0}
         print("NVE:", json.dumps(result["nve"]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

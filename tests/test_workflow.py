@@ -74,6 +74,23 @@ def _workdir(tmp_path):
     return env
 
 
+def _build(tmp_path, env, target, configfile, quiet=True):
+    """Run snakemake for one target with a config file in the work folder (stops the test on failure)."""
+    cmd = [str(BIN / "snakemake"), target, "--cores", "2", *(["--quiet", "rules"] if quiet else []),
+           "--configfile", str(configfile)]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _default_config_file(tmp_path, name, run_id, **sections):
+    """config/config.yaml with another run_id and the given sections, written to tmp_path/name."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg.update(run_id=run_id, **sections)
+    (tmp_path / name).write_text(yaml.safe_dump(cfg))
+    return cfg, tmp_path / name
+
+
 def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     env = _workdir(tmp_path)
     cmd = [str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules"]
@@ -261,16 +278,11 @@ def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     """nucleation_md on a tiny EAM Al config: two replicas at one temperature (velocity seeds
     only differ), CNA and solid-cluster tables per run, TTT tables timed from the isothermal start."""
     env = _workdir(tmp_path)
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["run_id"] = "nuc-tiny"
-    cfg["nucleation_md"] = {"enabled": True, "temperatures": [450], "replicas": 2, "n_atoms": 256,
-                            "melt_steps": 500, "quench_steps": 500, "production_steps": 1000, "dump_every": 100}
-    (tmp_path / "nuc.yaml").write_text(yaml.safe_dump(cfg))
+    cfg, path = _default_config_file(tmp_path, "nuc.yaml", "nuc-tiny", nucleation_md={
+        "enabled": True, "temperatures": [450], "replicas": 2, "n_atoms": 256, "melt_steps": 500,
+        "quench_steps": 500, "production_steps": 1000, "dump_every": 100})
     target = "results/nuc-tiny/md/nucleation/ttt_fraction.csv"
-    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules",
-                          "--configfile", str(tmp_path / "nuc.yaml")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    _build(tmp_path, env, target, path)
     nuc = tmp_path / "results" / "nuc-tiny" / "md" / "nucleation"
     inputs = [(nuc / f"T450_r{r}" / "in.lammps").read_text() for r in (0, 1)]
     assert inputs[0] != inputs[1]
@@ -287,11 +299,9 @@ def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     # a changed key under the same run_id: the previous config is kept, the change is named,
     # only the dependent rule reruns (the MD replicas are not redone)
     cfg["nucleation_md"]["level"] = 0.3
-    (tmp_path / "nuc.yaml").write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg))
     dump_before = os.stat(nuc / "T450_r0" / "dump.lammpstrj").st_mtime_ns
-    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--configfile", str(tmp_path / "nuc.yaml")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = _build(tmp_path, env, target, path, quiet=False)
     history = list((tmp_path / "results" / "nuc-tiny" / "config_history").glob("*.yaml"))
     assert len(history) == 1 and yaml.safe_load(history[0].read_text())["nucleation_md"]["level"] == 0.4
     assert "nucleation_md.level" in res.stdout + res.stderr
@@ -303,17 +313,11 @@ def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):
     """transport_md on a tiny EAM Al config: two temperatures × two replicas, D from the MSD
     (replicas averaged), Green–Kubo viscosity per temperature, Arrhenius fit (hotter: faster)."""
     env = _workdir(tmp_path)
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["run_id"] = "transport-tiny"
-    cfg["transport_md"] = {"enabled": True, "temperatures": [1000, 1400], "replicas": 2, "n_atoms": 108,
-                           "melt_steps": 500, "cool_steps": 500, "equilibration_steps": 500,
-                           "production_steps": 2000, "dump_every": 20, "pressure_every": 5}
-    (tmp_path / "tr.yaml").write_text(yaml.safe_dump(cfg))
-    target = "results/transport-tiny/md/transport/arrhenius.csv"
-    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules",
-                          "--configfile", str(tmp_path / "tr.yaml")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    _, path = _default_config_file(tmp_path, "tr.yaml", "transport-tiny", transport_md={
+        "enabled": True, "temperatures": [1000, 1400], "replicas": 2, "n_atoms": 108, "melt_steps": 500,
+        "cool_steps": 500, "equilibration_steps": 500, "production_steps": 2000, "dump_every": 20,
+        "pressure_every": 5})
+    _build(tmp_path, env, "results/transport-tiny/md/transport/arrhenius.csv", path)
     tr = tmp_path / "results" / "transport-tiny" / "md" / "transport"
     d = pd.read_csv(tr / "arrhenius.csv").set_index("T")
     assert list(d.index) == [1000.0, 1400.0] and d.loc[1400.0, "D"] > d.loc[1000.0, "D"] > 0
@@ -339,10 +343,7 @@ def test_import_vasp_preset_builds_the_dataset_and_descriptors_from_outcar_files
         src = ROOT / "tests" / "data" / ("OUTCAR_Al4_md" if name == "OUTCAR" else "vasprun_Al4_md.xml")
         (tmp_path / "data" / "vasp" / sub / name).write_bytes(src.read_bytes())
     preset = ROOT / "config" / "presets" / "import-vasp.yaml"
-    target = "results/vasp-import/descriptors/al-thesis.h5"
-    res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--quiet", "rules", "--configfile",
-                          str(preset)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    _build(tmp_path, env, "results/vasp-import/descriptors/al-thesis.h5", preset)
     run = tmp_path / "results" / "vasp-import"
     index = pd.read_parquet(run / "dataset" / "index.parquet")
     assert set(index["state_id"]) == {"vasp_liquid_1000K", "vasp_fcc_300K"}

@@ -48,13 +48,15 @@ NUC_RUNS = [f"T{T:g}_r{r}" for T in NUC["temperatures"] for r in range(NUC["repl
 TYPES = " ".join(f"{k + 1}={el}" for k, el in enumerate(CFG["elements"]))
 
 
+def md_set_args(**values):
+    """KEY=VALUE overrides of `meltpot md run` (``--set``); keys whose value is None are left out."""
+    return " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+
+
 def nucleation_sets():
     """--set overrides of `meltpot md run nucleation` for the workflow's nucleation runs."""
-    keys = ("n_atoms", "melt_steps", "quench_steps", "production_steps", "dump_every")
-    sets = {k: NUC[k] for k in keys}
-    if NUC["halt_pe_drop"] is not None:
-        sets["halt_pe_drop"] = NUC["halt_pe_drop"]
-    return " ".join(f"{k}={v}" for k, v in sets.items())
+    keys = ("n_atoms", "melt_steps", "quench_steps", "production_steps", "dump_every", "halt_pe_drop")
+    return md_set_args(**{k: NUC[k] for k in keys})
 
 
 TRN = CFG["transport_md"]
@@ -66,7 +68,7 @@ def transport_sets():
     """--set overrides of `meltpot md run nvt` for the transport runs."""
     keys = ("n_atoms", "melt_steps", "cool_steps", "equilibration_steps", "production_steps", "dump_every",
             "pressure_every")
-    return " ".join(f"{k}={TRN[k]}" for k in keys) + " phase=liquid volume=npt_average"
+    return md_set_args(**{k: TRN[k] for k in keys}, phase="liquid", volume="npt_average")
 
 
 def ml_potential_args(input):
@@ -88,14 +90,13 @@ VAL = f"{RUN}/md/validation"
 def _md_sets(model_run):
     """--set overrides of `meltpot md run nvt` for the validation runs (the ML run starts from the
     reference's last liquid frame, so it neither melts a lattice nor leaves its training range)."""
-    sets = {"T": VMD["T"], "n_atoms": VMD["n_atoms"], "equilibration_steps": VMD["equilibration_steps"],
-            "production_steps": VMD["production_steps"], "dump_every": VMD["dump_every"], "phase": "liquid",
-            "melt_steps": 0 if model_run else VMD["melt_steps"], "cool_steps": 0 if model_run else VMD["cool_steps"]}
-    if VMD["volume_per_atom"] is not None:
-        sets.update(volume="fixed", volume_per_atom=VMD["volume_per_atom"])
-    if VMD["melt_temperature"] is not None and not model_run:
-        sets["melt_temperature"] = VMD["melt_temperature"]
-    return " ".join(f"{k}={v}" for k, v in sets.items())
+    fixed = VMD["volume_per_atom"] is not None
+    return md_set_args(T=VMD["T"], n_atoms=VMD["n_atoms"], equilibration_steps=VMD["equilibration_steps"],
+                       production_steps=VMD["production_steps"], dump_every=VMD["dump_every"], phase="liquid",
+                       melt_steps=0 if model_run else VMD["melt_steps"],
+                       cool_steps=0 if model_run else VMD["cool_steps"],
+                       volume="fixed" if fixed else None, volume_per_atom=VMD["volume_per_atom"],
+                       melt_temperature=None if model_run else VMD["melt_temperature"])
 
 
 

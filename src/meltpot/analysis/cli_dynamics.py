@@ -389,22 +389,15 @@ def cmd_arrhenius(args) -> int:
 
     import pandas as pd  # noqa: PLC0415
 
-    pattern = re.compile(args.pattern)
     rows = []
-    for f in args.files:
-        m = pattern.search(str(f))
-        if m is None or "T" not in m.groupdict():
-            raise MeltpotError(f"{f}: no temperature in the path (--pattern {args.pattern!r}, named group T)")
-        table = pd.read_csv(f)
-        if "D" not in table:
-            raise MeltpotError(f"{f}: no D column (is it a diffusion.csv of `meltpot analyze msd`?)")
+    for T, f, table in _tables_by_temperature(args.files, args.pattern, "D", "a diffusion.csv of `meltpot analyze msd`"):
         if args.species is not None:
             table = table[table["species"].astype(str) == args.species]
             if table.empty:
                 raise MeltpotError(f"{f}: no row for species {args.species}")
         row = table.iloc[0]
         err = float(row["D_err"]) if "D_err" in row and pd.notna(row["D_err"]) else float("nan")
-        rows.append({"T": float(m.group("T")), "species": str(row.get("species", "")), "D": float(row["D"]),
+        rows.append({"T": T, "species": str(row.get("species", "")), "D": float(row["D"]),
                      "D_err": err, "unit": str(row.get("unit", "")), "file": str(f)})
     data = pd.DataFrame(rows).sort_values("T")
     errs = data["D_err"].to_numpy(float)
@@ -422,24 +415,35 @@ def cmd_arrhenius(args) -> int:
     print(f"E_a = {fit.E_a:.4g} ± {fit.E_a_err:.2g} {u['energy']}, D0 = {fit.D0:.4g} {u['diffusion']} "
           f"({len(data)} temperatures{', weighted' if weighted else ''}); written {out}")
     if args.viscosity:
-        _viscosity_vs_T(args, pattern, out, u)
+        _viscosity_vs_T(args, out, u)
     return 0
 
 
-def _viscosity_vs_T(args, pattern, out: Path, u: dict) -> None:
+def _tables_by_temperature(files, pattern: str, column: str, what: str):
+    """(T, file, table) for per-temperature CSV files, T from the named group of ``pattern`` in the
+    path; MeltpotError naming the file when T or ``column`` is missing (``what``: the file kind)."""
+    import pandas as pd  # noqa: PLC0415
+
+    regex = re.compile(pattern)
+    for f in files:
+        m = regex.search(str(f))
+        if m is None or "T" not in m.groupdict():
+            raise MeltpotError(f"{f}: no temperature in the path (--pattern {pattern!r}, named group T)")
+        table = pd.read_csv(f)
+        if column not in table:
+            raise MeltpotError(f"{f}: no {column} column (is it {what}?)")
+        yield float(m.group("T")), f, table
+
+
+def _viscosity_vs_T(args, out: Path, u: dict) -> None:
     """η(T) table and plot from per-temperature viscosity.csv files (log η vs 1/T with a fit)."""
     import pandas as pd  # noqa: PLC0415
 
     rows = []
-    for f in args.viscosity:
-        m = pattern.search(str(f))
-        if m is None or "T" not in m.groupdict():
-            raise MeltpotError(f"{f}: no temperature in the path (--pattern {args.pattern!r}, named group T)")
-        table = pd.read_csv(f)
-        if "eta" not in table:
-            raise MeltpotError(f"{f}: no eta column (is it a viscosity.csv of `meltpot analyze viscosity`?)")
+    for T, f, table in _tables_by_temperature(args.viscosity, args.pattern, "eta",
+                                              "a viscosity.csv of `meltpot analyze viscosity`"):
         r = table.iloc[0]
-        rows.append({"T": float(m.group("T")), "eta": float(r["eta"]),
+        rows.append({"T": T, "eta": float(r["eta"]),
                      "eta_err": float(r["eta_err"]) if "eta_err" in r and pd.notna(r["eta_err"]) else float("nan"),
                      "unit": str(r.get("unit", "")), "file": str(f)})
     visc = pd.DataFrame(rows).sort_values("T")

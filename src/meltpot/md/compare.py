@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..analysis import dynamics as dy
 from ..analysis.cli_dynamics import read_trajectory
-from ..analysis.structure import compute_rdf, coordination_numbers, running_coordination
+from ..analysis.structure import _cell_widths, compute_rdf, coordination_numbers, running_coordination
 from ..analysis.trajectory import iter_frames
 from ..errors import MeltpotError
 from ..plots import plt
@@ -79,13 +79,13 @@ def analyse_run(folder: str | Path, types: dict[int, str], timestep: float, rmax
     for f in (dump, thermo_file):
         if not f.exists():
             raise MeltpotError(f"{f} does not exist (is {folder} a `meltpot md run` folder?)")
-    prod = _production(pd.read_csv(thermo_file), thermo_file)
+    thermo = pd.read_csv(thermo_file)
+    prod = _production(thermo, thermo_file)
     traj = read_trajectory(dump, types=types, progress=False)
     n_atoms = traj["positions"].shape[1]
     if rmax is None:
         cell = np.asarray(next(iter_frames(dump, types=types)).cell)
-        rmax = 0.5 * float(np.min(np.abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]],
-                                                                                         cell[[2, 0, 1]]), axis=1)))
+        rmax = 0.5 * float(_cell_widths(cell).min())
     rdf = compute_rdf(iter_frames(dump, types=types), rmax=rmax, bins=bins)
     cn = coordination_numbers(rdf)
     i_peak = int(np.argmax(rdf.total))
@@ -107,7 +107,7 @@ def analyse_run(folder: str | Path, types: dict[int, str], timestep: float, rmax
               "g_peak_r": float(rdf.r[i_peak]), "g_peak": float(rdf.total[i_peak]),
               "g_first_min": float(cn["total"][1]), "cn": float(cn["total"][0]),
               "D": float(fit.D), "extrapolation_atom_steps": _extrapolations(folder / "log.lammps"),
-              "atom_steps": n_atoms * int(pd.read_csv(thermo_file)["Step"].max())}
+              "atom_steps": n_atoms * int(thermo["Step"].max())}
     return {"values": values, "r": rdf.r, "g": rdf.total, "t": t, "msd": msd[key], "n_atoms": n_atoms,
             "frames": len(steps)}
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ConfigError
+from ..reference.base import barostat_time, thermostat_time
 from ..reference.lammps_engine import _f, _lmp_seed
 from .potential import Potential
 
@@ -85,11 +86,11 @@ class Settings:
 
     @property
     def t_damp(self) -> float:
-        return self.tdamp if self.tdamp is not None else 100.0 * self.timestep
+        return thermostat_time(self.tdamp, self.timestep)
 
     @property
     def p_damp(self) -> float:
-        return self.pdamp if self.pdamp is not None else 1000.0 * self.timestep
+        return barostat_time(self.pdamp, self.timestep)
 
     @property
     def pressure(self) -> float:
@@ -300,28 +301,27 @@ def render_nvt(settings: Settings, potential: Potential, T: float, equilibration
 def render_npt(settings: Settings, potential: Potential, T: float, equilibration_steps: int,
                production_steps: int) -> Script:
     """NPT (Nosé–Hoover, ``barostat`` coupling at ``P``) equilibration and production at ``T``."""
-    _check_T(T=T)
-    _check_steps(equilibration_steps=equilibration_steps, production_steps=production_steps)
-    b = _Builder("npt", settings, potential, dict(T=T, equilibration_steps=equilibration_steps,
-                                                   production_steps=production_steps))
-    if not b.melt_and_cool(T, "npt"):
-        b.velocity(T)
-    b.stage("equilibrate", "equilibrate", equilibration_steps, "npt", T)
-    b.stage("produce", "produce", production_steps, "npt", T, produce=True)
-    return b.script()
+    return _render_npt_then(settings, potential, "npt", T, equilibration_steps, production_steps)
 
 
 def render_nph(settings: Settings, potential: Potential, T: float, equilibration_steps: int,
                production_steps: int) -> Script:
     """NPT equilibration at ``T`` and ``P``, then NPH (constant enthalpy) production."""
+    return _render_npt_then(settings, potential, "nph", T, equilibration_steps, production_steps)
+
+
+def _render_npt_then(settings: Settings, potential: Potential, production: str, T: float,
+                     equilibration_steps: int, production_steps: int) -> Script:
+    """Melt if asked, NPT equilibration at ``T``, production in ensemble ``production`` (the
+    protocol's name: npt or nph)."""
     _check_T(T=T)
     _check_steps(equilibration_steps=equilibration_steps, production_steps=production_steps)
-    b = _Builder("nph", settings, potential, dict(T=T, equilibration_steps=equilibration_steps,
-                                                   production_steps=production_steps))
+    b = _Builder(production, settings, potential, dict(T=T, equilibration_steps=equilibration_steps,
+                                                       production_steps=production_steps))
     if not b.melt_and_cool(T, "npt"):
         b.velocity(T)
     b.stage("equilibrate", "equilibrate", equilibration_steps, "npt", T)
-    b.stage("produce", "produce", production_steps, "nph", T, produce=True)
+    b.stage("produce", "produce", production_steps, production, T, produce=True)
     return b.script()
 
 

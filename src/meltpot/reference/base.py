@@ -72,11 +72,21 @@ class MDSegment:
 
     @property
     def t_damp(self) -> float:
-        return self.tdamp if self.tdamp is not None else 100.0 * self.timestep
+        return thermostat_time(self.tdamp, self.timestep)
 
     @property
     def p_damp(self) -> float:
-        return self.pdamp if self.pdamp is not None else 1000.0 * self.timestep
+        return barostat_time(self.pdamp, self.timestep)
+
+
+def thermostat_time(tdamp: float | None, timestep: float) -> float:
+    """Nosé–Hoover thermostat relaxation time: ``tdamp``, or 100 timesteps (LAMMPS's advice)."""
+    return tdamp if tdamp is not None else 100.0 * timestep
+
+
+def barostat_time(pdamp: float | None, timestep: float) -> float:
+    """Barostat relaxation time: ``pdamp``, or 1000 timesteps (LAMMPS's advice)."""
+    return pdamp if pdamp is not None else 1000.0 * timestep
 
 
 class ReferenceEngine(ABC):
