@@ -80,13 +80,13 @@ def single_point_lines(data: str, pair: list[str], elements: list[str]) -> list[
             "run 0"]
 
 
-def lammps_single_point(workdir, atoms, export, elements, plugin, nprocs=1, type_order=None):
+def lammps_single_point(workdir, atoms, export, elements, plugin, nprocs=1, type_order=None, device="cpu"):
     """Energy, per-atom energies, forces, virial stress (ASE sign, eV/Å³) and the per-atom-virial
     sum from LAMMPS, with the atoms as LAMMPS holds them (ASE Atoms in LAMMPS's frame)."""
     type_order = type_order or elements
     workdir.mkdir(parents=True, exist_ok=True)
     write(workdir / "data.lmp", atoms, format="lammps-data", specorder=type_order, atom_style="atomic")
-    pair = pair_commands(export, type_order, plugin=plugin)
+    pair = pair_commands(export, type_order, plugin=plugin, device=device)
     run_lammps(workdir, single_point_lines("data.lmp", pair, type_order), nprocs=nprocs)
     thermo = read_log(workdir / "log.lammps")
     row = thermo.iloc[-1]
@@ -118,8 +118,21 @@ def rel(a, b) -> float:
 @pytest.mark.parametrize("nprocs", [1, 2])
 @pytest.mark.parametrize("name", ["Al", "AlNi"])
 def test_plugin_equals_python_model_on_triclinic_cells(name, nprocs, systems, exported, plugin, tmp_path):
+    _check_against_python(name, nprocs, "cpu", systems, exported, plugin, tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and a CUDA torch")
+@pytest.mark.parametrize("nprocs", [1, 2])
+@pytest.mark.parametrize("name", ["Al", "AlNi"])
+def test_plugin_on_cuda_equals_python_model(name, nprocs, systems, exported, plugin, tmp_path):
+    """`device cuda` (both ranks on GPU 0 with one GPU): the same numbers as the CPU model."""
+    _check_against_python(name, nprocs, "cuda", systems, exported, plugin, tmp_path)
+    assert "on cuda:0" in (tmp_path / "log.lammps").read_text()
+
+
+def _check_against_python(name, nprocs, device, systems, exported, plugin, tmp_path):
     model, export = exported[name]
-    lmp = lammps_single_point(tmp_path, systems[name], export, model.elements, plugin, nprocs=nprocs)
+    lmp = lammps_single_point(tmp_path, systems[name], export, model.elements, plugin, nprocs=nprocs, device=device)
     ref = python_reference(model, lmp["atoms"])
     assert abs(lmp["energy"] - ref["energy"]) / abs(ref["energy"]) < 1e-10
     assert rel(lmp["energies"], ref["energies"]) < 1e-10        # compute pe/atom
@@ -194,7 +207,11 @@ def test_bad_pair_settings_give_clear_lammps_errors(exported, plugin, tmp_path):
         "element": ([f"pair_style meltpot {export}", "pair_coeff * * Cu"], "element Cu of atom type 1 is not in model"),
         "file": (["pair_style meltpot nowhere.pt", "pair_coeff * * Al"], "cannot load TorchScript model nowhere.pt"),
         "keyword": ([f"pair_style meltpot {export} colour red", "pair_coeff * * Al"], "unknown keyword colour"),
+        "device": ([f"pair_style meltpot {export} device gpu", "pair_coeff * * Al"], "device must be cpu, cuda or cuda:N"),
     }
+    if not torch.cuda.is_available():   # a CPU torch, or a CUDA torch on a node without a GPU
+        cases["cuda"] = ([f"pair_style meltpot {export} device cuda", "pair_coeff * * Al"],
+                         "device cuda requested, but this libtorch sees no CUDA GPU")
     for case, (pair, message) in cases.items():
         res = run_lammps(tmp_path / case, base + pair + ["run 0"], check=False)
         assert res.returncode != 0 and message in res.stdout, (case, res.stdout[-1500:])
@@ -223,7 +240,7 @@ def test_export_of_a_selected_model_computes_only_the_kept_features(systems, tmp
 
 
 def test_export_cli_takes_a_model_or_the_selection_choice(systems, tmp_path):
-    """`meltpot export torchscript` on a model file, and on a chosen.json of `meltpot select path`
+    """`meltpot export torchscript` (and `mliap`) on a model file, and on a chosen.json of `meltpot select path`
     (its chosen λ's retrained model); a chosen.json pointing at a missing λ folder is named."""
     from meltpot.cli import main
     from meltpot.model import save_model
@@ -235,6 +252,11 @@ def test_export_cli_takes_a_model_or_the_selection_choice(systems, tmp_path):
     assert main(["export", "torchscript", str(sel / "chosen.json"), "--out", str(tmp_path / "a.pt")]) == 0
     assert main(["export", "torchscript", str(sel / "lambda_02" / "retrained.pt"), "--out", str(tmp_path / "b.pt")]) == 0
     assert load_torchscript(tmp_path / "a.pt").elements == ["Al"]
+    # the ML-IAP export takes the same two kinds of input
+    from meltpot.export.mliap import read_mliap
+
+    assert main(["export", "mliap", str(sel / "chosen.json"), "--out", str(tmp_path / "a.pkl")]) == 0
+    assert read_mliap(tmp_path / "a.pkl").nparams == sum(p.numel() for p in model.parameters())
     (sel / "chosen.json").write_text('{"step": 5}')
     assert main(["export", "torchscript", str(sel / "chosen.json"), "--out", str(tmp_path / "c.pt")]) == 2
     assert not (tmp_path / "c.pt").exists()

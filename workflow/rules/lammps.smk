@@ -1,6 +1,7 @@
-# LAMMPS stage: export the trained potential (TorchScript), build the meltpot pair-style plugin
-# once (cached outside the run), run the same NVT protocol with the reference potential and
-# with the ML potential from the reference's liquid, and compare density, energy, g(r), D.
+# LAMMPS stage: export the trained potential (TorchScript for the meltpot pair-style plugin, built
+# once and cached outside the run; or an ML-IAP pickle, validation_md.route: mliap), run the same
+# NVT protocol with the reference potential and with the ML potential from the reference's
+# liquid, and compare density, energy, g(r), D.
 
 POTENTIAL_SOURCE = f"{RUN}/models/dense.pt" if VMD["model"] == "dense" else f"{RUN}/selection/agl/chosen.json"
 
@@ -25,13 +26,16 @@ rule export_potential:
         model=POTENTIAL_SOURCE,
         cache=DESCRIPTORS,
     output:
-        f"{RUN}/lammps/potential.pt",
+        ML_POTENTIAL,
     log:
         f"{RUN}/logs/export_potential.log",
+    params:
+        how="mliap" if ML_ROUTE == "mliap" else "torchscript",
+        cache=lambda wc, input: "" if ML_ROUTE == "mliap" else f"--cache {input.cache}",
     conda:
-        ENV
+        ENV_ML
     shell:
-        "meltpot export torchscript {input.model} --cache {input.cache} --out {output} > {log} 2>&1"
+        "meltpot export {params.how} {input.model} {params.cache} --out {output} > {log} 2>&1"
 
 
 rule md_validation_reference:
@@ -58,10 +62,9 @@ rule md_validation_reference:
 
 rule md_validation_model:
     input:
+        unpack(lambda wc: ml_potential_inputs(True)),
         config=run_config(),
         stage=stage_config("validation_md"),
-        plugin=f"{RUN}/lammps/plugin.txt",
-        potential=f"{RUN}/lammps/potential.pt",
         start=f"{VAL}/reference/dump.lammpstrj",
     output:
         summary=f"{VAL}/model/summary.json",
@@ -73,18 +76,17 @@ rule md_validation_model:
         f"{RUN}/benchmarks/md_validation_model.tsv"
     threads: 1
     resources:
-        gpu=1 if VMD["device"].startswith("cuda") else 0,
+        gpu=md_gpus(True),
     params:
         sets=_md_sets(True),
         out_dir=lambda wc, output: Path(output.summary).parent,
-        device=VMD["device"],
+        pot=lambda wc, input: ml_potential_args(input),
         limit="" if VMD["extrapolation_limit"] is None else f"--extrapolation-limit {VMD['extrapolation_limit']}",
     conda:
-        ENV
+        ENV_ML
     shell:
         "meltpot md run nvt {input.config} --set {params.sets} structure_file=$(realpath {input.start})"
-        " --out-dir {params.out_dir} --plugin $(cat {input.plugin}) --model {input.potential}"
-        " --device {params.device} {params.limit} > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.pot} {params.limit} > {log} 2>&1"
 
 
 rule md_validation_compare:

@@ -20,12 +20,13 @@ rule md_nucleation:
     threads: 1
     resources:
         runtime=720,
+        gpu=md_gpus(NUC["potential"] == "model"),
     params:
         sets=nucleation_sets(),
         out_dir=lambda wc, output: Path(output.summary).parent,
         pot=lambda wc, input: ml_potential_args(input),
     conda:
-        ENV
+        md_env(NUC["potential"] == "model")
     shell:
         "meltpot md run nucleation {input.config} --set T={wildcards.T} {params.sets}"
         " --replica {wildcards.replica} --out-dir {params.out_dir} {params.pot} > {log} 2>&1"

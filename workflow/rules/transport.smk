@@ -21,12 +21,13 @@ rule md_transport:
     threads: 1
     resources:
         runtime=720,
+        gpu=md_gpus(TRN["potential"] == "model"),
     params:
         sets=transport_sets(),
         out_dir=lambda wc, output: Path(output.summary).parent,
         pot=lambda wc, input: ml_potential_args(input),
     conda:
-        ENV
+        md_env(TRN["potential"] == "model")
     shell:
         "meltpot md run nvt {input.config} --set T={wildcards.T} {params.sets}"
         " --replica {wildcards.replica} --out-dir {params.out_dir} {params.pot} > {log} 2>&1"

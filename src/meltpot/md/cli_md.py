@@ -1,11 +1,12 @@
 """``meltpot md``: run or render an MD protocol of a config.
 
 ``meltpot md run PROTOCOL CONFIG [KEY=VALUE ...] --out-dir DIR [--replica K] [--mpi N]
-[--set KEY=VALUE ...]``
+[--set KEY=VALUE ...] [--plugin SO --model PT | --mliap PKL] [--device cpu|cuda]``
 renders the protocol into DIR (``structure.data``, ``in.lammps``), runs LAMMPS there and
 writes ``thermo.csv`` and ``summary.json``; ``md render`` only writes the input files.
 Overrides: see :mod:`meltpot.md.plan`. ``minimize`` takes its trajectory from
-``md.protocols.minimize.trajectory`` or ``--input``.
+``md.protocols.minimize.trajectory`` or ``--input``. ``meltpot md check [--route R --device D]``
+reports what the LAMMPS in use can do, and whether it runs an ML route.
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ def _load(args) -> dict:
 def _potential(args, cfg):
     from .potential import Potential
 
+    common = {"units": cfg.get("units", "metal"), "masses": cfg.get("reference", {}).get("masses")}
+    if getattr(args, "mliap", None):
+        if args.plugin or args.model:
+            from ..errors import ConfigError
+
+            raise ConfigError("--mliap is one ML route, --plugin/--model the other: give one of them")
+        return Potential.mliap_unified(args.mliap, cfg["elements"], device=args.device, **common)
     if getattr(args, "plugin", None) or getattr(args, "model", None):
         if not (args.plugin and args.model):
             from ..errors import ConfigError
 
             raise ConfigError("--plugin and --model go together (the meltpot ML pair style)")
         return Potential.meltpot_plugin(args.plugin, args.model, cfg["elements"], device=args.device,
-                                        extrapolation_limit=args.extrapolation_limit,
-                                        units=cfg.get("units", "metal"),
-                                        masses=cfg.get("reference", {}).get("masses"))
+                                        extrapolation_limit=args.extrapolation_limit, **common)
     return None
 
 
@@ -80,19 +86,36 @@ def add_commands(subparsers) -> None:
         p.add_argument("--replica", type=int, default=0, help="replica index: picks the velocity seed")
         p.add_argument("--plugin", help="meltpot LAMMPS plugin (.so) for the ML pair style (with --model)")
         p.add_argument("--model", help="TorchScript model of the meltpot pair style (with --plugin)")
-        p.add_argument("--device", default="cpu", help="device of the meltpot pair style")
+        p.add_argument("--mliap", help="`meltpot export mliap` pickle: pair_style mliap unified (LAMMPS with "
+                                       "ML-IAP + PYTHON; KOKKOS/CUDA for --device cuda)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the ML potential runs")
         p.add_argument("--extrapolation-limit", type=int, help="meltpot pair style: stop when more atoms than this "
                                                                "extrapolate in one step (default: count and warn)")
         if name == "run":
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")
         p.set_defaults(func=func)
+    k = subparsers.add_parser("check", help="what the LAMMPS in use can do (packages, KOKKOS, GPU); with --route, "
+                                            "exit 2 naming what is missing for it")
+    k.add_argument("--route", choices=["plugin", "mliap"], help="the ML route to check")
+    k.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    k.set_defaults(func=cmd_check)
     c = subparsers.add_parser("compare", help="compare runs of one protocol (reference vs ML potential): density, "
                                               "energy, g(r), D → comparison.csv/json, gr.png, msd.png")
     c.add_argument("runs", nargs="+", metavar="LABEL=FOLDER", help="`meltpot md run` folders; the first is the reference")
     c.add_argument("--config", required=True, help="the run's config (elements, units, md.timestep)")
     c.add_argument("--out-dir", required=True, type=Path)
     c.set_defaults(func=cmd_compare)
+
+
+def cmd_check(args) -> int:
+    from ..lammps_env import capabilities, check_route
+
+    info = check_route(args.route, args.device) if args.route else capabilities()
+    print(json.dumps(info, indent=2))
+    if args.route:
+        print(f"OK: this LAMMPS runs the {args.route} route on {args.device}")
+    return 0
 
 
 def cmd_compare(args) -> int:

@@ -130,18 +130,21 @@ def ramp_analysis(script: Script, table, n_atoms: int, out_dir: Path | None = No
 
 
 def run_script(script: Script, input_path: str | Path, *, mpi: int = 1, name: str | None = None,
-               progress_every: float = 10.0) -> dict:
+               progress_every: float = 10.0, potential: Potential | None = None) -> dict:
     """Run a prepared script in its folder; write tables and ``summary.json``; return the
-    summary. Re-raises :class:`MDError` after writing the summary of the failed run."""
+    summary. Re-raises :class:`MDError` after writing the summary of the failed run.
+    ``potential``: the script's potential when it needs ``lmp`` switches (KOKKOS for ML-IAP
+    on a GPU, :meth:`Potential.command_line`)."""
     input_path = Path(input_path)
     out_dir = input_path.parent
     n_atoms = int(script.params.get("n_atoms", 0)) or None
     result: RunResult | None = None
     error: MDError | None = None
     t0 = time.perf_counter()
+    extra_args, environment = potential.command_line(mpi) if potential is not None else ([], {})
     try:
         result = run_lammps(input_path, out_dir, mpi=mpi, name=name or f"{script.protocol}:{out_dir.name}",
-                            progress_every=progress_every)
+                            progress_every=progress_every, extra_args=extra_args, environment=environment)
     except MDError as exc:
         error = exc
     files, table = thermo_tables(script, out_dir / "log.lammps", out_dir)
@@ -178,11 +181,18 @@ def run_script(script: Script, input_path: str | Path, *, mpi: int = 1, name: st
 def run_protocol(cfg: Mapping, name: str, out_dir: str | Path, *, replica: int = 0, mpi: int | None = None,
                  potential: Potential | None = None, progress_every: float = 10.0) -> dict:
     """Prepare and run protocol ``name`` of a validated config in ``out_dir``; ``minimize``
-    runs :func:`meltpot.md.minimize.minimize_config` instead."""
+    runs :func:`meltpot.md.minimize.minimize_config` instead. An ML potential's route is
+    checked against the LAMMPS build first (EngineError naming what is missing; nothing is
+    written)."""
+    if potential is not None and potential.route is not None:
+        from ..lammps_env import check_route
+
+        check_route(potential.route, potential.device)
     if name == "minimize":
         from .minimize import minimize_config
 
         return minimize_config(cfg, out_dir, potential=potential)
     script, path = prepare(cfg, name, out_dir, replica, potential)
     ranks = int(mpi if mpi is not None else cfg["md"]["run"].get("mpi", 1))
-    return run_script(script, path, mpi=ranks, name=f"{name}:{Path(out_dir).name}", progress_every=progress_every)
+    return run_script(script, path, mpi=ranks, name=f"{name}:{Path(out_dir).name}", progress_every=progress_every,
+                      potential=potential)

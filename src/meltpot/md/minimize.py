@@ -37,6 +37,9 @@ def minimize_trajectory(trajectory: str | Path, out_dir: str | Path, potential: 
     from ..analysis.local_order import Minimizer
     from ..analysis.trajectory import iter_frames
 
+    if potential.command_line()[0]:
+        raise ConfigError(f"minimize runs LAMMPS inside Python, where the KOKKOS switches of the {potential.route} "
+                          f"route on {potential.device} cannot be given: minimize with device cpu")
     trajectory = Path(trajectory)
     if not trajectory.exists():
         raise ConfigError(f"minimize: trajectory {trajectory} does not exist")

