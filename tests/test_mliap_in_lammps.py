@@ -61,9 +61,8 @@ def test_md_run_on_the_mliap_route(exported, tmp_path):
     cfg = {"run_id": "mliap", "elements": ["Al"],
            "reference": {"engine": "lammps", "pair_style": "eam/fs", "pair_coeff": ["* * Al_mm.eam.fs Al"]},
            "sampling": {"states": [{"id": "fcc_300K", "phase": "fcc", "T": 300, "P": 0}]},
-           "md": {"timestep": 0.001, "run": {"n_atoms": 32, "melt_steps": 0, "cool_steps": 0, "thermo_every": 10,
-                                             "volume_per_atom": 16.6,
-                                             "dump_every": 20}}}
+           "md": {"timestep": 0.001, "run": {"n_atoms": 32, "volume_per_atom": 16.6, "melt_steps": 0,
+                                             "cool_steps": 0, "thermo_every": 10, "dump_every": 20}}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     _, path = exported["Al"]
     rc = main(["md", "run", "nvt", str(tmp_path / "cfg.yaml"), "T=300", "phase=fcc", "volume=fixed",
