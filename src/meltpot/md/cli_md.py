@@ -47,14 +47,10 @@ def _potential(args, cfg):
 
 def cmd_run(args) -> int:
     from .execute import run_protocol
-    from .minimize import minimize_config
 
     cfg = _load(args)
-    pot = _potential(args, cfg)
-    if args.protocol == "minimize":
-        summary = minimize_config(cfg, args.out_dir, trajectory=args.input, potential=pot)
-    else:
-        summary = run_protocol(cfg, args.protocol, args.out_dir, replica=args.replica, mpi=args.mpi, potential=pot)
+    summary = run_protocol(cfg, args.protocol, args.out_dir, replica=args.replica, mpi=args.mpi,
+                           potential=_potential(args, cfg), trajectory=args.input)
     short = {k: summary.get(k) for k in ("protocol", "status", "n_atoms", "total_steps", "frames", "wall_s",
                                          "steps_per_s") if k in summary}
     print(json.dumps(short))

@@ -179,9 +179,11 @@ def run_script(script: Script, input_path: str | Path, *, mpi: int = 1, name: st
 
 
 def run_protocol(cfg: Mapping, name: str, out_dir: str | Path, *, replica: int = 0, mpi: int | None = None,
-                 potential: Potential | None = None, progress_every: float = 10.0) -> dict:
+                 potential: Potential | None = None, progress_every: float = 10.0,
+                 trajectory: str | Path | None = None) -> dict:
     """Prepare and run protocol ``name`` of a validated config in ``out_dir``; ``minimize``
-    runs :func:`meltpot.md.minimize.minimize_config` instead. An ML potential's route is
+    runs :func:`meltpot.md.minimize.minimize_config` instead (on ``trajectory``, default
+    ``md.protocols.minimize.trajectory``). An ML potential's route is
     checked against the LAMMPS build first (EngineError naming what is missing; nothing is
     written)."""
     if potential is not None and potential.route is not None:
@@ -191,7 +193,7 @@ def run_protocol(cfg: Mapping, name: str, out_dir: str | Path, *, replica: int =
     if name == "minimize":
         from .minimize import minimize_config
 
-        return minimize_config(cfg, out_dir, potential=potential)
+        return minimize_config(cfg, out_dir, trajectory=trajectory, potential=potential)
     script, path = prepare(cfg, name, out_dir, replica, potential)
     ranks = int(mpi if mpi is not None else cfg["md"]["run"].get("mpi", 1))
     return run_script(script, path, mpi=ranks, name=f"{name}:{Path(out_dir).name}", progress_every=progress_every,

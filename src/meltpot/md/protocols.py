@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ConfigError
-from ..reference.base import barostat_time, thermostat_time
+from ..reference.base import RelaxationTimes
 from ..reference.lammps_engine import _f, _lmp_seed
 from .potential import Potential
 
@@ -43,7 +43,7 @@ PROTOCOLS = ("nvt", "npt", "nph", "melt_quench", "ramp", "two_phase", "nucleatio
 
 
 @dataclass
-class Settings:
+class Settings(RelaxationTimes):
     """Parameters shared by every protocol.
 
     timestep: ps (metal) or τ (lj). tdamp/pdamp: thermostat/barostat times (same unit;
@@ -83,14 +83,6 @@ class Settings:
                 raise ConfigError(f"{key} = {getattr(self, key)} must be >= 0")
         if self.thermo_every < 1:
             raise ConfigError(f"thermo_every = {self.thermo_every} must be >= 1")
-
-    @property
-    def t_damp(self) -> float:
-        return thermostat_time(self.tdamp, self.timestep)
-
-    @property
-    def p_damp(self) -> float:
-        return barostat_time(self.pdamp, self.timestep)
 
     @property
     def pressure(self) -> float:

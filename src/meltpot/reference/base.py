@@ -23,8 +23,21 @@ from ase import Atoms
 from ..errors import ConfigError
 
 
+class RelaxationTimes:
+    """``t_damp``/``p_damp`` of a settings object with ``tdamp``, ``pdamp`` (None = default)
+    and ``timestep``: MD segments here, protocol settings in :mod:`meltpot.md.protocols`."""
+
+    @property
+    def t_damp(self) -> float:
+        return thermostat_time(self.tdamp, self.timestep)
+
+    @property
+    def p_damp(self) -> float:
+        return barostat_time(self.pdamp, self.timestep)
+
+
 @dataclass(frozen=True)
-class MDSegment:
+class MDSegment(RelaxationTimes):
     """One stretch of an MD run with fixed settings.
 
     Attributes
@@ -69,15 +82,6 @@ class MDSegment:
             raise ConfigError("MD steps and sample_every must be >= 0")
         if self.timestep <= 0:
             raise ConfigError(f"MD timestep must be > 0, got {self.timestep}")
-
-    @property
-    def t_damp(self) -> float:
-        return thermostat_time(self.tdamp, self.timestep)
-
-    @property
-    def p_damp(self) -> float:
-        return barostat_time(self.pdamp, self.timestep)
-
 
 def thermostat_time(tdamp: float | None, timestep: float) -> float:
     """Nosé–Hoover thermostat relaxation time: ``tdamp``, or 100 timesteps (LAMMPS's advice)."""
