@@ -9,6 +9,12 @@
   backward through the forces (second derivatives), AdamW step. Batches of 8–32 frames.
 * ``energy/positions``: energy-only through positions (``predict(..., forces=False)``), to
   show what the cache saves.
+* ``energy+forces/store``: energy and force training from the descriptor cache and the
+  derivative store (cached ∂G/∂r per neighbour pair, :mod:`meltpot.descriptors.derivatives`):
+  the trainer's own loss step (networks forward, ∂E/∂G by autograd, forces as one contraction
+  with the stored derivatives, backward through the networks only), every frame of the batch
+  with forces. The store (``--store-frames`` frames, float32 by default) is built once, timed
+  separately; its bytes per frame on disk and in memory go into the JSON.
 
 Data: 256-atom Al frames (250 for bcc) of the default run if present
 (``results/al-default/descriptors/al-thesis.h5`` and ``results/al-default/dataset/``;
@@ -169,6 +175,48 @@ def bench_energy_cache(model, cache, index, train_ids, batch, args, device) -> d
     return record("energy/cache", batch, last["atoms"], times, dataset_load_s=load_s, dataset_frames=len(data))
 
 
+def bench_store(model, cache, index, index_path, train_ids, batch, args, device) -> dict:
+    from meltpot.descriptors.derivatives import build_store
+    from meltpot.train.data import EnergyDataset
+    from meltpot.train.settings import TrainSettings
+    from meltpot.train.trainer import Trainer
+
+    ids = np.sort(np.random.default_rng(1).choice(train_ids, min(args.store_frames, len(train_ids)), replace=False))
+    pos = {int(f): k for k, f in enumerate(index["frame_id"])}
+    ids = np.asarray(sorted(ids, key=lambda f: pos[int(f)]))
+    path = RESULTS / f"training_store_{args.store_dtype}.h5"
+    t0 = time.perf_counter()
+    res = build_store(index_path, path, cache.featureset(), ids, dtype=args.store_dtype, progress=False)
+    build = {"frames": res.n_frames, "action": res.action, "backend": res.backend, "seconds": res.seconds,
+             "frames_per_s": res.n_frames / res.seconds if res.action == "computed" else None,
+             "pairs_per_atom": res.n_pairs / float(index.set_index("frame_id").loc[ids, "n_atoms"].sum()),
+             "bytes_on_disk": res.bytes, "bytes_per_frame_on_disk": res.bytes / res.n_frames}
+    data = EnergyDataset(cache, index, ids, device=device).attach_forces(path)
+    store = data.forces_store
+    build["bytes_per_frame_in_memory"] = store.nbytes / res.n_frames
+    build["bytes_per_pair_in_memory"] = store.nbytes / store.n_pairs
+    build["load_seconds"] = time.perf_counter() - t0 - res.seconds
+    settings = TrainSettings(batch_size=batch, force_weight=0.1, lr=1e-3, weight_decay=1e-4, progress=False,
+                             device=str(device), force_fraction=args.force_fraction)
+    trainer = Trainer(model, settings, data, None)
+    gen = torch.Generator().manual_seed(0)
+    batch = min(batch, len(data))
+    last = {}
+
+    def step():
+        idx = torch.randperm(len(data), generator=gen)[:batch].to(device)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        terms = trainer._terms(data, idx, forces=True, stress=False, create_graph=True,
+                               generator=gen if args.force_fraction < 1 else None)
+        terms["loss"].backward()
+        trainer.optimizer.step()
+        last["atoms"] = int(data.n_atoms[idx].sum())
+
+    times = time_steps(step, args.steps, args.warmup, args.min_seconds, device)
+    return record("energy+forces/store", batch, last["atoms"], times, store=build, store_dtype=args.store_dtype,
+                  force_fraction=args.force_fraction)
+
+
 def bench_positions(model, graphs, e_ref, f_ref, batch, args, device, forces: bool) -> dict:
     from meltpot.model.batch import predict
 
@@ -207,6 +255,10 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--min-seconds", type=float, default=2.0, help="keep stepping at least this long")
     p.add_argument("--fresh-data", action="store_true", help="ignore the default run; make a small dataset")
+    p.add_argument("--store-frames", type=int, default=64, help="frames of the derivative store")
+    p.add_argument("--store-batch", type=int, default=32, help="frames per step with forces from the store")
+    p.add_argument("--store-dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--force-fraction", type=float, default=1.0, help="fraction of atoms with forces per step")
     p.add_argument("--out", type=Path, default=RESULTS / "training.json")
     args = p.parse_args(argv)
 
@@ -233,6 +285,10 @@ def main(argv=None) -> None:
               f"{args.device}, {torch.get_num_threads()} thread(s)", flush=True)
         results.append(bench_energy_cache(model, cache, index, train_ids, args.energy_batch, args, device))
         print(_line(results[-1]), flush=True)
+        results.append(bench_store(model, cache, index, data["index"], train_ids, args.store_batch, args, device))
+        print(_line(results[-1]) + f"; store {results[-1]['store']['bytes_per_frame_in_memory'] / 1e6:.1f} MB/frame "
+              f"in memory, built at {results[-1]['store']['frames_per_s'] or float('nan'):.2f} frames/s "
+              f"({results[-1]['store']['backend']})", flush=True)
 
     # graphs once (as a training run does), timed separately
     n_graph = max(args.force_batches + [args.positions_energy_batch])
@@ -265,6 +321,7 @@ def main(argv=None) -> None:
         "cpu_count": os.cpu_count(), "loadavg_start_end": [load_start, os.getloadavg()],
         "note": "load averages above ~1 mean another process shared this machine",
         "graphs": read_and_graph, "results": results,
+        "ratios": _ratios(results),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -274,6 +331,19 @@ def main(argv=None) -> None:
         print(f"{r['mode']:26s} {r['batch_frames']:5d} {r['median_step_s']:9.4f} {r['configs_per_s']:10.1f} "
               f"{r['atoms_per_s']:10.0f}")
     print(f"\n{args.out}")
+
+
+def _ratios(results: list[dict]) -> dict:
+    """configs/s of the store route over the positions route (best batch) and the cache route."""
+    by = {}
+    for r in results:
+        by[r["mode"]] = max(by.get(r["mode"], 0.0), r["configs_per_s"])
+    out = {}
+    if "energy+forces/store" in by and "energy+forces/positions" in by:
+        out["forces_store_over_positions"] = by["energy+forces/store"] / by["energy+forces/positions"]
+    if "energy+forces/store" in by and "energy/cache" in by:
+        out["forces_store_over_energy_cache"] = by["energy+forces/store"] / by["energy/cache"]
+    return out
 
 
 def _line(r: dict) -> str:

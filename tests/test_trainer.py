@@ -268,7 +268,7 @@ def test_settings_from_config():
                                    "early_stopping": {"patience": None, "min_delta": 1e-7},
                                    "loss": {"forces": 0.1}, "seed": None}, seed=11)
     assert (s.schedule, s.t0, s.n_epochs, s.patience, s.min_delta, s.force_weight, s.seed) == \
-        ("cosine_restarts", 3, 9, None, 1e-7, 0.1, 11) and s.uses_positions
+        ("cosine_restarts", 3, 9, None, 1e-7, 0.1, 11) and s.uses_forces
     assert TrainSettings.from_dict(s.to_dict()) == s
     with pytest.raises(ConfigError, match="schedule 'cosine' unknown"):
         TrainSettings(schedule="cosine")
@@ -314,7 +314,7 @@ def test_non_finite_loss_stops_with_epoch_batch_and_checkpoint(energy_data, tmp_
     bad.energy[3] = float("nan")
     with pytest.raises(TrainingError, match=f"training energies are not finite for frames {train.frame_ids[3]}"):
         Trainer(fresh_model(cache, train), settings(), bad, val)
-    with pytest.raises(TrainingError, match="need training data with positions"):
+    with pytest.raises(TrainingError, match="need force labels: training data with positions"):
         Trainer(fresh_model(cache, train), settings(force_weight=1.0), train, val)
 
 

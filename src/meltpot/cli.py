@@ -411,10 +411,13 @@ def cmd_train(args) -> int:
         def dataset(frame_ids):
             if frame_ids.size == 0:
                 return None
-            if settings.uses_positions:
+            if settings.uses_forces and not args.derivatives:
                 return ForceDataset.from_index(index, index_path.parent, frame_ids, list(fs.elements),
                                                fs.cutoff_radius, dtype=dtype, device=settings.device)
-            return EnergyDataset(cache, index, frame_ids, dtype=dtype, device=settings.device)
+            data = EnergyDataset(cache, index, frame_ids, dtype=dtype, device=settings.device)
+            if settings.uses_forces:
+                data.attach_forces(args.derivatives, settings.force_element_weights)
+            return data
 
         train_data, val_data = dataset(ids["train"]), dataset(ids["validation"])
         model = HDNNP(fs, hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
@@ -422,7 +425,14 @@ def cmd_train(args) -> int:
         cache_meta = {"path": str(args.cache), "key": info["key"], "featureset": info["featureset"],
                       "featureset_hash": info["featureset_hash"], "stats_over": info["stats_over"]}
 
-    mode = "energies, forces and stress from positions" if settings.uses_positions else "energies from cached features"
+    if not settings.uses_forces:
+        mode = "energies from cached features"
+    elif args.derivatives:
+        store = train_data.forces_store
+        mode = (f"energies from cached features, forces of {len(store.frame_ids)} frames from the derivative store "
+                f"{args.derivatives} ({store.nbytes / 1e9:.2f} GB in memory)")
+    else:
+        mode = "energies, forces and stress from positions"
     n_in = ", ".join(f"{el} {n}" for el, n in model.describe()["n_features"].items())
     print(f"training an HDNNP on {fs.name} ({n_in} features) → {list(model.hidden)} → 1 "
           f"({cfg['model']['activation']}) on {len(train_data)} frames ({mode}); validation "
@@ -491,12 +501,15 @@ def cmd_manifest(args) -> int:
 
 
 # ----------------------------------------------------------------------------- select
-def _split_datasets(cache, index_path, splits_path, names, noise: int = 0, noise_seed: int = 0):
+def _split_datasets(cache, index_path, splits_path, names, noise: int = 0, noise_seed: int = 0,
+                    derivatives=None, element_weights=None, force_frames=None):
     """EnergyDataset of each named split (frames of the dataset index, features from ``cache``),
     the feature set of their columns and its per-element statistics over the training split.
 
     ``noise`` > 0 appends that many confounding noise features per element
-    (:mod:`meltpot.selection.noise`; needs "train" among ``names``)."""
+    (:mod:`meltpot.selection.noise`; needs "train" among ``names``). ``derivatives``: a
+    derivative store whose frames' forces the datasets then carry (force training);
+    ``force_frames``: at most that many of them in the training split's force term."""
     import numpy as np
 
     from .data.splits import read_splits
@@ -511,6 +524,13 @@ def _split_datasets(cache, index_path, splits_path, names, noise: int = 0, noise
         if ids.size == 0:
             raise MeltpotError(f"{splits_path}: the {name} split is empty")
         out[name] = EnergyDataset(cache, index, ids)
+        if derivatives and name != "test":
+            if noise:
+                raise MeltpotError("noise features exist only as cached features, with no derivatives: "
+                                   "set selection.forces: false (or training.loss.forces: 0) with noise_features")
+            out[name].attach_forces(derivatives, element_weights)
+            if force_frames is not None and name == "train":
+                out[name].forces_store = out[name].forces_store.thin(force_frames)
     fs = cache.featureset()
     stats = {el: cache.stats(el) for el in fs.elements}
     if noise:
@@ -522,6 +542,29 @@ def _split_datasets(cache, index_path, splits_path, names, noise: int = 0, noise
         out = {name: add_noise(d, fs) for name, d in out.items()}
         stats = column_stats(out["train"], fs)
     return out, fs, stats
+
+
+def _selection_settings(cfg, args, **overrides):
+    """TrainSettings of the selection commands: the training block, without its force and stress
+    terms unless ``selection.forces`` and a derivative store (``--derivatives``) are given."""
+    from .train.settings import TrainSettings
+
+    settings = TrainSettings.from_config(cfg["training"], progress=False, log_every=10**9, **overrides)
+    if settings.uses_forces and not (cfg["selection"]["forces"] and args.derivatives):
+        if cfg["selection"]["forces"]:
+            log.warning("training.loss has a force term but no --derivatives store was given: the selection "
+                        "fits energies only")
+        settings = settings.replace(force_weight=0.0, stress_weight=0.0, force_weight_limit=None,
+                                    stress_weight_limit=None, energy_weight=settings.energy_weight or 1.0)
+    return settings
+
+
+def _finite(x) -> float | None:
+    """A float, or None for NaN/inf (JSON has no NaN)."""
+    import math
+
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def _noise_options(cfg) -> tuple[int, int]:
@@ -537,6 +580,7 @@ def cmd_select_path(args) -> int:
     """λ path (GL → AGL → retrain) from a trained dense model; resumes in --out-dir."""
     import dataclasses
 
+    import numpy as np
     import torch
 
     from .config import load_config
@@ -557,15 +601,17 @@ def cmd_select_path(args) -> int:
     sel = SelectionSettings(**{k: v for k, v in sc.items() if k in names},
                             seed=derive_seed(cfg["seed"], "select-cold-init"))
     tcfg = cfg["training"]
-    settings = TrainSettings.from_config(tcfg, progress=False, log_every=10**9,
-                                         **({} if tcfg.get("seed") is not None
-                                            else {"seed": derive_seed(cfg["seed"], "select")}))
+    settings = _selection_settings(cfg, args, **({} if tcfg.get("seed") is not None
+                                                 else {"seed": derive_seed(cfg["seed"], "select")}))
     n_noise, noise_seed = _noise_options(cfg)
     with DescriptorCache(args.cache) as cache:
         check_featureset(model, cache.info()["featureset_hash"], what=f"the descriptors in {args.cache}",
                          source=str(args.model))
         data, fs, stats = _split_datasets(cache, args.index, args.splits, ("train", "validation"),
-                                          noise=n_noise, noise_seed=noise_seed)
+                                          noise=n_noise, noise_seed=noise_seed,
+                                          derivatives=args.derivatives if settings.uses_forces else None,
+                                          element_weights=settings.force_element_weights,
+                                          force_frames=sc["force_frames"])
     train, val = data["train"], data["validation"]
     out = Path(args.out_dir)
     if n_noise:
@@ -597,13 +643,24 @@ def cmd_select_path(args) -> int:
                               "n_total": int(last["n_total"]),
                               "end": bool(int(last["n_total"]) == 0 or len(table) <= args.until_step)}))
             return 0
-        row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"])
+        metric = sc["choose_by"]
+        if metric == "auto":
+            metric = "force_rmse" if settings.uses_forces else "energy_rmse"
+        column = "val_rmse" if metric == "energy_rmse" else "val_force_rmse"
+        if column == "val_force_rmse" and not np.isfinite(table["val_force_rmse_retrained"]).any():
+            raise MeltpotError("selection.choose_by: force_rmse needs force errors: fit forces in the selection "
+                               "(training.loss.forces > 0, selection.forces, --derivatives)")
+        row = choose(table, tolerance=sc["tolerance"], lam=sc["choose_lambda"], n_features=sc["choose_n_features"],
+                     metric=column)
         keep, lam = json.loads(row["kept"]), float(row["lambda"])
         chosen = {"rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
                            else f"smallest set within {sc['tolerance']:.0%} of the better of the dense model and the "
-                                "retrained full set (validation RMSE); else the most accurate"),
+                                f"retrained full set (validation {metric.replace('_', ' ')}); else the most accurate"),
+                  "metric": metric,
                   "step": int(row["step"]), "lambda": lam, "n_features": int(row["n_total"]),
                   "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),
+                  "val_force_rmse_dense": _finite(row["val_force_rmse_dense"]),
+                  "val_force_rmse_retrained": _finite(row["val_force_rmse_retrained"]),
                   "model": str(out / f"lambda_{int(row['step']):02d}" / "retrained.pt")}
     if not all(keep.values()):
         raise MeltpotError(f"{out}: the chosen λ {lam} leaves an element without features ({keep}); "
@@ -677,13 +734,16 @@ def cmd_select_compare(args) -> int:
     cfg = load_config(args.config)
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = TrainSettings.from_config(cfg["training"], progress=False, log_every=10**9)
+    settings = _selection_settings(cfg, args)
     if args.max_epochs:
         settings = settings.replace(max_epochs=args.max_epochs, restarts=None)
     n_noise, noise_seed = _noise_options(cfg)
     with DescriptorCache(args.cache) as cache:
         data, full, stats = _split_datasets(cache, args.index, args.splits, ("train", "validation", "test"),
-                                            noise=n_noise, noise_seed=noise_seed)
+                                            noise=n_noise, noise_seed=noise_seed,
+                                            derivatives=args.derivatives if settings.uses_forces else None,
+                                            element_weights=settings.force_element_weights,
+                                            force_frames=cfg["selection"]["force_frames"])
     sets = {} if args.without_full else {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
     for spec in args.sets or []:
         name, _, path = spec.partition("=")
@@ -807,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     dfs.add_argument("--angular-type", choices=["angular_narrow", "angular_wide"], default="angular_narrow")
     dfs.add_argument("--cutoff", choices=["polynomial", "cosine"], default="polynomial")
     dfs.set_defaults(func=cmd_descriptors_featureset)
+    from .descriptors import cli as cli_descriptors
+
+    cli_descriptors.add_commands(dsub)
     dp = dsub.add_parser("presets", help="list the feature-set presets")
     dp.set_defaults(func=cmd_descriptors_presets)
 
@@ -838,6 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", help="checkpoint file (default: OUT with suffix .ckpt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
     t.add_argument("--history", help="learning-curve CSV (default: OUT with suffix .history.csv)")
+    t.add_argument("--derivatives", help="derivative store (meltpot descriptors derivatives): forces and stress of "
+                                         "its frames from cached ∂G/∂r, without positions (default: through "
+                                         "positions when the loss has a force or stress term)")
     t.add_argument("--max-epochs", type=int, help="override training.max_epochs (and schedule.restarts)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="override training.device")
     t.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -853,6 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp_.add_argument("--index", required=True)
     sp_.add_argument("--splits", required=True)
     sp_.add_argument("--out-dir", required=True, help="per-λ models and metrics, path.csv, chosen.json, path.png")
+    sp_.add_argument("--derivatives", help="derivative store: the λ path fits the training loss's force term "
+                                           "(with selection.forces)")
     sp_.add_argument("--threads", type=int)
     sp_.add_argument("--until-step", type=int, help="compute the path only up to this λ step (0-based; earlier "
                                                     "steps are reused) and stop: one λ per workflow job")
@@ -883,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--max-epochs", type=int, help="override training.max_epochs")
     sc.add_argument("--threads", type=int)
     sc.add_argument("--out-dir", required=True)
+    sc.add_argument("--derivatives", help="derivative store: the models fit the training loss's force term "
+                                          "(with selection.forces); validation force errors are reported")
     sc.set_defaults(func=cmd_select_compare)
 
     an = sub.add_parser("analyze", help="structure, dynamics, local order and nucleation of trajectories")

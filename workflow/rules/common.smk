@@ -37,6 +37,23 @@ _fs_spec = resolve_featureset_spec(CFG["descriptors"]["featureset"], CFG["_base_
 FEATURESET_FILE = [_fs_spec] if Path(_fs_spec).is_file() else []
 DESCRIPTORS = f"{RUN}/descriptors/{re.sub(r'[^A-Za-z0-9_.-]', '_', FEATURESET.name)}.h5"
 
+# force training: the derivative store (∂G/∂r of a subset of frames) feeds the force and stress
+# terms of training and, with selection.forces, of the λ path and the comparison
+_LOSS = CFG["training"]["loss"]
+TRAIN_FORCES = any((_LOSS[k] or 0) > 0 for k in ("forces", "stress", "forces_limit", "stress_limit"))
+SELECT_FORCES = TRAIN_FORCES and CFG["selection"]["forces"]
+DERIVATIVES = DESCRIPTORS[: -len(".h5")] + ".derivatives.h5"
+
+
+def derivatives_input(on):
+    """The derivative store as a rule input ({} when forces are not fitted)."""
+    return {"derivatives": DERIVATIVES} if on else {}
+
+
+def derivatives_arg(input):
+    """--derivatives STORE when the rule has the store among its inputs."""
+    return f"--derivatives {input.derivatives}" if "derivatives" in input.keys() else ""
+
 
 # LAMMPS validation stage (workflow/rules/lammps.smk); a changed plugin source rebuilds the plugin
 import meltpot.plugin
@@ -143,7 +160,9 @@ STAGE_KEYS = {
     "imports": ("elements", "imports"),
     "dataset": ("elements", "units", "validation"),
     "split": ("seed", "split"),
-    "descriptors": ("elements", "descriptors"),
+    "descriptors": ("elements", "descriptors.featureset", "descriptors.dtype", "descriptors.device",
+                    "descriptors.chunk_frames"),
+    "derivatives": ("seed", "elements", "descriptors.featureset", "descriptors.derivatives"),
     "training": ("seed", "model", "training"),
     "selection": ("seed", "model", "training", "selection"),
     "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
@@ -184,7 +203,7 @@ PER_ELEMENT = CFG["selection"]["lambda_per_element"] and len(CFG["elements"]) > 
 N_LAMBDAS = len(CFG["selection"]["lambdas"]) if CFG["selection"]["lambdas"] else CFG["selection"]["max_lambdas"]
 SELECT_INPUTS = dict(config=run_config(), model=f"{RUN}/models/dense.pt", cache=DESCRIPTORS,
                      index=f"{RUN}/dataset/index.parquet", splits=f"{RUN}/dataset/splits.parquet",
-                     stage=stage_config("selection"))
+                     stage=stage_config("selection"), **derivatives_input(SELECT_FORCES))
 
 
 def previous_lambda(wc):

@@ -27,11 +27,13 @@ checkpoint select_lambda:
     params:
         out_dir=lambda wc, output: Path(output[0]).parent.parent,
         k=lambda wc: int(wc.step),
+        derivatives=lambda wc, input: derivatives_arg(input),
     conda:
         ENV
     shell:
         "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
-        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} --until-step {params.k} 2> {log}"
+        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} --until-step {params.k}"
+        " {params.derivatives} 2> {log}"
 
 
 rule select_path:
@@ -53,11 +55,12 @@ rule select_path:
         runtime=600,
     params:
         out_dir=lambda wc, output: Path(output.path).parent,
+        derivatives=lambda wc, input: derivatives_arg(input),
     conda:
         ENV
     shell:
         "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
-        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} 2> {log}"
+        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} {params.derivatives} 2> {log}"
 
 
 rule select_filter:
@@ -89,11 +92,13 @@ rule select_compare:
         agl=f"{SELECT}/agl/selected_featureset.yaml",
         filters=expand(f"{SELECT}/filters/{{method}}.yaml", method=FILTERS),
         stage=stage_config("selection"),
+        **derivatives_input(SELECT_FORCES),
     params:
         sets=lambda wc, input: " ".join([f"agl={input.agl}"] + [f"{m}={f}" for m, f in zip(FILTERS, input.filters)]),
         epochs=f"--max-epochs {CFG['selection']['compare_epochs']}" if CFG["selection"]["compare_epochs"] else "",
         seeds=CFG["selection"]["compare_seeds"],
         out_dir=lambda wc, output: Path(output.table).parent,
+        derivatives=lambda wc, input: derivatives_arg(input),
     output:
         table=report(f"{SELECT}/comparison/comparison.csv", caption="../../report/comparison.rst",
                      category="3 feature selection"),
@@ -109,4 +114,4 @@ rule select_compare:
     shell:
         "meltpot select compare {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
         " --sets {params.sets} --seeds {params.seeds} {params.epochs} --threads {threads}"
-        " --out-dir {params.out_dir} 2> {log}"
+        " --out-dir {params.out_dir} {params.derivatives} 2> {log}"

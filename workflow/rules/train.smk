@@ -10,6 +10,7 @@ rule train:
         cache=DESCRIPTORS,
         index=f"{RUN}/dataset/index.parquet",
         splits=f"{RUN}/dataset/splits.parquet",
+        **derivatives_input(TRAIN_FORCES),
     output:
         model=f"{RUN}/models/dense.pt",
         history=f"{RUN}/models/dense.history.csv",
@@ -23,11 +24,12 @@ rule train:
         runtime=120,
     params:
         checkpoint=f"{RUN}/models/dense.ckpt",
+        derivatives=lambda wc, input: derivatives_arg(input),
     conda:
         ENV
     shell:
         "meltpot train {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
-        " --out {output.model} --history {output.history} --checkpoint {params.checkpoint}"
+        " --out {output.model} --history {output.history} --checkpoint {params.checkpoint} {params.derivatives}"
         " --threads {threads} --no-progress 2> {log}"
 
 

@@ -44,8 +44,9 @@ def subset_indices(full: FeatureSet, subset: FeatureSet, name: str = "feature se
 
 
 def train_subset(keep: dict, full: FeatureSet, stats: dict, train, val, settings: TrainSettings, seed: int,
-                 hidden=(10, 10), activation: str = "tanh") -> HDNNP:
-    """A model on the features ``keep`` (scaled with the cached statistics), trained from seed."""
+                 hidden=(10, 10), activation: str = "tanh") -> tuple[HDNNP, dict]:
+    """A model on the features ``keep`` (scaled with the cached statistics), trained from seed,
+    and its validation metrics (energy and, where the data carry them, force errors)."""
     model = HDNNP(full.subset(keep), hidden=hidden, activation=activation)
     model.set_scaling({el: stats[el]["mean"][keep[el]] for el in full.elements},
                       {el: stats[el]["std"][keep[el]] for el in full.elements})
@@ -53,8 +54,9 @@ def train_subset(keep: dict, full: FeatureSet, stats: dict, train, val, settings
     counts = tr.counts.cpu().numpy()
     model.set_reference_energies(fit_reference_energies(tr.energy.cpu().numpy(), counts, full.elements))
     init_weights(model, seed)
-    Trainer(model, settings.replace(seed=seed), tr, va).fit()
-    return model
+    trainer = Trainer(model, settings.replace(seed=seed), tr, va)
+    trainer.fit()
+    return model, trainer.evaluate(va)
 
 
 def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, val, test,
@@ -67,9 +69,10 @@ def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, va
             rows.append(dict(done[key], set=name, same_as=done[key]["set"]))
             log.info("%s keeps the same features as %s: reusing its results", name, done[key]["set"])
             continue
-        rmses = []
+        rmses, force_rmses = [], []
         for seed in seeds:
-            model = train_subset(keep, full, stats, train, val, settings, seed, hidden, activation)
+            model, val_metrics = train_subset(keep, full, stats, train, val, settings, seed, hidden, activation)
+            force_rmses.append(float(val_metrics.get("force_rmse", float("nan"))))
             te = test.select_features(keep)
             with_no_grad = Trainer(model, settings, te, te).evaluate(te)
             rmses.append(float(with_no_grad["energy_rmse"]))
@@ -80,6 +83,8 @@ def compare_sets(sets: dict[str, dict], full: FeatureSet, stats: dict, train, va
                      "n_noise": n_noise,
                      "test_rmse_mean": float(np.mean(rmses)), "test_rmse_std": float(np.std(rmses, ddof=1))
                      if len(rmses) > 1 else 0.0, "seeds": len(rmses), "test_rmse_all": rmses,
+                     "val_force_rmse_mean": float(np.mean(force_rmses)),
+                     "val_force_rmse_std": float(np.std(force_rmses, ddof=1)) if len(force_rmses) > 1 else 0.0,
                      "kept": {el: list(map(int, v)) for el, v in keep.items()}, "same_as": ""})
         done[key] = rows[-1]
     return pd.DataFrame(rows)

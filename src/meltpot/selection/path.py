@@ -138,10 +138,13 @@ def run_lambda(model, lam, train, val, train_settings: TrainSettings, sel: Selec
         epochs = sel.retrain_epochs or train_settings.max_epochs
         Trainer(small, train_settings.replace(max_epochs=epochs), tr, va).fit()
         result["retrained_model"] = small
-        result["val_rmse_retrained"] = float(_evaluate(small, va, train_settings)["energy_rmse"])
+        metrics = _evaluate(small, va, train_settings)
+        result["val_rmse_retrained"] = float(metrics["energy_rmse"])
+        result["val_force_rmse_retrained"] = float(metrics.get("force_rmse", float("nan")))
     else:
         result["retrained_model"] = None
         result["val_rmse_retrained"] = float("nan")
+        result["val_force_rmse_retrained"] = float("nan")
     return result
 
 
@@ -174,6 +177,10 @@ def _fingerprint(model, train, val, train_settings: TrainSettings, sel: Selectio
             if value is not None:
                 value = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
                 h.update(np.ascontiguousarray(value, dtype=float).tobytes())
+        store = getattr(data, "forces_store", None)
+        if store is not None:                      # the frames with forces, and their labels
+            h.update(np.ascontiguousarray(store.frame_ids, dtype=float).tobytes())
+            h.update(store.forces.detach().cpu().numpy().tobytes())
     h.update(json.dumps([asdict(sel), asdict(train_settings), element], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -191,7 +198,9 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    dense_val = float(_evaluate(model, val, train_settings)["energy_rmse"])
+    dense_metrics = _evaluate(model, val, train_settings)
+    dense_val = float(dense_metrics["energy_rmse"])
+    dense_force = float(dense_metrics.get("force_rmse", float("nan")))
     if sel.lambdas:
         lambdas = list(sel.lambdas)
     else:
@@ -239,6 +248,8 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
                "n_total": sum(summary["n_kept"].values()), "val_rmse_dense": dense_val,
                "val_rmse_penalised": summary["val_rmse_penalised"],
                "val_rmse_retrained": summary["val_rmse_retrained"],
+               "val_force_rmse_dense": dense_force,
+               "val_force_rmse_retrained": summary.get("val_force_rmse_retrained", float("nan")),
                "kept": json.dumps(summary["keep"])}
         for el, norms in summary["agl_norms"].items():
             row.update({f"norm_{el}_{j}": v for j, v in enumerate(norms)})
@@ -256,10 +267,14 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
 
 
 def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = None,
-           n_features: int | None = None) -> pd.Series:
+           n_features: int | None = None, metric: str = "val_rmse") -> pd.Series:
     """The chosen λ: by default the smallest feature set whose retrained validation RMSE is
     within ``tolerance`` (relative) of the better of the dense model and the retrained
-    full-size set; or the row of a given λ, or the largest set with at most ``n_features``."""
+    full-size set; or the row of a given λ, or the largest set with at most ``n_features``.
+    ``metric``: ``val_rmse`` (energy per atom) or ``val_force_rmse`` (force components)."""
+    if metric != "val_rmse":
+        table = table.copy()
+        table["val_rmse_retrained"], table["val_rmse_dense"] = table[f"{metric}_retrained"], table[f"{metric}_dense"]
     ok = table[np.isfinite(table["val_rmse_retrained"])]
     if lam is not None:
         return table.iloc[int(np.argmin(np.abs(np.log(table["lambda"] / lam))))]

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 
 SCHEDULES = ("constant", "plateau", "step", "cosine_restarts")
 DTYPES = ("float64", "float32")
+MONITORS = ("auto", "loss", "energy_rmse", "energy_mae", "force_rmse", "force_mae", "stress_rmse")
 
 # config key path (within ``training``) → dataclass field
 _CONFIG_KEYS = {
@@ -38,6 +39,12 @@ _CONFIG_KEYS = {
     ("loss", "energy"): "energy_weight",
     ("loss", "forces"): "force_weight",
     ("loss", "stress"): "stress_weight",
+    ("loss", "energy_limit"): "energy_weight_limit",
+    ("loss", "forces_limit"): "force_weight_limit",
+    ("loss", "stress_limit"): "stress_weight_limit",
+    ("loss", "force_fraction"): "force_fraction",
+    ("loss", "element_weights"): "force_element_weights",
+    ("monitor",): "monitor",
     ("seed",): "seed",
     ("device",): "device",
     ("dtype",): "dtype",
@@ -68,7 +75,14 @@ class TrainSettings:
     the best epoch at the end.
 
     Loss: ``energy_weight``·MSE(energy per atom) + ``force_weight``·MSE(force components)
-    + ``stress_weight``·MSE(stress components, Voigt).
+    + ``stress_weight``·MSE(stress components, Voigt). With a ``*_limit`` set, that weight
+    moves from its start value to the limit as the learning rate falls (DeePMD's prefactors:
+    w = limit + (start − limit)·lr/lr₀); validation losses and the monitor use the limits.
+    ``force_fraction`` < 1: each step fits the forces of that random fraction of the atoms
+    (n2p2's fraction of force updates; cheaper with cached derivatives).
+    ``force_element_weights``: factor per element on its atoms' force errors (default 1).
+    ``monitor``: the validation metric for the schedule, early stopping and the best state;
+    ``auto`` = ``loss`` when forces or stress are fitted, else ``energy_rmse``.
     """
 
     max_epochs: int = 2000
@@ -89,6 +103,12 @@ class TrainSettings:
     energy_weight: float = 1.0
     force_weight: float = 0.0
     stress_weight: float = 0.0
+    energy_weight_limit: float | None = None
+    force_weight_limit: float | None = None
+    stress_weight_limit: float | None = None
+    force_fraction: float = 1.0
+    force_element_weights: dict | None = None
+    monitor: str = "auto"
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float64"
@@ -125,6 +145,13 @@ class TrainSettings:
         for name in ("energy_weight", "force_weight", "stress_weight"):
             need(getattr(self, name) >= 0, f"loss weight {name} must be >= 0, got {getattr(self, name)}")
         need(self.energy_weight + self.force_weight + self.stress_weight > 0, "all loss weights are zero")
+        for name in ("energy_weight_limit", "force_weight_limit", "stress_weight_limit"):
+            v = getattr(self, name)
+            need(v is None or v >= 0, f"loss weight limit {name} must be >= 0 or null, got {v}")
+        need(0 < self.force_fraction <= 1, f"loss force_fraction must be in (0, 1], got {self.force_fraction}")
+        for el, w in (self.force_element_weights or {}).items():
+            need(float(w) >= 0, f"loss element_weights[{el}] must be >= 0, got {w}")
+        need(self.monitor in MONITORS, f"monitor {self.monitor!r} unknown; allowed: {', '.join(MONITORS)}")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -136,9 +163,31 @@ class TrainSettings:
         return int(self.max_epochs)
 
     @property
-    def uses_positions(self) -> bool:
-        """Force or stress terms in the loss: training must go through positions."""
-        return self.force_weight > 0 or self.stress_weight > 0
+    def uses_forces(self) -> bool:
+        """Force or stress terms in the loss (at the start or the limit of a ramp)."""
+        return any((w or 0) > 0 for w in (self.force_weight, self.stress_weight, self.force_weight_limit,
+                                           self.stress_weight_limit))
+
+    def weights(self, lr: float | None = None) -> tuple[float, float, float]:
+        """(energy, force, stress) weights at learning rate ``lr``; None: the limits (the final
+        weights, used for validation losses and the monitor)."""
+        out = []
+        for start, limit in ((self.energy_weight, self.energy_weight_limit),
+                             (self.force_weight, self.force_weight_limit),
+                             (self.stress_weight, self.stress_weight_limit)):
+            if limit is None:
+                out.append(float(start))
+            elif lr is None:
+                out.append(float(limit))
+            else:
+                out.append(float(limit + (start - limit) * lr / self.lr))
+        return out[0], out[1], out[2]
+
+    @property
+    def monitor_metric(self) -> str:
+        if self.monitor != "auto":
+            return self.monitor
+        return "loss" if self.uses_forces else "energy_rmse"
 
     @property
     def torch_dtype(self):

@@ -72,6 +72,11 @@ def _is_graph_data(data) -> bool:
     return hasattr(data, "graphs")
 
 
+def _store(data):
+    """The derivative store attached to cached-feature data (None: none, or graph data)."""
+    return getattr(data, "forces_store", None) if data is not None else None
+
+
 def _element_counts(data, n_elements: int) -> np.ndarray:
     if hasattr(data, "counts"):
         return data.counts.detach().cpu().numpy()
@@ -256,16 +261,17 @@ class _Errors:
             self.n_s += int(terms["n_s"])
 
     def metrics(self, settings: TrainSettings) -> dict:
+        w_e, w_f, w_s = settings.weights(None)
         out = {"energy_rmse": math.sqrt(self.e_se / max(self.n_frames, 1)),
                "energy_mae": self.e_ae / max(self.n_frames, 1), "n_frames": self.n_frames}
-        loss = settings.energy_weight * self.e_se / max(self.n_frames, 1)
+        loss = w_e * self.e_se / max(self.n_frames, 1)
         if self.n_f:
             out["force_rmse"] = math.sqrt(self.f_se / self.n_f)
             out["force_mae"] = self.f_ae / self.n_f
-            loss += settings.force_weight * self.f_se / self.n_f
+            loss += w_f * self.f_se / self.n_f
         if self.n_s:
             out["stress_rmse"] = math.sqrt(self.s_se / self.n_s)
-            loss += settings.stress_weight * self.s_se / self.n_s
+            loss += w_s * self.s_se / self.n_s
         out["loss"] = loss
         return out
 
@@ -301,14 +307,20 @@ class Trainer:
                 self._check_data(name, data)
         if len(train_data) == 0:
             raise TrainingError("no training frames")
-        if settings.uses_positions and not _is_graph_data(train_data):
-            raise TrainingError("force or stress terms in the loss need training data with positions "
-                                "(a ForceDataset), not cached features (an EnergyDataset)")
-        if settings.stress_weight > 0 and any(s is None for s in train_data.stress):
+        store = _store(train_data)
+        if settings.uses_forces and not _is_graph_data(train_data) and store is None:
+            raise TrainingError("force or stress terms in the loss need force labels: training data with "
+                                "positions (a ForceDataset) or cached features with a derivative store "
+                                "(EnergyDataset.attach_forces)")
+        if settings.stress_weight > 0 and _is_graph_data(train_data) and any(s is None for s in train_data.stress):
             bad = [i for i, s in enumerate(train_data.stress) if s is None]
             raise TrainingError(f"loss.stress > 0 but training frames {_frame_names(train_data, bad)} have no stress")
+        if settings.stress_weight > 0 and store is not None and not store.has_stress:
+            bad = torch.nonzero(~torch.isfinite(store.stress).all(1)).squeeze(-1).cpu().numpy()
+            raise TrainingError(f"loss.stress > 0 but training frames {', '.join(map(str, store.frame_ids[bad][:8]))} "
+                                f"of {store.path} have no stress")
         if monitor is None:
-            monitor = "energy_rmse"
+            monitor = settings.monitor_metric
         if isinstance(monitor, str):
             key = monitor
             self.monitor_name = key
@@ -353,9 +365,13 @@ class Trainer:
             if bad:
                 raise TrainingError(f"{name} forces are not finite in frames {_frame_names(data, bad)}")
 
-    def _terms(self, data, idx: torch.Tensor, forces: bool, stress: bool, create_graph: bool) -> dict:
-        """Predictions of the frames ``idx`` of ``data`` and their loss terms."""
+    def _terms(self, data, idx: torch.Tensor, forces: bool, stress: bool, create_graph: bool,
+               weights: tuple | None = None, generator: torch.Generator | None = None) -> dict:
+        """Predictions of the frames ``idx`` of ``data`` and their loss terms (``weights``:
+        (energy, force, stress) weights; default the final ones)."""
         s = self.settings
+        w_e, w_f, w_s = weights if weights is not None else s.weights(None)
+        store = _store(data)
         if _is_graph_data(data):
             sel = idx.tolist()
             out = predict(self.model, [data.graphs[i] for i in sel], forces=forces, stress=stress,
@@ -366,17 +382,37 @@ class Trainer:
         de = (out["energy"] - data.energy[idx]) / n
         se = (de * de).sum()
         terms = {"e_se": se.detach(), "e_ae": de.detach().abs().sum(), "n_frames": int(idx.numel())}
-        loss = s.energy_weight * se / idx.numel()
+        loss = w_e * se / idx.numel()
         if "forces" in out:
             df = out["forces"] - torch.cat([data.forces[i] for i in sel])
             fse = (df * df).sum()
             terms.update(f_se=fse.detach(), f_ae=df.detach().abs().sum(), n_f=df.numel())
-            loss = loss + s.force_weight * fse / df.numel()
+            loss = loss + w_f * fse / df.numel()
         if "stress" in out:
             ds = _voigt(out["stress"]) - torch.stack([data.stress[i] for i in sel])
             sse = (ds * ds).sum()
             terms.update(s_se=sse.detach(), n_s=ds.numel())
-            loss = loss + s.stress_weight * sse / ds.numel()
+            loss = loss + w_s * sse / ds.numel()
+        if store is not None and (forces or stress):
+            fidx = store.frame_of[idx]
+            fidx = fidx[fidx >= 0]
+            if fidx.numel():
+                fraction = s.force_fraction if generator is not None else 1.0
+                res = store.predict(self.model, fidx, create_graph=create_graph, stress=stress,
+                                    atom_fraction=fraction, generator=generator)
+                df = res["forces"] - res["reference"]
+                wdf = df * res["weight"][:, None].sqrt()
+                if res["mask"] is not None:
+                    df, wdf = df[res["mask"]], wdf[res["mask"]]
+                if df.numel():
+                    fse = (wdf * wdf).sum()
+                    terms.update(f_se=(df.detach() ** 2).sum(), f_ae=df.detach().abs().sum(), n_f=df.numel())
+                    loss = loss + w_f * fse / df.numel()
+                if stress:
+                    ds = _voigt(res["stress"]) - res["stress_reference"]
+                    sse = (ds * ds).sum()
+                    terms.update(s_se=sse.detach(), n_s=ds.numel())
+                    loss = loss + w_s * sse / ds.numel()
         terms["loss"] = loss
         return terms
 
@@ -385,13 +421,15 @@ class Trainer:
         errors per atom, force/stress errors where the data have them, weighted loss."""
         data = data if data is not None else (self.val_data if self.val_data is not None else self.train_data)
         graph = _is_graph_data(data)
-        stress = graph and all(st is not None for st in data.stress)
-        bs = self.settings.batch_size if graph else self.settings.eval_batch_size
+        store = _store(data)
+        forces = graph or store is not None
+        stress = (graph and all(st is not None for st in data.stress)) or (store is not None and store.has_stress)
+        bs = self.settings.batch_size if forces else self.settings.eval_batch_size
         acc = _Errors()
-        with torch.set_grad_enabled(graph):
+        with torch.set_grad_enabled(forces):
             for a in range(0, len(data), bs):
                 idx = torch.arange(a, min(a + bs, len(data)), device=self.device)
-                acc.add(self._terms(data, idx, forces=graph, stress=stress, create_graph=False))
+                acc.add(self._terms(data, idx, forces=forces, stress=stress, create_graph=False))
         return acc.metrics(self.settings)
 
     # ------------------------------------------------------------------ checkpoints
@@ -492,13 +530,16 @@ class Trainer:
         gen = torch.Generator(device="cpu").manual_seed(derive_seed(s.seed, "shuffle", epoch))
         perm = torch.randperm(n, generator=gen).to(self.device)
         n_batches = math.ceil(n / s.batch_size)
-        graph = _is_graph_data(self.train_data)
+        labels = _is_graph_data(self.train_data) or _store(self.train_data) is not None
+        force_gen = torch.Generator(device="cpu").manual_seed(derive_seed(s.seed, "force-fraction", epoch))
         acc = _Errors()
         for b in range(n_batches):
             idx = perm[b * s.batch_size:(b + 1) * s.batch_size]
             self.optimizer.zero_grad(set_to_none=True)
-            terms = self._terms(self.train_data, idx, forces=graph and s.force_weight > 0,
-                                stress=graph and s.stress_weight > 0, create_graph=True)
+            weights = s.weights(self.lr)
+            terms = self._terms(self.train_data, idx, forces=labels and weights[1] > 0,
+                                stress=labels and weights[2] > 0, create_graph=True, weights=weights,
+                                generator=force_gen)
             loss = terms["loss"]
             if self.penalty is not None:
                 pen = self.penalty(self.model)
