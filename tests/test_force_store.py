@@ -227,3 +227,17 @@ def test_cli_derivatives_and_train_with_forces(alloy, tmp_path, capsys):
                  "--derivatives", str(tmp_path / "d.h5"), "--no-progress"]) == 0
     out = capsys.readouterr()
     assert "force RMSE" in out.out and "derivative store" in out.err
+
+
+def test_compiled_prediction_equals_autograd_through_positions(alloy):
+    """predict_compiled (kernel ∂G/∂r, as evaluation uses it) = predict (autograd) to round-off."""
+    from meltpot.model.batch import predict_compiled
+
+    fs = alloy["fs"]
+    model = _model(fs, seed=7)
+    graphs = [frame_graph(a, fs.elements, fs.cutoff_radius) for a in alloy["frames"]]
+    ref = predict(model, graphs, forces=True, stress=True)
+    out = predict_compiled(model, graphs, stress=True)
+    assert torch.allclose(out["energy"], ref["energy"].detach(), rtol=1e-12, atol=0)
+    assert torch.allclose(out["forces"], ref["forces"], rtol=0, atol=1e-10 * float(ref["forces"].abs().max()))
+    assert torch.allclose(out["stress"], ref["stress"], rtol=0, atol=1e-10 * float(ref["stress"].abs().max()))

@@ -93,3 +93,39 @@ def voigt(stress: torch.Tensor) -> np.ndarray:
     """(…, 3, 3) → (…, 6) in ASE's order xx, yy, zz, yz, xz, xy."""
     s = stress.detach().cpu().numpy()
     return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], -1)
+
+
+def predict_compiled(model, graphs: list[FrameGraph], stress: bool = False) -> dict:
+    """As :func:`predict` with forces (no ``create_graph``), but the symmetry functions and their
+    derivatives ∂G/∂r_ij come from the compiled kernel (:mod:`meltpot.descriptors.kernel`): only
+    the networks go through autograd (∂E/∂G), forces and stress are contractions with ∂G/∂r.
+    The same numbers to round-off, several times faster on the CPU; KernelBuildError without a
+    C++ compiler."""
+    from ..descriptors.kernel import KernelSymmetryFunctions
+
+    kernel = getattr(model, "_compiled_kernel", None)
+    if kernel is None:
+        kernel = KernelSymmetryFunctions(model.featureset)
+        object.__setattr__(model, "_compiled_kernel", kernel)   # not a module attribute
+    energies, forces, stresses, e_atoms = [], [], [], []
+    for g in graphs:
+        dtype = g.positions.dtype
+        rij = g.positions[g.neighbor] - g.positions[g.center] + g.shift @ g.cell
+        G, dG = kernel.compute(g.species, g.center, g.neighbor, rij, g.n_atoms, derivatives=True)
+        G = G.to(dtype).requires_grad_(True)
+        with torch.enable_grad():
+            e = model.atomic_energies(G, g.species)
+            (dEdG,) = torch.autograd.grad(e.sum(), G)
+        gp = torch.bmm(dEdG[g.center].unsqueeze(1), dG.to(dtype)).squeeze(1)       # ∂E/∂r_ij
+        f = torch.zeros(g.n_atoms, 3, dtype=dtype).index_add(0, g.center, gp).index_add(0, g.neighbor, -gp)
+        energies.append(e.detach().sum())
+        e_atoms.append(e.detach())
+        forces.append(f)
+        if stress:
+            volume = torch.linalg.det(g.cell).abs()
+            stresses.append((rij[:, :, None] * gp[:, None, :]).sum(0) / volume)
+    out = {"energy": torch.stack(energies), "forces": torch.cat(forces),
+           "n_atoms": torch.tensor([g.n_atoms for g in graphs]), "atomic_energies": torch.cat(e_atoms)}
+    if stress:
+        out["stress"] = torch.stack(stresses)
+    return out

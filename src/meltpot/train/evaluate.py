@@ -95,6 +95,20 @@ def _read_split_frames(index: pd.DataFrame, root: Path, frame_ids: np.ndarray):
     return frames, sources
 
 
+def _predict_forces(model, graphs, device):
+    """Energies and forces of frames: by the compiled kernel on the CPU when it builds (the same
+    numbers, no autograd through the descriptors), else by autograd through positions."""
+    from ..descriptors.kernel import KernelBuildError
+    from ..model.batch import predict_compiled
+
+    if torch.device(device).type == "cpu" and not getattr(model.featureset, "has_noise", False):
+        try:
+            return predict_compiled(model, graphs)
+        except KernelBuildError as exc:
+            log.warning("compiled kernel unavailable (%s): forces through positions by autograd", exc)
+    return predict(model, graphs, forces=True)
+
+
 def _force_errors(model, index, root, frame_ids, batch_frames, device):
     """Force predictions for the frames (those with force labels), a batch at a time.
 
@@ -108,7 +122,7 @@ def _force_errors(model, index, root, frame_ids, batch_frames, device):
         sel = keep[s:s + batch_frames]
         ds = ForceDataset([frames[k] for k in sel], model.elements, model.cutoff, device=device,
                           sources=[sources[k] for k in sel])
-        out = predict(model, ds.graphs, forces=True)
+        out = _predict_forces(model, ds.graphs, device)
         ref.append(torch.cat(ds.forces).cpu().numpy())
         pred.append(out["forces"].detach().cpu().numpy())
         fid_atom.append(np.repeat(frame_ids[sel], ds.n_atoms.cpu().numpy()))
