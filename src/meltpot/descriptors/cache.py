@@ -168,43 +168,54 @@ def _attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def inspect_cache(path: str | os.PathLike, key: str | None = None, verify: bool = False) -> tuple[bool, str]:
-    """``(usable, reason)`` for a cache file: whether it is complete, readable, consistent and
-    (if ``key`` is given) has that key. ``verify`` reads every dataset once (Fletcher-32)."""
+def inspect_h5(path: str | os.PathLike, check) -> tuple[bool, str]:
+    """``(usable, reason)`` of an HDF5 file: missing, unreadable or corrupt (whatever h5py
+    raises), or what ``check(file)`` objects to (a reason string; None: usable)."""
     path = Path(path)
     if not path.exists():
         return False, "does not exist"
     try:
         with h5py.File(path, "r") as f:
-            a = f.attrs
-            if "complete" not in a or "key" not in a:
-                return False, "not a meltpot descriptor cache (no key/complete attributes)"
-            if int(a.get("format_version", -1)) != FORMAT_VERSION:
-                return False, f"written in layout version {a.get('format_version')}, expected {FORMAT_VERSION}"
-            if not bool(a["complete"]):
-                return False, "incomplete (complete = False: an interrupted or failed computation)"
-            elements = [_attr_str(e) for e in a["elements"]]
-            n_atoms, n_frames = int(a["n_atoms"]), int(a["n_frames"])
-            rows = 0
-            for el in elements:
-                g = f[f"elements/{el}"]
-                if not (g["G"].shape[0] == g["frame_id"].shape[0] == g["atom"].shape[0]):
-                    return False, f"element {el}: G, frame_id and atom have different lengths"
-                rows += g["G"].shape[0]
-                for k in ("min", "max", "mean", "std"):
-                    if f[f"stats/{el}/{k}"].shape != (g["G"].shape[1],):
-                        return False, f"stats/{el}/{k} has the wrong shape"
-            if rows != n_atoms or f["atoms/species"].shape != (n_atoms,) or f["atoms/row"].shape != (n_atoms,):
-                return False, f"atom counts do not add up ({rows} rows for {n_atoms} atoms)"
-            if f["frames/atom_offset"].shape != (n_frames + 1,) or int(f["frames/atom_offset"][-1]) != n_atoms:
-                return False, "frame offsets do not match the atom count"
-            if verify:
-                _verify(f)
-            if key is not None and _attr_str(a["key"]) != key:
-                return False, "stale (key differs)"
+            reason = check(f)
     except Exception as exc:  # noqa: BLE001 - whatever h5py raises, the file is not usable
         return False, f"unreadable or corrupt ({type(exc).__name__}: {exc})"
-    return True, "ok"
+    return (False, reason) if reason else (True, "ok")
+
+
+def inspect_cache(path: str | os.PathLike, key: str | None = None, verify: bool = False) -> tuple[bool, str]:
+    """``(usable, reason)`` for a cache file: whether it is complete, readable, consistent and
+    (if ``key`` is given) has that key. ``verify`` reads every dataset once (Fletcher-32)."""
+
+    def check(f) -> str | None:
+        a = f.attrs
+        if "complete" not in a or "key" not in a:
+            return "not a meltpot descriptor cache (no key/complete attributes)"
+        if int(a.get("format_version", -1)) != FORMAT_VERSION:
+            return f"written in layout version {a.get('format_version')}, expected {FORMAT_VERSION}"
+        if not bool(a["complete"]):
+            return "incomplete (complete = False: an interrupted or failed computation)"
+        elements = [_attr_str(e) for e in a["elements"]]
+        n_atoms, n_frames = int(a["n_atoms"]), int(a["n_frames"])
+        rows = 0
+        for el in elements:
+            g = f[f"elements/{el}"]
+            if not (g["G"].shape[0] == g["frame_id"].shape[0] == g["atom"].shape[0]):
+                return f"element {el}: G, frame_id and atom have different lengths"
+            rows += g["G"].shape[0]
+            for k in ("min", "max", "mean", "std"):
+                if f[f"stats/{el}/{k}"].shape != (g["G"].shape[1],):
+                    return f"stats/{el}/{k} has the wrong shape"
+        if rows != n_atoms or f["atoms/species"].shape != (n_atoms,) or f["atoms/row"].shape != (n_atoms,):
+            return f"atom counts do not add up ({rows} rows for {n_atoms} atoms)"
+        if f["frames/atom_offset"].shape != (n_frames + 1,) or int(f["frames/atom_offset"][-1]) != n_atoms:
+            return "frame offsets do not match the atom count"
+        if verify:
+            _verify(f)
+        if key is not None and _attr_str(a["key"]) != key:
+            return "stale (key differs)"
+        return None
+
+    return inspect_h5(path, check)
 
 
 def _verify(f: h5py.File) -> None:

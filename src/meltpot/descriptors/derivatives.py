@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 
 from ..errors import FrameError, MeltpotError
-from .cache import _attr_str, _check_dtype, _sha, check_elements, frames_key, read_index
+from .cache import _attr_str, _check_dtype, _sha, check_elements, frames_key, inspect_h5, read_index
 from .featureset import FeatureSet
 
 log = logging.getLogger("meltpot.descriptors.derivatives")
@@ -156,26 +156,23 @@ class StoreResult:
 
 def inspect_store(path: str | os.PathLike, key: str | None = None) -> tuple[bool, str]:
     """``(usable, reason)``: complete, our format, consistent and (if given) of ``key``."""
-    path = Path(path)
-    if not path.exists():
-        return False, "does not exist"
-    try:
-        with h5py.File(path, "r") as f:
-            a = f.attrs
-            if _attr_str(a.get("format", "")) != FORMAT:
-                return False, "not a meltpot derivative store"
-            if int(a.get("format_version", -1)) != FORMAT_VERSION:
-                return False, f"layout version {a.get('format_version')}, expected {FORMAT_VERSION}"
-            if not bool(a.get("complete", False)):
-                return False, "incomplete (an interrupted computation)"
-            n, P = int(a["n_frames"]), int(a["n_pairs"])
-            if f["frames/pair_offset"].shape != (n + 1,) or f["pairs/dG"].shape[0] != P:
-                return False, "pair counts do not add up"
-            if key is not None and _attr_str(a["key"]) != key:
-                return False, "stale (key differs)"
-    except Exception as exc:  # noqa: BLE001 - whatever h5py raises, the file is not usable
-        return False, f"unreadable or corrupt ({type(exc).__name__}: {exc})"
-    return True, "ok"
+
+    def check(f) -> str | None:
+        a = f.attrs
+        if _attr_str(a.get("format", "")) != FORMAT:
+            return "not a meltpot derivative store"
+        if int(a.get("format_version", -1)) != FORMAT_VERSION:
+            return f"layout version {a.get('format_version')}, expected {FORMAT_VERSION}"
+        if not bool(a.get("complete", False)):
+            return "incomplete (an interrupted computation)"
+        n, P = int(a["n_frames"]), int(a["n_pairs"])
+        if f["frames/pair_offset"].shape != (n + 1,) or f["pairs/dG"].shape[0] != P:
+            return "pair counts do not add up"
+        if key is not None and _attr_str(a["key"]) != key:
+            return "stale (key differs)"
+        return None
+
+    return inspect_h5(path, check)
 
 
 def _stress_voigt(st) -> np.ndarray:
