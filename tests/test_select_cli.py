@@ -95,3 +95,39 @@ def test_select_noise_features_through_path_filter_and_compare(data_dir, tmp_pat
     assert table.set_index("set").loc["cur", "n_noise"] == sum(x.startswith("noise") for x in labels)
     assert table.set_index("set").loc["full", "n_features"] == n_real + 3
     assert "noise" in capsys.readouterr().out
+
+
+def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog):  # noqa: F811
+    """selection.forces: the λ path, retraining and comparison fit the training loss's force term
+    from the derivative store; the choice rule then uses the validation force RMSE."""
+    cfg_path = _config(tmp_path, data_dir / "tiny.yaml", loss={"forces": 0.1})
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["training"]["max_epochs"] = 4
+    cfg["descriptors"]["derivatives"] = {"train_frames": 12, "validation_frames": 4}
+    cfg["selection"] = {"gl_epochs": 3, "agl_epochs": 3, "retrain_epochs": 3, "lambda_factor": 30.0,
+                        "max_lambdas": 4, "tolerance": 10.0, "force_frames": 8, "compare_seeds": 1}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    common = ["--cache", str(data_dir / "tiny.h5"), "--index", str(data_dir / "index.parquet"),
+              "--splits", str(data_dir / "splits.parquet")]
+    store = tmp_path / "d.h5"
+    assert main(["descriptors", "derivatives", str(cfg_path), "--index", str(data_dir / "index.parquet"),
+                 "--splits", str(data_dir / "splits.parquet"), "--out", str(store), "--no-progress"]) == 0
+    dense = tmp_path / "dense.pt"
+    assert main(["train", str(cfg_path), *common, "--out", str(dense), "--derivatives", str(store),
+                 "--no-progress"]) == 0
+    out = tmp_path / "select"
+    assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir", str(out),
+                 "--derivatives", str(store)]) == 0
+    table = pd.read_csv(out / "path.csv")
+    assert table["val_force_rmse_dense"].notna().all()
+    chosen = json.loads((out / "chosen.json").read_text())
+    assert chosen["metric"] == "force_rmse" and chosen["val_force_rmse_retrained"] > 0
+    assert main(["select", "compare", str(cfg_path), *common, "--sets", f"agl={out / 'selected_featureset.yaml'}",
+                 "--seeds", "1", "--max-epochs", "2", "--derivatives", str(store), "--out-dir",
+                 str(tmp_path / "cmp")]) == 0
+    comp = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert set(comp["set"]) == {"full", "agl"} and (comp["val_force_rmse_mean"] > 0).all()
+    # without the store the selection fits energies only, and says so
+    assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir",
+                 str(tmp_path / "energy-only")]) == 0
+    assert "fits energies only" in caplog.text

@@ -554,8 +554,7 @@ def _selection_settings(cfg, args, **overrides):
         if cfg["selection"]["forces"]:
             log.warning("training.loss has a force term but no --derivatives store was given: the selection "
                         "fits energies only")
-        settings = settings.replace(force_weight=0.0, stress_weight=0.0, force_weight_limit=None,
-                                    stress_weight_limit=None, energy_weight=settings.energy_weight or 1.0)
+        settings = settings.energy_only()
     return settings
 
 

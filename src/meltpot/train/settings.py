@@ -183,6 +183,12 @@ class TrainSettings:
                 out.append(float(limit + (start - limit) * lr / self.lr))
         return out[0], out[1], out[2]
 
+    def energy_only(self) -> "TrainSettings":
+        """The same settings without force and stress terms (energy weight kept, 1 if it was 0)."""
+        return self.replace(force_weight=0.0, stress_weight=0.0, force_weight_limit=None, stress_weight_limit=None,
+                            energy_weight=self.energy_weight or 1.0,
+                            energy_weight_limit=None if not self.energy_weight else self.energy_weight_limit)
+
     @property
     def monitor_metric(self) -> str:
         if self.monitor != "auto":
