@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The README's numbers of the default run, written from a run folder (never copied by hand).
+
+    python scripts/readme_numbers.py results/al-default            # print the paragraph
+    python scripts/readme_numbers.py results/al-default --write    # replace it in README.md
+    python scripts/readme_numbers.py results/al-default --check    # exit 1 if README.md differs
+
+The paragraph sits between ``<!-- numbers:make-run -->`` and ``<!-- /numbers -->`` in README.md.
+It reads the dataset index, the derivative store, the evaluation metrics, the λ path, the
+selection comparison, the LAMMPS validation comparison and the per-rule benchmark timings
+(``benchmarks/*.tsv``: wall seconds per job; the wall time of the whole run is the span from
+the first job's start to the last job's end, taken from the files' times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- numbers:make-run -->", "<!-- /numbers -->"
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(x, nd=2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
+
+
+def _stage_seconds(run: Path) -> dict:
+    out = {}
+    for f in sorted((run / "benchmarks").glob("*.tsv")):
+        try:
+            out[f.stem] = float(pd.read_csv(f, sep="\t")["s"].iloc[-1])
+        except (KeyError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def paragraph(run: Path) -> str:
+    index = pd.read_parquet(run / "dataset" / "index.parquet")
+    n_states = index["state_id"].nunique()
+    metrics = _json(run / "evaluation" / "dense" / "metrics.json")["splits"]
+    val, test = metrics["validation"], metrics["test"]
+    store = _json(run / "logs" / "derivatives.json") or {}
+    store_log = (run / "logs" / "derivatives.log")
+    if not store and store_log.exists():
+        lines = [ln for ln in store_log.read_text().splitlines() if ln.startswith("{")]
+        store = json.loads(lines[-1]) if lines else {}
+    path = pd.read_csv(run / "selection" / "agl" / "path.csv")
+    chosen = _json(run / "selection" / "agl" / "chosen.json")
+    comp = pd.read_csv(run / "selection" / "comparison" / "comparison.csv").set_index("set")
+    counts = " → ".join(str(int(n)) for n in [22] + list(path["n_total"])) if "n_total" in path else "?"
+
+    def rmse(name):
+        if name not in comp.index:
+            return "n/a"
+        row = comp.loc[name]
+        return f"{row['test_rmse_mean'] * 1e3:.2f} ± {row['test_rmse_std'] * 1e3:.2f}"
+
+    parts = [
+        f"`make run` runs the whole chain on a small scale: it samples the default Al states "
+        f"({n_states}) with the Mendelev EAM reference in LAMMPS, validates every frame, writes the "
+        f"dataset index and splits, computes the descriptor cache ({len(index)} frames) and the "
+        f"derivative store ∂G/∂r of {store.get('train_frames', '?')} training and "
+        f"{store.get('validation_frames', '?')} validation frames "
+        f"({store.get('bytes', 0) / 1e9:.2f} GB, {store.get('bytes_per_frame', 0) / 1e6:.1f} MB per frame), "
+        f"trains the dense 22-10-10-1 HDNNP on energies and forces and evaluates it (energy RMSE "
+        f"validation {_fmt(val['energy_rmse'])}, test {_fmt(test['energy_rmse'])} meV/atom; force RMSE "
+        f"validation {_fmt(val.get('force_rmse'), 3)}, test {_fmt(test.get('force_rmse'), 3)} eV/Å), runs the "
+        f"AGL λ path with the same loss ({counts} features), chooses {chosen['n_features']} by the "
+        f"validation {chosen.get('metric', 'energy_rmse').replace('_', ' ')}, trains the Pearson and CUR "
+        f"baselines at that count and compares {int(comp['seeds'].iloc[0])} seeds per set (test energy RMSE: "
+        f"full {rmse('full')}, AGL {rmse('agl')}, CUR {rmse('cur')}, Pearson {rmse('pearson')} meV/atom)",
+    ]
+    vcomp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
+    if vcomp:
+        parts.append(validation_sentence(vcomp))
+    secs = _stage_seconds(run)
+    if secs:
+        parts.append(f"the jobs took {_minutes(sum(secs.values()))} in all (training "
+                     f"{_minutes(secs.get('train_dense', 0))}, λ path "
+                     f"{_minutes(sum(v for k, v in secs.items() if k.startswith('select_lambda')))}, comparison "
+                     f"{_minutes(secs.get('select_compare', 0))})")
+    return "; ".join(parts) + "."
+
+
+def validation_sentence(comp: dict) -> str:
+    """The LAMMPS validation verdicts (md/validation/comparison/comparison.json)."""
+    verdicts = comp.get("verdicts") or {}
+    if not verdicts:
+        checks = comp.get("checks", {})
+        stable = all(c.get("stable") for c in checks.values())
+        return "then runs the EAM and the model in LAMMPS and compares them (" + ("stable" if stable else "unstable") + ")"
+    bits = []
+    for name, v in verdicts.items():
+        if not isinstance(v, dict) or "pass" not in v:
+            continue
+        value = v.get("value")
+        shown = f"{value:.3g}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+        bits.append(f"{name} {shown} ({'pass' if v['pass'] else 'fail'})")
+    n = comp.get("replicas") or comp.get("n_replicas")
+    head = f"then runs the EAM and the model in LAMMPS ({n} replicas each) and compares them: " if n else \
+        "then runs the EAM and the model in LAMMPS and compares them: "
+    return head + ", ".join(bits)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="run folder, e.g. results/al-default")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true")
+    g.add_argument("--check", action="store_true")
+    args = p.parse_args(argv)
+    text = paragraph(args.run)
+    if not (args.write or args.check):
+        print(text)
+        return 0
+    readme = args.readme.read_text()
+    pattern = re.compile(re.escape(START) + r"\n.*?\n" + re.escape(END), re.S)
+    if not pattern.search(readme):
+        print(f"{args.readme}: no {START} … {END} block", file=sys.stderr)
+        return 2
+    new = pattern.sub(lambda m: f"{START}\n{text}\n{END}", readme)
+    if args.check:
+        if new != readme:
+            print(f"{args.readme}: the numbers differ from {args.run}; run with --write", file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(new)
+    print(f"{args.readme}: numbers written from {args.run}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
