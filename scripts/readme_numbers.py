@@ -35,14 +35,21 @@ def _fmt(x, nd=2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def _stage_seconds(run: Path) -> dict:
-    out = {}
-    for f in sorted((run / "benchmarks").glob("*.tsv")):
+def _stage_seconds(run: Path) -> tuple[dict, float]:
+    """Wall seconds per benchmarked job, and the span from the first job's start to the last
+    job's end (a benchmark file is written when its job ends)."""
+    out, starts, ends = {}, [], []
+    for f in sorted((run / "benchmarks").rglob("*.tsv")):
         try:
-            out[f.stem] = float(pd.read_csv(f, sep="\t")["s"].iloc[-1])
+            sec = float(pd.read_csv(f, sep="\t")["s"].iloc[-1])
         except (KeyError, IndexError, ValueError):
             continue
-    return out
+        name = f.relative_to(run / "benchmarks").with_suffix("").as_posix()
+        out[name] = out.get(name, 0.0) + sec
+        end = f.stat().st_mtime
+        starts.append(end - sec)
+        ends.append(end)
+    return out, (max(ends) - min(starts)) if ends else 0.0
 
 
 def _minutes(seconds: float) -> str:
@@ -88,12 +95,17 @@ def paragraph(run: Path) -> str:
     vcomp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
     if vcomp:
         parts.append(validation_sentence(vcomp))
-    secs = _stage_seconds(run)
+    secs, span = _stage_seconds(run)
     if secs:
-        parts.append(f"the jobs took {_minutes(sum(secs.values()))} in all (training "
+        parts.append(f"from the first job's start to the last one's end the run took {_minutes(span)} "
+                     f"on this 2-core machine, two jobs at a time; the jobs took {_minutes(sum(secs.values()))} "
+                     f"in all (sampling {_minutes(sum(v for k, v in secs.items() if k.startswith('sample/')))}, "
+                     f"descriptors {_minutes(secs.get('descriptors', 0))}, derivative store "
+                     f"{_minutes(secs.get('derivatives', 0))}, training "
                      f"{_minutes(secs.get('train_dense', 0))}, λ path "
                      f"{_minutes(sum(v for k, v in secs.items() if k.startswith('select_lambda')))}, comparison "
-                     f"{_minutes(secs.get('select_compare', 0))})")
+                     f"{_minutes(secs.get('select_compare', 0))}, LAMMPS validation "
+                     f"{_minutes(sum(v for k, v in secs.items() if k.startswith('md_validation')))})")
     return "; ".join(parts) + "."
 
 

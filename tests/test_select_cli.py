@@ -122,6 +122,9 @@ def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog):  # noq
     assert table["val_force_rmse_dense"].notna().all()
     chosen = json.loads((out / "chosen.json").read_text())
     assert chosen["metric"] == "force_rmse" and chosen["val_force_rmse_retrained"] > 0
+    row = table.set_index("step").loc[chosen["step"]]
+    assert chosen["val_rmse_retrained"] == row["val_rmse_retrained"]        # energy RMSE, not the force one
+    assert chosen["val_force_rmse_retrained"] == row["val_force_rmse_retrained"]
     assert main(["select", "compare", str(cfg_path), *common, "--sets", f"agl={out / 'selected_featureset.yaml'}",
                  "--seeds", "1", "--max-epochs", "2", "--derivatives", str(store), "--out-dir",
                  str(tmp_path / "cmp")]) == 0

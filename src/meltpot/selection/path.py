@@ -271,10 +271,12 @@ def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = Non
     """The chosen λ: by default the smallest feature set whose retrained validation RMSE is
     within ``tolerance`` (relative) of the better of the dense model and the retrained
     full-size set; or the row of a given λ, or the largest set with at most ``n_features``.
-    ``metric``: ``val_rmse`` (energy per atom) or ``val_force_rmse`` (force components)."""
+    ``metric``: ``val_rmse`` (energy per atom) or ``val_force_rmse`` (force components); the
+    returned row is the table's own (all its columns as they are)."""
     if metric != "val_rmse":
-        table = table.copy()
-        table["val_rmse_retrained"], table["val_rmse_dense"] = table[f"{metric}_retrained"], table[f"{metric}_dense"]
+        scored = table.copy()
+        scored["val_rmse_retrained"], scored["val_rmse_dense"] = table[f"{metric}_retrained"], table[f"{metric}_dense"]
+        return table.loc[choose(scored, tolerance, lam, n_features).name]
     ok = table[np.isfinite(table["val_rmse_retrained"])]
     if lam is not None:
         return table.iloc[int(np.argmin(np.abs(np.log(table["lambda"] / lam))))]
