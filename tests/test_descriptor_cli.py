@@ -159,7 +159,9 @@ def test_config_descriptors_defaults_and_presets():
 
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "config" / "config.yaml")["descriptors"] == {
-        "featureset": "al-thesis", "dtype": "float64", "device": "cpu", "chunk_frames": 32}
+        "featureset": "al-thesis", "dtype": "float64", "device": "cpu", "chunk_frames": 32,
+        "derivatives": {"train_frames": 150, "validation_frames": 40, "dtype": "float32", "missing_forces": "error",
+                        "backend": "auto"}}
     for name, fs in (("lj.yaml", "lj-thesis"), ("lj-tiny.yaml", "lj-thesis"), ("al-thesis.yaml", "al-thesis")):
         assert load_config(root / "config" / "presets" / name)["descriptors"]["featureset"] == fs
 

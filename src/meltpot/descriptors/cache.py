@@ -385,6 +385,7 @@ def _compute(index, root, out, featureset, split_table, skey, key, fs_hash, fkey
             a["frames_key"] = fkey
             a["dtype"] = dtype
             a["device"] = device
+            a["backend"] = desc.backend
             a["elements"] = np.array(elements, dtype=str_dt)
             a["featureset_name"] = featureset.name
             a["featureset_yaml"] = yaml.safe_dump(featureset.to_dict(), sort_keys=False)

@@ -22,12 +22,28 @@ class AtomsDescriptor:
     """Features of ASE frames for a feature set (dtype and device of the computation)."""
 
     def __init__(self, featureset: FeatureSet, dtype: torch.dtype = torch.float64, device: str = "cpu",
-                 chunk_size: int = 32):
+                 chunk_size: int = 32, backend: str = "auto"):
         self.featureset = featureset
         self.dtype = dtype
         self.device = torch.device(device)
         self.sf = SymmetryFunctions(featureset, chunk_size=chunk_size).to(self.device)
         self.index = {e: k for k, e in enumerate(featureset.elements)}
+        self.kernel = None
+        if backend not in ("auto", "torch", "kernel"):
+            raise ValueError(f"backend must be auto, torch or kernel, got {backend!r}")
+        if backend != "torch" and self.device.type == "cpu" and not featureset.has_noise:
+            from .kernel import KernelBuildError, KernelSymmetryFunctions
+
+            try:
+                self.kernel = KernelSymmetryFunctions(featureset)
+            except KernelBuildError as exc:
+                if backend == "kernel":
+                    raise
+                import logging
+
+                logging.getLogger(__name__).warning("compiled kernel unavailable (%s): torch descriptors", exc)
+        #: what computes :meth:`features`: the compiled kernel (CPU, ≈ 3× the torch forward) or torch
+        self.backend = "kernel" if self.kernel is not None else "torch"
 
     def species(self, atoms: Atoms, source: str = "frame", frame: int | None = None) -> torch.Tensor:
         """Element index of each atom; FrameError for an element the feature set lacks."""
@@ -49,7 +65,11 @@ class AtomsDescriptor:
         pos, cell = self._tensors(atoms)
         i, j, s = neighbor_pairs(pos, cell, atoms.pbc, self.sf.cutoff)
         with torch.no_grad():
-            G = self.sf(species, i, j, pair_vectors(pos, cell, i, j, s), len(atoms))
+            rij = pair_vectors(pos, cell, i, j, s)
+            if self.kernel is not None:
+                G, _ = self.kernel.compute(species, i, j, rij, len(atoms), derivatives=False, dtype=self.dtype)
+            else:
+                G = self.sf(species, i, j, rij, len(atoms))
         return G, species
 
     def per_element(self, atoms: Atoms) -> dict[str, np.ndarray]:
