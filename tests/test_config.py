@@ -141,3 +141,16 @@ def test_cli_reports_bad_key_before_work(tmp_path, raw, capsys):
     assert main(["config", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "reference.pair_stlye" in err and str(path) in err
+
+
+def test_no_hot_preset_is_the_default_without_the_hot_liquids():
+    """config/presets/al-no-hot.yaml (issue 15's stability check) must not drift from the default."""
+    import yaml
+
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    no_hot = yaml.safe_load((ROOT / "config" / "presets" / "al-no-hot.yaml").read_text())
+    hot = {"liquid_2000K", "liquid_2500K_10GPa", "liquid_3000K_20GPa"}
+    assert {s["id"] for s in default["sampling"]["states"]} - {s["id"] for s in no_hot["sampling"]["states"]} == hot
+    default["sampling"]["states"] = [s for s in default["sampling"]["states"] if s["id"] not in hot]
+    default["run_id"] = no_hot["run_id"]
+    assert default == no_hot
