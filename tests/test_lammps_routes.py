@@ -192,7 +192,70 @@ def test_workflow_plans_the_mliap_route(tmp_path):
     assert res.returncode == 0, plan[-3000:]
     assert "meltpot export mliap" in plan and "lammps/potential-mliap.pkl" in plan
     assert "rule plugin:" not in plan and "--plugin" not in plan
-    assert plan.count("--mliap results/mliap-plan/lammps/potential-mliap.pkl --device cuda") == 2  # validation + nucleation
+    # 3 validation replicas + 1 nucleation run
+    assert plan.count("--mliap results/mliap-plan/lammps/potential-mliap.pkl --device cuda") == 4
     blocks = {b.split(":", 1)[0]: b for b in plan.split("\nrule ")[1:]}
     assert "gpu=1" in blocks["md_validation_model"] and "gpu=1" in blocks["md_nucleation"]
     assert "gpu=1" not in blocks["md_validation_reference"]
+
+
+def _plan(tmp_path, cfg):
+    """`snakemake -n -p` of a config in a work folder: the plan's text and its rule blocks."""
+    for name in ("Snakefile", "workflow", "config", "report", "envs"):
+        if not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    res = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--cores", "2", "--configfile", "c.yaml"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    plan = res.stdout + res.stderr
+    assert res.returncode == 0, plan[-3000:]
+    blocks = [b for b in plan.split("\nrule ")[1:]]
+    return plan, blocks
+
+
+def test_workflow_plans_validation_replicas(tmp_path):
+    """validation_md.replicas (3 in the default): reference replica k runs with --replica k into
+    md/validation/reference/r<k>/, model replica k from reference replica k's dump into
+    model/r<k>/, and one comparison of the replica sets; the thresholds are their own stage."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["run_id"] = "val-plan"
+    plan, blocks = _plan(tmp_path, cfg)
+    val = "results/val-plan/md/validation"
+    ref = [b for b in blocks if b.startswith("md_validation_reference:")]
+    model = [b for b in blocks if b.startswith("md_validation_model:")]
+    assert len(ref) == len(model) == 3 and "md_validation_combine" not in plan
+    for k in range(3):
+        assert any(f"--replica {k} --out-dir {val}/reference/r{k} " in b and "melt_steps=500" in b for b in ref)
+        assert any(f"structure_file=$(realpath {val}/reference/r{k}/dump.lammpstrj) --replica {k} "
+                   f"--out-dir {val}/model/r{k} " in b for b in model)
+    folders = ",".join(f"{val}/{{}}/r{k}" for k in range(3))
+    assert (f"meltpot md compare reference={folders.format(*['reference'] * 3)} "
+            f"model={folders.format(*['model'] * 3)} --config") in plan
+    assert "results/val-plan/config/validation_compare.yaml" in plan and f"{val}/comparison/replicas.csv" in plan
+    cfg["validation_md"] = {"replicas": 1}
+    plan, blocks = _plan(tmp_path, cfg)
+    assert sum(b.startswith("md_validation_reference:") for b in blocks) == 1
+    assert f"reference={val}/reference/r0 model={val}/model/r0 --config" in plan
+
+
+def test_workflow_plans_the_full_validation_preset_at_two_temperatures(tmp_path):
+    """config/presets/al-validation-full.yaml: 3 replicas × 2 temperatures × 2 potentials under
+    md/validation/T<T>/, a comparison per temperature and the merged md/validation/comparison/."""
+    cfg = yaml.safe_load((ROOT / "config" / "presets" / "al-validation-full.yaml").read_text())
+    plan, blocks = _plan(tmp_path, cfg)
+    val = "results/al-validation-full/md/validation"
+    ref = [b for b in blocks if b.startswith("md_validation_reference:")]
+    model = [b for b in blocks if b.startswith("md_validation_model:")]
+    assert len(ref) == len(model) == 6
+    for T in ("1000", "1250"):
+        for k in range(3):
+            assert any(f"--set T={T} n_atoms=500 equilibration_steps=2500 production_steps=10000" in b
+                       and f"--replica {k} --out-dir {val}/T{T}/reference/r{k} " in b for b in ref)
+            assert any(f"realpath {val}/T{T}/reference/r{k}/dump.lammpstrj) --replica {k} "
+                       f"--out-dir {val}/T{T}/model/r{k} " in b for b in model)
+        assert f"--out-dir {val}/T{T}/comparison > results/al-validation-full/logs/md_validation_compare_T{T}.log" \
+            in plan
+    assert sum(b.startswith("md_validation_compare:") for b in blocks) == 2
+    assert (f"meltpot md compare --combine T1000={val}/T1000/comparison T1250={val}/T1250/comparison "
+            f"--out-dir {val}/comparison") in plan

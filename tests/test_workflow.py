@@ -155,23 +155,36 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert np.isfinite(comparison["test_rmse_mean"]).all() and (comparison["seeds"] == 2).all()
     # LAMMPS stage: the exported potential runs in LAMMPS (plugin) from the reference's liquid
     # and is compared with the reference in the same NVT protocol
+    # (3 replicas of each, model replica k from reference replica k)
     val = run / "md" / "validation"
-    ref_sum = json.loads((val / "reference" / "summary.json").read_text())
-    model_sum = json.loads((val / "model" / "summary.json").read_text())
-    assert ref_sum["status"] == model_sum["status"] == "ok" and model_sum["n_atoms"] == ref_sum["n_atoms"] == 108
-    assert "pair_style meltpot" in (val / "model" / "in.lammps").read_text()
+    for k in range(3):
+        ref_sum = json.loads((val / "reference" / f"r{k}" / "summary.json").read_text())
+        model_sum = json.loads((val / "model" / f"r{k}" / "summary.json").read_text())
+        assert ref_sum["status"] == model_sum["status"] == "ok" and model_sum["n_atoms"] == ref_sum["n_atoms"] == 108
+        assert "pair_style meltpot" in (val / "model" / f"r{k}" / "in.lammps").read_text()
+    seeds = {json.loads((val / "reference" / f"r{k}" / "summary.json").read_text())["params"]["settings"]["seed"]
+             for k in range(3)}
+    assert len(seeds) == 3
     cmp_md = pd.read_csv(val / "comparison" / "comparison.csv").set_index("quantity")
-    assert set(cmp_md.columns) >= {"reference", "model", "model-reference"}
-    assert np.isfinite(cmp_md[["reference", "model"]].drop("extrapolation_atom_steps").to_numpy()).all()
+    assert set(cmp_md.columns) >= {"reference", "model", "model-reference", "reference_std", "model-reference_se"}
+    assert np.isfinite(cmp_md["reference"].drop(["extrapolation_atom_steps", "gr_mse"]).to_numpy()).all()
+    # (a collapsed model replica may have no first minimum: cn and g_first_min NaN)
+    assert np.isfinite(cmp_md["model"][["density", "pe_per_atom", "T", "r_min", "g_peak", "D"]].to_numpy()).all()
     assert abs(cmp_md.loc["T", "reference"] - 1.5) < 0.3 and 0.9 < cmp_md.loc["g_peak_r", "reference"] < 1.25
-    checks = json.loads((val / "comparison" / "comparison.json").read_text())["checks"]["model"]
+    assert len(pd.read_csv(val / "comparison" / "replicas.csv")) == 6
+    comp_md = json.loads((val / "comparison" / "comparison.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"comparison.json holds {c}"))
+    checks = comp_md["checks"]["model"]
     assert isinstance(checks["stable"], bool)   # a 30-epoch energy-only model need not be MD-stable
+    assert comp_md["n_replicas"] == 3 and isinstance(comp_md["pass"], bool)
+    assert set(comp_md["verdicts"]) == {"D", "pe_per_atom", "gr_mse", "density"}
+    assert comp_md["thresholds"]["pe_per_atom"] == 0.01          # the lj default
     assert (val / "comparison" / "gr.png").stat().st_size > 5000
     assert str(Path("results/lj-tiny/lammps/potential.pt")) in manifest["outputs"]
     # summary.md: one page with the numbers of every stage that ran
     summary = (run / "summary.md").read_text()
     assert "# Run lj-tiny" in summary and "## Dense model" in summary and "AGL chose" in summary
-    assert "## LAMMPS validation" in summary and "model: " in summary
+    assert "## LAMMPS validation" in summary and "- model: " in summary and "replicas: reference 3, model 3" in summary
     assert "## Nucleation\n\nnot run" in summary
     # the HTML report bundles the figures and tables of every stage
     res = subprocess.run([str(BIN / "snakemake"), "--configfile", str(TINY), "--report", "report.html"],
@@ -201,6 +214,15 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     planned = res.stdout + res.stderr
     assert res.returncode == 0 and "rule md_validation_model:" in planned and "rule md_validation_reference:" in planned
     assert "rule sample:" not in planned and "rule train:" not in planned
+    # a verdict threshold changes: only the comparison reruns, not the MD runs
+    changed = yaml.safe_load(TINY.read_text())
+    changed["validation_md"]["thresholds"] = {"gr_mse": 0.01}
+    (tmp_path / "changed_thr.yaml").write_text(yaml.safe_dump(changed))
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(tmp_path / "changed_thr.yaml"),
+                          "-n"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    planned = res.stdout + res.stderr
+    assert res.returncode == 0 and "rule md_validation_compare:" in planned, planned[-3000:]
+    assert "rule md_validation_model:" not in planned and "rule md_validation_reference:" not in planned
     # forcing the descriptor rule reuses the up-to-date cache (content key): not rewritten
     before = os.stat(h5)
     res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(TINY), "--quiet", "rules",

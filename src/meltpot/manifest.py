@@ -80,8 +80,30 @@ def rule_times(benchmark_dir: str | Path) -> dict:
     return out
 
 
+def jsonable(obj):
+    """``obj`` as strict JSON data, recursively: NaN and ±inf become None (null), numpy scalars and
+    arrays Python numbers and lists, tuples and sets lists; other objects are left to ``default``."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str | Path, data: dict) -> None:
+    """Write ``data`` as strict JSON (non-finite numbers as null: :func:`jsonable`); objects JSON
+    does not know are written as their ``str``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        json.dump(jsonable(data), fh, indent=2, sort_keys=False, default=str, allow_nan=False)
         fh.write("\n")

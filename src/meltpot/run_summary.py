@@ -9,6 +9,7 @@ run is listed as such. Units: energies in meV/atom (metal) or ε/atom (lj), forc
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -71,14 +72,72 @@ def _selection(run: Path, units: str) -> list[str]:
     return out
 
 
+def _pm(mean, std=None, digits: str = ".4g") -> str:
+    """``mean ± std`` (just the mean without a finite std; — for a missing value)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return format(mean, digits)
+    return f"{format(mean, digits)} ± {std:.2g}"
+
+
+#: the quantities of the validation table, in order (the extrapolation count only when counted)
+_VAL_QUANTITIES = ("density", "pe_per_atom", "T", "r_min", "g_peak_r", "g_peak", "g_first_min", "cn", "D",
+                   "extrapolation_atom_steps", "gr_mse")
+
+
+def _validation_condition(comp: dict) -> list[str]:
+    """Checks, verdicts and the replica table (mean ± std per label, difference ± se) of one
+    `meltpot md compare` comparison.json."""
+    from .md.compare import UNITS
+
+    runs, verdicts = comp["runs"], comp.get("verdicts") or {}
+    labels = list(runs)
+    ref, others = labels[0], labels[1:]
+    unit = UNITS.get(comp.get("units"), {})
+    counts = ", ".join(f"{lab} {runs[lab]['n_replicas']}" for lab in labels)
+    out = [f"replicas: {counts} ({runs[ref]['n_atoms']} atoms each); overall: "
+           f"{'pass' if comp.get('pass') else 'FAIL'}"]
+    for label, chk in (comp.get("checks") or {}).items():
+        verdict = "stable" if chk["stable"] else "NOT stable: " + "; ".join(chk["problems"])
+        out.append(f"- {label}: {verdict}" + (f" ({'; '.join(chk['notes'])})" if chk.get("notes") else ""))
+    for name, v in verdicts.items():
+        out.append(f"- {name}: {'pass' if v.get('pass') else 'FAIL'} — {v.get('detail', '')}")
+    rows = []
+    for q in _VAL_QUANTITIES:
+        if q == "extrapolation_atom_steps" and all(runs[lab]["mean"].get(q) is None for lab in labels):
+            continue
+        row = {"quantity": q, "unit": unit.get(q, "")}
+        for lab in labels:
+            row[f"{lab} (mean ± std)"] = "" if q == "gr_mse" else _pm(runs[lab]["mean"].get(q), runs[lab]["std"].get(q))
+        for lab in others:
+            if q == "gr_mse":
+                row[f"{lab} − {ref} (± se)"] = _pm((comp.get("gr_mse") or {}).get(lab, {}).get("value"), digits=".3g")
+            else:
+                d = comp["differences"][lab][q]
+                row[f"{lab} − {ref} (± se)"] = _pm(d["difference"], d["se"], ".3g")
+            v = verdicts.get(q if len(others) == 1 else f"{lab}:{q}")
+            row[f"{lab} verdict" if len(others) > 1 else "verdict"] = "" if v is None else \
+                ("pass" if v["pass"] else "FAIL")
+        rows.append(row)
+    return out + [""] + _table(pd.DataFrame(rows))
+
+
 def _validation(run: Path) -> list[str]:
     comp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
     table = run / "md" / "validation" / "comparison" / "comparison.csv"
     if comp is None or not table.exists():
         return ["not run"]
-    checks = comp.get("checks", {})
+    if "conditions" in comp:  # several temperatures: one table each
+        out = [f"overall: {'pass' if comp.get('pass') else 'FAIL'} ({len(comp['conditions'])} conditions)"]
+        for name, part in comp["conditions"].items():
+            out += ["", f"### {name}", "", *_validation_condition(part)]
+        return out
+    if "runs" in comp and all("mean" in r for r in comp["runs"].values()):
+        return _validation_condition(comp)
+    # a comparison.json of an older meltpot (one run per label): the checks and the table as written
     out = []
-    for label, chk in checks.items():
+    for label, chk in comp.get("checks", {}).items():
         verdict = "stable" if chk["stable"] else "NOT stable: " + "; ".join(chk["problems"])
         out.append(f"{label}: {verdict}" + (f" ({'; '.join(chk['notes'])})" if chk.get("notes") else ""))
     df = pd.read_csv(table)

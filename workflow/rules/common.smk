@@ -126,13 +126,41 @@ def md_gpus(use_model):
 
 PLUGIN_SOURCES = sorted(str(p) for p in Path(meltpot.plugin.__file__).parent.glob("pair_meltpot.*"))
 VAL = f"{RUN}/md/validation"
+# validation temperatures: validation_md.temperatures, else T; with one, the runs sit directly in
+# md/validation/{reference,model}/r<k>/, with several in md/validation/T<T>/… (one comparison each,
+# merged into md/validation/comparison/)
+VAL_TEMPS = [f"{T:g}" for T in (VMD["temperatures"] or [VMD["T"]])]
+VAL_MULTI = len(VAL_TEMPS) > 1
+VAL_T = f"{VAL}/T{{T}}" if VAL_MULTI else VAL           # folder of one temperature (a pattern)
+VAL_TAG = "_T{T}" if VAL_MULTI else ""                   # in log and benchmark names
 
 
-def _md_sets(model_run):
+def val_dir(T):
+    """The folder of validation temperature T (a VAL_TEMPS string)."""
+    return f"{VAL}/T{T}" if VAL_MULTI else VAL
+
+
+def val_temperature(wc):
+    """The temperature of a validation job (its T wildcard, or the one temperature)."""
+    return wc.T if VAL_MULTI else VAL_TEMPS[0]
+
+
+def val_replicas(wc, label, name="summary.json"):
+    """The replica files of one label (reference or model) at the job's temperature."""
+    return [f"{val_dir(val_temperature(wc))}/{label}/r{k}/{name}" for k in range(VMD["replicas"])]
+
+
+def val_folders(files):
+    """The run folders of replica files, comma-separated (`meltpot md compare LABEL=F1,F2,…`)."""
+    return ",".join(str(Path(f).parent) for f in files)
+
+
+def _md_sets(model_run, T=None):
     """--set overrides of `meltpot md run nvt` for the validation runs (the ML run starts from the
     reference's last liquid frame, so it neither melts a lattice nor leaves its training range)."""
     fixed = VMD["volume_per_atom"] is not None
-    return md_set_args(T=VMD["T"], n_atoms=VMD["n_atoms"], equilibration_steps=VMD["equilibration_steps"],
+    return md_set_args(T=VMD["T"] if T is None else T, n_atoms=VMD["n_atoms"],
+                       equilibration_steps=VMD["equilibration_steps"],
                        production_steps=VMD["production_steps"], dump_every=VMD["dump_every"], phase="liquid",
                        melt_steps=0 if model_run else VMD["melt_steps"],
                        cool_steps=0 if model_run else VMD["cool_steps"],
@@ -165,7 +193,15 @@ STAGE_KEYS = {
     "derivatives": ("seed", "elements", "descriptors.featureset", "descriptors.derivatives"),
     "training": ("seed", "model", "training"),
     "selection": ("seed", "model", "training", "selection"),
-    "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md"),
+    # the settings of the runs (replicas and, with several temperatures, the temperatures only add
+    # or drop runs; the thresholds rerun only the comparison: validation_compare)
+    "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md.model",
+                      "validation_md.melt_temperature", "validation_md.n_atoms", "validation_md.volume_per_atom",
+                      "validation_md.melt_steps", "validation_md.cool_steps", "validation_md.equilibration_steps",
+                      "validation_md.production_steps", "validation_md.dump_every", "validation_md.route",
+                      "validation_md.device", "validation_md.extrapolation_limit",
+                      *(() if VAL_MULTI else ("validation_md.T", "validation_md.temperatures"))),
+    "validation_compare": ("units", "validation_md.thresholds"),
     # MD stages: the settings of one run (temperatures and replicas only add or drop runs); the
     # analysis keys have their own stage, so changing them reruns only the analysis
     "nucleation_md": ("seed", "units", "elements", "reference", "md", "nucleation_md.potential",

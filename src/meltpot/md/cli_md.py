@@ -6,7 +6,10 @@ renders the protocol into DIR (``structure.data``, ``in.lammps``), runs LAMMPS t
 writes ``thermo.csv`` and ``summary.json``; ``md render`` only writes the input files.
 Overrides: see :mod:`meltpot.md.plan`. ``minimize`` takes its trajectory from
 ``md.protocols.minimize.trajectory`` or ``--input``. ``meltpot md check [--route R --device D]``
-reports what the LAMMPS in use can do, and whether it runs an ML route.
+reports what the LAMMPS in use can do, and whether it runs an ML route. ``meltpot md compare
+LABEL=DIR[,DIR...] ... --config CFG --out-dir OUT`` compares replica sets of runs, the first label
+the reference (means, spreads, verdicts: :mod:`meltpot.md.compare`); ``--combine NAME=DIR ...``
+merges such comparisons (one per temperature).
 """
 
 from __future__ import annotations
@@ -96,11 +99,25 @@ def add_commands(subparsers) -> None:
     k.add_argument("--route", choices=["plugin", "mliap"], help="the ML route to check")
     k.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     k.set_defaults(func=cmd_check)
-    c = subparsers.add_parser("compare", help="compare runs of one protocol (reference vs ML potential): density, "
-                                              "energy, g(r), D → comparison.csv/json, gr.png, msd.png")
-    c.add_argument("runs", nargs="+", metavar="LABEL=FOLDER", help="`meltpot md run` folders; the first is the reference")
-    c.add_argument("--config", required=True, help="the run's config (elements, units, md.timestep)")
+    c = subparsers.add_parser("compare", help="compare runs of one protocol (reference vs ML potential) over "
+                                              "replicas: density, energy, g(r), D with spreads and verdicts → "
+                                              "comparison.csv/json, replicas.csv, gr.png, msd.png")
+    c.add_argument("runs", nargs="*", metavar="LABEL=FOLDER[,FOLDER...]",
+                   help="`meltpot md run` folders, the replicas of a label comma-separated or the label repeated; "
+                        "the first label is the reference")
+    c.add_argument("--config", help="the run's config (elements, units, md.timestep; the thresholds of "
+                                    "validation_md.thresholds); required unless --combine")
     c.add_argument("--out-dir", required=True, type=Path)
+    c.add_argument("--bins", type=int, default=200, help="g(r) bins on the common grid (default 200)")
+    c.add_argument("--rmax", type=float, help="g(r) range (default: half the narrowest cell of all runs)")
+    for key, what in (("D_relative", "|ΔD|/D_ref"), ("D_sigmas", "|ΔD| in combined standard errors"),
+                      ("pe_per_atom", "|ΔE_pot| per atom (energy units)"), ("gr_mse", "g(r) MSE"),
+                      ("density_relative", "|Δρ|/ρ_ref")):
+        c.add_argument(f"--{key.replace('_', '-')}", dest=key, type=float, metavar="X",
+                       help=f"verdict threshold of {what} (default: the config's validation_md.thresholds)")
+    c.add_argument("--combine", nargs="+", metavar="NAME=FOLDER",
+                   help="instead of runs: merge the comparison folders of several conditions (e.g. T1000=DIR "
+                        "T1250=DIR) into --out-dir")
     c.set_defaults(func=cmd_compare)
 
 
@@ -114,19 +131,45 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _pairs(specs, what):
+    from ..errors import MeltpotError
+
+    out = []
+    for spec in specs:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label or not folder:
+            raise MeltpotError(f"{what} take {'LABEL' if what == 'runs' else 'NAME'}=FOLDER, got {spec!r}")
+        out.append((label, folder))
+    return out
+
+
 def cmd_compare(args) -> int:
     from ..config import load_config
     from ..errors import MeltpotError
-    from .compare import compare_runs
+    from .compare import THRESHOLDS, combine_comparisons, compare_runs
 
-    cfg = load_config(args.config)
-    runs = {}
-    for spec in args.runs:
-        label, sep, folder = spec.partition("=")
-        if not sep or not label or not folder:
-            raise MeltpotError(f"runs take LABEL=FOLDER, got {spec!r}")
-        runs[label] = folder
-    types = {k + 1: el for k, el in enumerate(cfg["elements"])}
-    table = compare_runs(runs, args.out_dir, types, float(cfg["md"]["timestep"]), cfg.get("units", "metal"))
+    if args.combine:
+        if args.runs:
+            raise MeltpotError("--combine merges comparison folders: give no run folders with it")
+        parts = dict(_pairs(args.combine, "--combine"))
+        table = combine_comparisons(parts, args.out_dir)
+    else:
+        if not args.config:
+            raise MeltpotError("md compare: --config is required (elements, units, md.timestep)")
+        cfg = load_config(args.config)
+        runs: dict[str, list[str]] = {}
+        for label, folders in _pairs(args.runs, "runs"):
+            runs.setdefault(label, []).extend(f for f in folders.split(",") if f)
+        if len(runs) < 2:
+            raise MeltpotError(f"md compare needs a reference and at least one more label, got {list(runs)}")
+        thresholds = dict((cfg.get("validation_md") or {}).get("thresholds") or {})
+        thresholds.update({k: getattr(args, k) for k in THRESHOLDS if getattr(args, k) is not None})
+        types = {k + 1: el for k, el in enumerate(cfg["elements"])}
+        table = compare_runs(runs, args.out_dir, types, float(cfg["md"]["timestep"]), cfg.get("units", "metal"),
+                             thresholds=thresholds, bins=args.bins, rmax=args.rmax)
+        verdict = json.loads((args.out_dir / "comparison.json").read_text())
+        for name, v in verdict["verdicts"].items():
+            print(f"{name}: {'pass' if v['pass'] else 'FAIL'} — {v['detail']}")
+        print(f"overall: {'pass' if verdict['pass'] else 'FAIL'}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

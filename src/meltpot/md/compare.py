@@ -1,20 +1,42 @@
 """Reference vs ML potential: the same MD protocol run with both, compared on what users check first.
 
-For each labelled run folder of ``meltpot md run`` (its ``dump.lammpstrj`` and ``thermo.csv``):
-density and potential energy per atom averaged over the production stage, g(r) (closest
-approach r_min — where the running coordination reaches 0.01, the sign of a collapsing potential
-when far below the reference's —, first peak position and height, first minimum, coordination number),
-the self-diffusion coefficient from the MSD of the production dump, and for runs of the meltpot
-pair style the atom-steps with descriptors outside the training range (from ``log.lammps``). Writes ``comparison.csv`` (one row per quantity, a column
-per run and the difference of each run to the first), ``comparison.json``, and ``gr.png`` /
-``msd.png`` with the curves overlaid. Units: metal (Å, g/cm³, eV/atom, Å²/ps) or lj.
+Each label (the first is the reference) has one or more run folders of ``meltpot md run`` (its
+``dump.lammpstrj`` and ``thermo.csv``), independent replicas that differ only in the velocity
+seed. Per replica: density and potential energy per atom averaged over the production stage,
+mean T, g(r) (closest approach r_min — where the running coordination reaches 0.01, the sign of a
+collapsing potential when far below the reference's —, first peak position and height, first
+minimum, coordination number), the self-diffusion coefficient D from the MSD of the production
+dump, and for runs of the meltpot pair style the atom-steps with descriptors outside the training
+range (from ``log.lammps``). Per label: the mean over replicas, the standard deviation across
+replicas (ddof 1) and the standard error std/√n; per compared label: the difference of the means
+to the reference and its combined standard error √(se_ref² + se²) (NaN with a single replica),
+and the MSE between the replica-averaged g(r) of the label and of the reference on one common
+grid (the same r_max — half the narrowest cell of all runs unless given — and bins for all), with
+its noise floor (the MSE two equal potentials would show: the mean over bins of the squared
+standard errors of both averages).
+
+Verdicts (:data:`THRESHOLDS`, config ``validation_md.thresholds``): D passes when |ΔD|/D_ref ≤
+``D_relative`` and |ΔD| ≤ ``D_sigmas`` σ (σ the combined standard error; skipped with one replica
+per label); the potential energy when |ΔE_pot| ≤ ``pe_per_atom`` (default 0.005 eV/atom in metal
+units, 0.01 ε/atom in lj); g(r) when the MSE ≤ ``gr_mse``; the density when |Δρ|/ρ_ref ≤
+``density_relative``. A value that could not be computed fails. The overall ``pass`` needs every
+verdict and the stability checks (:func:`stability_checks`, per replica) of every compared label.
+
+Writes ``comparison.csv`` (one row per quantity: per label the mean, ``_std`` and ``_sem``, per
+compared label the difference ``LABEL-REF``, its ``_se`` and ``LABEL_verdict``; the g(r) MSE as
+row ``gr_mse``), ``replicas.csv`` (one row per run folder), ``comparison.json`` (all of it, with
+``verdicts`` and ``pass``; non-finite numbers as null) and ``gr.png`` / ``msd.png`` (replica means,
+the g(r) with a ±1 std band). :func:`combine_comparisons` merges the comparisons of several
+conditions (the workflow's temperatures). Units: metal (Å, g/cm³, eV/atom, Å²/ps) or lj.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +46,24 @@ from ..analysis import dynamics as dy
 from ..analysis.cli_dynamics import read_trajectory
 from ..analysis.structure import _cell_widths, compute_rdf, coordination_numbers, running_coordination
 from ..analysis.trajectory import iter_frames
-from ..errors import MeltpotError
+from ..errors import ConfigError, MeltpotError
+from ..manifest import write_json
 from ..plots import plt
 
 log = logging.getLogger(__name__)
 
 PRODUCTION_STAGES = ("produce", "production")
+
+#: default verdict thresholds (config ``validation_md.thresholds``); ``pe_per_atom`` None: by units
+THRESHOLDS = {"D_relative": 0.10, "D_sigmas": 2.0, "pe_per_atom": None, "gr_mse": 1.0e-3, "density_relative": 0.01}
+#: default |ΔE_pot| per atom by units: 5 meV/atom (metal), 0.01 ε/atom (lj; about 0.2 % of a
+#: dense LJ liquid's energy, the same fraction as 5 meV of liquid Al's)
+PE_PER_ATOM = {"metal": 0.005, "lj": 0.01}
+
+UNITS = {"metal": {"density": "g/cm³", "pe_per_atom": "eV/atom", "T": "K", "r_min": "Å", "g_peak_r": "Å",
+                   "g_first_min": "Å", "D": "Å²/ps"},
+         "lj": {"density": "m/σ³", "pe_per_atom": "ε/atom", "T": "ε/k_B", "r_min": "σ", "g_peak_r": "σ",
+                "g_first_min": "σ", "D": "σ²/τ"}}
 
 
 def _production(thermo: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -71,6 +105,24 @@ def stability_checks(ref: dict, run: dict) -> dict:
     return {"stable": not problems, "problems": problems, "notes": notes}
 
 
+def replica_checks(ref: dict, replicas: Sequence[dict]) -> dict:
+    """:func:`stability_checks` of every replica against the reference's means; problems and notes
+    name the replica (``replica K: …``); stable when every replica is."""
+    problems, notes = [], []
+    for k, values in enumerate(replicas):
+        chk = stability_checks(ref, values)
+        problems += [f"replica {k}: {p}" for p in chk["problems"]]
+        notes += [f"replica {k}: {n}" for n in chk["notes"]]
+    return {"stable": not problems, "problems": problems, "notes": notes}
+
+
+def half_cell_width(folder: str | Path, types: dict[int, str]) -> float:
+    """Half the narrowest width of the first dump frame's cell of a run folder (the largest r
+    where g(r) counts each pair once)."""
+    cell = np.asarray(next(iter_frames(Path(folder) / "dump.lammpstrj", types=types)).cell)
+    return 0.5 * float(_cell_widths(cell).min())
+
+
 def analyse_run(folder: str | Path, types: dict[int, str], timestep: float, rmax: float | None = None,
                 bins: int = 200) -> dict:
     """The quantities of one run folder (see module docstring) and its g(r) and MSD curves."""
@@ -84,8 +136,7 @@ def analyse_run(folder: str | Path, types: dict[int, str], timestep: float, rmax
     traj = read_trajectory(dump, types=types, progress=False)
     n_atoms = traj["positions"].shape[1]
     if rmax is None:
-        cell = np.asarray(next(iter_frames(dump, types=types)).cell)
-        rmax = 0.5 * float(_cell_widths(cell).min())
+        rmax = half_cell_width(folder, types)
     rdf = compute_rdf(iter_frames(dump, types=types), rmax=rmax, bins=bins)
     cn = coordination_numbers(rdf)
     i_peak = int(np.argmax(rdf.total))
@@ -112,43 +163,249 @@ def analyse_run(folder: str | Path, types: dict[int, str], timestep: float, rmax
             "frames": len(steps)}
 
 
-def compare_runs(runs: dict[str, str | Path], out_dir: str | Path, types: dict[int, str], timestep: float,
-                 units: str = "metal") -> pd.DataFrame:
-    """Analyse each labelled run (the first is the reference) and write the comparison files."""
+def replica_stats(values: Sequence[float]) -> dict:
+    """Mean, standard deviation across replicas (ddof 1; NaN for one) and standard error std/√n
+    of one quantity's replica values (NaN replicas are kept: they make the mean NaN)."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else float("nan")
+    std = float(x.std(ddof=1)) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "sem": std / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+
+
+def resolve_thresholds(thresholds: Mapping | None = None, units: str = "metal") -> dict:
+    """:data:`THRESHOLDS` updated with ``thresholds`` (None values keep the default); ``pe_per_atom``
+    None becomes the units' default (:data:`PE_PER_ATOM`)."""
+    out = dict(THRESHOLDS)
+    for key, value in (thresholds or {}).items():
+        if key not in THRESHOLDS:
+            raise ConfigError(f"unknown validation threshold {key!r}; allowed: {', '.join(THRESHOLDS)}")
+        if value is not None:
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"validation threshold {key} = {value!r}: need a finite number ≥ 0")
+            out[key] = float(value)
+    if out["pe_per_atom"] is None:
+        if units not in PE_PER_ATOM:
+            raise ConfigError(f"units {units!r}: give the potential-energy threshold (pe_per_atom) explicitly")
+        out["pe_per_atom"] = PE_PER_ATOM[units]
+    return out
+
+
+def _finite(*xs) -> bool:
+    return all(x is not None and math.isfinite(x) for x in xs)
+
+
+def verdicts(ref: dict, run: dict, diff: dict, gr_mse: dict, thresholds: dict, units: str = "metal") -> dict:
+    """The pass/fail verdicts of one compared label (see module docstring). ``ref``/``run``: the
+    per-quantity statistics (:func:`replica_stats`) of the reference and of the label; ``diff``:
+    ``{quantity: {"difference", "se"}}``; ``gr_mse``: ``{"value", "noise"}``; ``thresholds``
+    resolved (:func:`resolve_thresholds`)."""
+    u = UNITS.get(units, {})
+    out = {}
+    # D: relative difference and consistency with zero within D_sigmas combined standard errors
+    d, se, d_ref = diff["D"]["difference"], diff["D"]["se"], ref["D"]["mean"]
+    rel = d / d_ref if _finite(d, d_ref) and d_ref != 0 else float("nan")
+    k, lim = thresholds["D_sigmas"], thresholds["D_relative"]
+    if not _finite(rel):
+        out["D"] = {"value": rel, "threshold": lim, "pass": False, "detail": "D not computed"}
+    else:
+        ok_rel = abs(rel) <= lim
+        if _finite(se):
+            ok_sig = abs(d) <= k * se
+            sig = f"|ΔD| {'≤' if ok_sig else '>'} {k:g}σ (σ = {se:.3g})"
+        else:
+            ok_sig, sig = True, "no σ with one replica per label: the σ test is skipped"
+        out["D"] = {"value": rel, "threshold": lim, "pass": bool(ok_rel and ok_sig),
+                    "difference": d, "se": se, "sigmas": abs(d) / se if _finite(se) and se > 0 else None,
+                    "sigma_threshold": k,
+                    "detail": f"ΔD = {d:.3g} {u.get('D', '')} = {100 * rel:+.1f} % of D_ref "
+                              f"(limit {100 * lim:g} %); {sig}"}
+    # potential energy per atom: absolute difference
+    d, se, lim = diff["pe_per_atom"]["difference"], diff["pe_per_atom"]["se"], thresholds["pe_per_atom"]
+    unit = u.get("pe_per_atom", "")
+    if not _finite(d):
+        detail = "E_pot not computed"
+    else:
+        detail = f"ΔE_pot = {d:.3g}" + (f" ± {se:.2g}" if _finite(se) else "") + f" {unit} (limit {lim:g})"
+    out["pe_per_atom"] = {"value": d, "threshold": lim, "pass": bool(_finite(d) and abs(d) <= lim), "se": se,
+                          "detail": detail}
+    # g(r): MSE of the replica-averaged curves on the common grid
+    mse, noise, lim = gr_mse["value"], gr_mse["noise"], thresholds["gr_mse"]
+    if not _finite(mse):
+        detail = "g(r) not computed"
+    else:
+        detail = f"MSE {mse:.3g} (limit {lim:g}" + (f"; noise floor {noise:.2g})" if _finite(noise) else ")")
+    out["gr_mse"] = {"value": mse, "threshold": lim, "pass": bool(_finite(mse) and mse <= lim), "noise": noise,
+                     "detail": detail}
+    # density: relative difference
+    d, rho = diff["density"]["difference"], ref["density"]["mean"]
+    rel = d / rho if _finite(d, rho) and rho != 0 else float("nan")
+    lim = thresholds["density_relative"]
+    out["density"] = {"value": rel, "threshold": lim, "pass": bool(_finite(rel) and abs(rel) <= lim),
+                      "difference": d, "se": diff["density"]["se"],
+                      "detail": f"Δρ = {d:.3g} {u.get('density', '')} = {100 * rel:+.2f} % (limit {100 * lim:g} %)"
+                      if _finite(rel) else "density not computed (no Density column)"}
+    return out
+
+
+def _folders(spec) -> list[Path]:
+    if isinstance(spec, (str, Path)):
+        return [Path(spec)]
+    folders = [Path(f) for f in spec]
+    if not folders:
+        raise MeltpotError("a label without run folders")
+    return folders
+
+
+def compare_runs(runs: Mapping[str, str | Path | Sequence[str | Path]], out_dir: str | Path, types: dict[int, str],
+                 timestep: float, units: str = "metal", thresholds: Mapping | None = None, bins: int = 200,
+                 rmax: float | None = None) -> pd.DataFrame:
+    """Analyse each labelled set of replica folders (the first label is the reference; a single
+    folder is one replica) and write the comparison files (module docstring); returns the table."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = {label: analyse_run(folder, types, timestep) for label, folder in runs.items()}
-    labels = list(res)
-    unit = {"metal": {"density": "g/cm³", "pe_per_atom": "eV/atom", "T": "K", "r_min": "Å", "g_peak_r": "Å",
-                      "g_peak": "", "g_first_min": "Å", "cn": "", "D": "Å²/ps",
-                      "extrapolation_atom_steps": "", "atom_steps": ""}}.get(units, {})
+    folders = {label: _folders(spec) for label, spec in runs.items()}
+    labels = list(folders)
+    if len(labels) < 2:
+        raise MeltpotError(f"compare needs a reference and at least one other label, got {labels}")
+    thr = resolve_thresholds(thresholds, units)
+    for lab, fs in folders.items():
+        for f in fs:
+            if not (f / "dump.lammpstrj").exists():
+                raise MeltpotError(f"{f / 'dump.lammpstrj'} does not exist (is {f} a `meltpot md run` folder?)")
+    if rmax is None:  # one grid for all: half the narrowest cell of all runs
+        rmax = min(half_cell_width(f, types) for fs in folders.values() for f in fs)
+    res = {lab: [analyse_run(f, types, timestep, rmax=rmax, bins=bins) for f in fs] for lab, fs in folders.items()}
+    ref = labels[0]
+    quantities = list(res[ref][0]["values"])
+    stats = {lab: {q: replica_stats([r["values"][q] for r in rs]) for q in quantities} for lab, rs in res.items()}
+    g_mean = {lab: np.mean([r["g"] for r in rs], axis=0) for lab, rs in res.items()}
+    g_var = {lab: (np.var([r["g"] for r in rs], axis=0, ddof=1) / len(rs) if len(rs) > 1 else
+                   np.full_like(g_mean[lab], np.nan)) for lab, rs in res.items()}
+    diffs, mse, checks, verdict = {}, {}, {}, {}
+    for lab in labels[1:]:
+        diffs[lab] = {q: {"difference": stats[lab][q]["mean"] - stats[ref][q]["mean"],
+                          "se": math.hypot(stats[lab][q]["sem"], stats[ref][q]["sem"])} for q in quantities}
+        mse[lab] = {"value": float(np.mean((g_mean[lab] - g_mean[ref]) ** 2)),
+                    "noise": float(np.mean(g_var[lab] + g_var[ref]))}
+        checks[lab] = replica_checks({q: stats[ref][q]["mean"] for q in quantities},
+                                     [r["values"] for r in res[lab]])
+        verdict[lab] = verdicts(stats[ref], stats[lab], diffs[lab], mse[lab], thr, units)
+        if not checks[lab]["stable"]:
+            log.warning("%s is not a stable liquid like %s: %s", lab, ref, "; ".join(checks[lab]["problems"]))
+    unit = UNITS.get(units, {})
     rows = []
-    for q in res[labels[0]]["values"]:
+    for q in [*quantities, "gr_mse"]:
         row = {"quantity": q, "unit": unit.get(q, "")}
         for lab in labels:
-            row[lab] = res[lab]["values"][q]
+            s = stats[lab].get(q, {})
+            row[lab], row[f"{lab}_std"], row[f"{lab}_sem"] = (s.get(k, float("nan")) for k in ("mean", "std", "sem"))
         for lab in labels[1:]:
-            row[f"{lab}-{labels[0]}"] = res[lab]["values"][q] - res[labels[0]]["values"][q]
+            if q == "gr_mse":
+                row[f"{lab}-{ref}"], row[f"{lab}-{ref}_se"] = mse[lab]["value"], float("nan")
+            else:
+                row[f"{lab}-{ref}"], row[f"{lab}-{ref}_se"] = diffs[lab][q]["difference"], diffs[lab][q]["se"]
+            v = verdict[lab].get(q)
+            row[f"{lab}_verdict"] = "" if v is None else "pass" if v["pass"] else "fail"
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "comparison.csv", index=False)
-    checks = {lab: stability_checks(res[labels[0]]["values"], res[lab]["values"]) for lab in labels[1:]}
-    for lab, chk in checks.items():
-        if not chk["stable"]:
-            log.warning("%s is not a stable liquid like %s: %s", lab, labels[0], "; ".join(chk["problems"]))
-    (out / "comparison.json").write_text(json.dumps(
-        {"runs": {lab: {"folder": str(runs[lab]), "n_atoms": res[lab]["n_atoms"], "frames": res[lab]["frames"],
-                        **res[lab]["values"]} for lab in labels}, "checks": checks, "units": units},
-        indent=2) + "\n")
-    for name, xk, yk, xl, yl in (("gr", "r", "g", "r (Å)", "g(r)"), ("msd", "t", "msd", "t (ps)", "MSD (Å²)")):
-        fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
-        for lab in labels:
-            ax.plot(res[lab][xk], res[lab][yk], label=f"{lab} ({res[lab]['n_atoms']} atoms)")
-        ax.set_xlabel(xl if units == "metal" else xk)
-        ax.set_ylabel(yl)
-        ax.legend(frameon=False)
-        T = res[labels[0]]["values"]["T"]
-        ax.set_title(f"{' vs '.join(labels)} at {T:.0f}" + (" K" if units == "metal" else ""))
-        fig.savefig(out / f"{name}.png", dpi=130)
-        plt.close(fig)
+    per_replica = [{"label": lab, "replica": k, "folder": str(f), "n_atoms": r["n_atoms"], "frames": r["frames"],
+                    **r["values"]} for lab in labels for k, (f, r) in enumerate(zip(folders[lab], res[lab]))]
+    pd.DataFrame(per_replica).to_csv(out / "replicas.csv", index=False)
+    flat = {(f"{lab}:{name}" if len(labels) > 2 else name): v for lab in labels[1:] for name, v in verdict[lab].items()}
+    counts = {lab: len(fs) for lab, fs in folders.items()}
+    summary = {
+        "units": units, "reference": ref,
+        "n_replicas": counts[ref] if len(set(counts.values())) == 1 else counts,
+        "grid": {"rmax": rmax, "bins": bins}, "thresholds": thr,
+        "runs": {lab: {"folders": [str(f) for f in folders[lab]], "n_replicas": counts[lab],
+                       "n_atoms": res[lab][0]["n_atoms"], "frames": [r["frames"] for r in res[lab]],
+                       "mean": {q: s["mean"] for q, s in stats[lab].items()},
+                       "std": {q: s["std"] for q, s in stats[lab].items()},
+                       "sem": {q: s["sem"] for q, s in stats[lab].items()},
+                       "replicas": [dict(r["values"], folder=str(f)) for f, r in zip(folders[lab], res[lab])]}
+                 for lab in labels},
+        "differences": diffs, "gr_mse": mse, "checks": checks, "verdicts": flat,
+        "pass": all(v["pass"] for v in flat.values()) and all(c["stable"] for c in checks.values()),
+    }
+    write_json(out / "comparison.json", summary)
+    _plots(res, g_mean, out, labels, units, stats)
+    return table
+
+
+def _plots(res: dict, g_mean: dict, out: Path, labels: list[str], units: str, stats: dict) -> None:
+    T = stats[labels[0]]["T"]["mean"]
+    title = f"{' vs '.join(labels)} at {T:.0f}" + (" K" if units == "metal" else "")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    for lab in labels:
+        rs = res[lab]
+        line, = ax.plot(rs[0]["r"], g_mean[lab], label=f"{lab} ({len(rs)} × {rs[0]['n_atoms']} atoms)")
+        if len(rs) > 1:
+            sd = np.std([r["g"] for r in rs], axis=0, ddof=1)
+            ax.fill_between(rs[0]["r"], g_mean[lab] - sd, g_mean[lab] + sd, color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_xlabel("r (Å)" if units == "metal" else "r")
+    ax.set_ylabel("g(r)")
+    ax.legend(frameon=False)
+    ax.set_title(title)
+    fig.savefig(out / "gr.png", dpi=130)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    for lab in labels:
+        rs = res[lab]
+        same = all(len(r["t"]) == len(rs[0]["t"]) and np.allclose(r["t"], rs[0]["t"]) for r in rs)
+        if same:
+            ax.plot(rs[0]["t"], np.mean([r["msd"] for r in rs], axis=0), label=f"{lab} (mean of {len(rs)})")
+        else:
+            for k, r in enumerate(rs):
+                ax.plot(r["t"], r["msd"], lw=0.8, label=lab if k == 0 else None)
+    ax.set_xlabel("t (ps)" if units == "metal" else "t")
+    ax.set_ylabel("MSD (Å²)" if units == "metal" else "MSD")
+    ax.legend(frameon=False)
+    ax.set_title(title)
+    fig.savefig(out / "msd.png", dpi=130)
+    plt.close(fig)
+
+
+def _strict_json(path: Path):
+    def bad(name):
+        raise MeltpotError(f"{path}: not valid JSON ({name})")
+
+    return json.loads(path.read_text(), parse_constant=bad)
+
+
+def combine_comparisons(parts: Mapping[str, str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """Merge the comparison folders of several conditions (``{name: folder}``, e.g. one per
+    temperature, names such as ``T1000``): ``comparison.csv`` and ``replicas.csv`` stacked with a
+    ``condition`` column first, ``comparison.json`` with each condition's comparison under
+    ``conditions``, the verdicts as ``OBSERVABLE@NAME``, the checks as ``LABEL@NAME`` and ``pass``
+    when every condition passes."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables, replicas, data = [], [], {}
+    for name, folder in parts.items():
+        folder = Path(folder)
+        for f in ("comparison.csv", "comparison.json"):
+            if not (folder / f).exists():
+                raise MeltpotError(f"{folder / f} does not exist (is {folder} a `meltpot md compare` folder?)")
+        tables.append(pd.read_csv(folder / "comparison.csv").assign(condition=name))
+        if (folder / "replicas.csv").exists():
+            replicas.append(pd.read_csv(folder / "replicas.csv").assign(condition=name))
+        data[name] = _strict_json(folder / "comparison.json")
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["condition", *[c for c in table.columns if c != "condition"]]]
+    table.to_csv(out / "comparison.csv", index=False)
+    if replicas:
+        rep = pd.concat(replicas, ignore_index=True)
+        rep[["condition", *[c for c in rep.columns if c != "condition"]]].to_csv(out / "replicas.csv", index=False)
+    first = next(iter(data.values()))
+    counts = [d.get("n_replicas") for d in data.values()]
+    write_json(out / "comparison.json", {
+        "units": first.get("units"), "reference": first.get("reference"),
+        "n_replicas": counts[0] if all(c == counts[0] for c in counts) else dict(zip(data, counts)),
+        "conditions": data,
+        "verdicts": {f"{obs}@{name}": v for name, d in data.items() for obs, v in (d.get("verdicts") or {}).items()},
+        "checks": {f"{lab}@{name}": c for name, d in data.items() for lab, c in (d.get("checks") or {}).items()},
+        "pass": all(bool(d.get("pass")) for d in data.values()),
+    })
     return table

@@ -12,7 +12,6 @@ H(T) analysis (:func:`meltpot.analysis.nucleation.analyze_ramp`) in the summary.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MeltpotError
+from ..manifest import write_json
 from .plan import prepare
 from .potential import Potential
 from .protocols import Script
@@ -167,8 +167,7 @@ def run_script(script: Script, input_path: str | Path, *, mpi: int = 1, name: st
     ramp = ramp_analysis(script, table, n_atoms, out_dir)
     if ramp is not None:
         summary["ramp"] = ramp
-    with open(out_dir / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
+    write_json(out_dir / "summary.json", summary)  # strict JSON: a NaN stage mean (a blown-up run) as null
     if error is not None:
         raise error
     missing = [f for f, ok in summary["outputs"].items() if not ok]
