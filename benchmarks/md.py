@@ -5,14 +5,18 @@ equilibration, ``write_data``); every potential then runs NVT from exactly that 
 the wheel's ``lmp`` (one MPI rank, ``OMP_NUM_THREADS=1``): ``eam/fs`` (Al_mm.eam.fs), SNAP
 (Ni_Zuo_JPCA2020, on the same positions as Ni: a C++ ML-potential peer) and the meltpot plugin
 with each model given (default: the dense model of the default run and, when the selection
-stage has run, the retrained model at the chosen λ: full vs selected feature set). Reported:
-timesteps/s, atom-steps/s and the ratio to eam/fs measured in the same run (the machines are
-noisy; ratios travel better than absolute rates). ``--device cuda`` runs the meltpot models on
+stage has run, the retrained model at the chosen λ: full vs selected feature set);
+``--subset NAME=I,J,…`` adds the first model shrunk to those feature indices (its weights sliced
+by ``shrink_model``: a speed measurement of a smaller feature set, not a trained model). The
+plugin computes the symmetry functions with the compiled kernel and runs only the networks in
+TorchScript. Reported: timesteps/s, atom-steps/s and the ratios to eam/fs and to SNAP measured
+in the same run (the machines are noisy; ratios travel better than absolute rates). ``--device cuda`` runs the meltpot models on
 a GPU (when one is present). ``--nve-steps N`` adds an NVE run of the first model on the
 smallest liquid with a 1 fs step and reports the total-energy drift (meV/atom/ps, linear fit)
 and the RMS fluctuation. Writes JSON (default benchmarks/results/md.json).
 
     OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 4000 --nve-steps 1000
+    OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 2048 --seconds 4 --subset subset5=2,4,9,16,19
 """
 
 from __future__ import annotations
@@ -110,6 +114,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 4000], help="atoms (4·n³: 256, 500, 2048, 4000, …)")
     ap.add_argument("--models", nargs="*", help="NAME=model.pt (meltpot model files); default: the default run's")
     ap.add_argument("--cache", help="descriptor cache for the extrapolation range (default: the default run's)")
+    ap.add_argument("--subset", action="append", default=[], metavar="NAME=I,J,...",
+                    help="also run the first model shrunk to these feature indices (repeatable)")
+    ap.add_argument("--baseline-plugin", metavar="SO",
+                    help="also run the first model with this older meltpot.so (e.g. the torch-descriptor plugin "
+                         "before the compiled kernel, built from git history): a before/after figure")
     ap.add_argument("--device", default="cpu", help="cpu or cuda for the meltpot models")
     ap.add_argument("--seconds", type=float, default=10.0, help="target seconds per measurement")
     ap.add_argument("--nve-steps", type=int, default=0, help="NVE drift run of the first model (0: skip)")
@@ -122,14 +131,27 @@ def main() -> None:
     plugin = build_plugin()
     cache = args.cache or next((ROOT / "results" / "al-default" / "descriptors").glob("*.h5"), None)
     models = {}
-    for spec in args.models or default_models():
-        name, path = spec.split("=", 1)
-        model = load_model(path)
+
+    def export(name, model):
         lo = hi = None
         if cache:
             st = training_stats(model, cache)
             lo, hi = {el: s["min"] for el, s in st.items()}, {el: s["max"] for el, s in st.items()}
         models[name] = (write_torchscript(model, work / f"{name}.pt", lo, hi), model.featureset.n_features("Al"))
+
+    first = None
+    for spec in args.models or default_models():
+        name, path = spec.split("=", 1)
+        model = load_model(path)
+        first = first or model
+        export(name, model)
+    for spec in args.subset:
+        from meltpot.selection.group_lasso import shrink_model
+
+        if first is None:
+            raise SystemExit("--subset needs a model (--models NAME=model.pt or the default run's)")
+        name, idx = spec.split("=", 1)
+        export(name, shrink_model(first, {"Al": [int(i) for i in idx.split(",")]}))
     if not models:
         raise SystemExit("no models: run `make run` first or give --models NAME=model.pt")
 
@@ -137,6 +159,7 @@ def main() -> None:
              "snap": (["pair_style snap", "pair_coeff * * Ni_Zuo_JPCA2020.snapcoeff Ni_Zuo_JPCA2020.snapparam Ni"],
                       58.69, 400)}
     result = {"benchmark": "md", "threads": 1, "machine": platform.platform(), "device": args.device,
+              "plugin": str(plugin), "baseline_plugin": args.baseline_plugin,
               "models": {k: {"file": str(v[0]), "n_features": v[1]} for k, v in models.items()}, "runs": []}
     for n in args.sizes:
         cells = round((n / 4) ** (1 / 3))
@@ -146,15 +169,21 @@ def main() -> None:
             probe = speed(work / f"{name.replace('/', '_')}_{n}_probe", data, pair, mass, max(10, steps // 100))
             steps = max(10, int(args.seconds * probe["timesteps_per_s"]))
             rows[name] = speed(work / f"{name.replace('/', '_')}_{n}", data, pair, mass, steps)
-        for name, (ts, _) in models.items():
-            pair = pair_commands(ts, ["Al"], plugin=plugin, device=args.device)
-            probe = speed(work / f"{name}_{n}_probe", data, pair, 26.98, 2)
+        runs = [(f"meltpot:{name}", ts, plugin) for name, (ts, _) in models.items()]
+        if args.baseline_plugin:
+            name, (ts, _) = next(iter(models.items()))
+            runs.append((f"baseline:{name}", ts, Path(args.baseline_plugin)))
+        for label, ts, so in runs:
+            pair = pair_commands(ts, ["Al"], plugin=so, device=args.device)
+            tag = label.replace(":", "_")
+            probe = speed(work / f"{tag}_{n}_probe", data, pair, 26.98, 2)
             steps = max(2, int(args.seconds * probe["timesteps_per_s"]))
-            rows[f"meltpot:{name}"] = speed(work / f"{name}_{n}", data, pair, 26.98, steps)
+            rows[label] = speed(work / f"{tag}_{n}", data, pair, 26.98, steps)
         for name, r in rows.items():
             r["vs_eam"] = r["atom_steps_per_s"] / rows["eam/fs"]["atom_steps_per_s"]
+            r["vs_snap"] = r["atom_steps_per_s"] / rows["snap"]["atom_steps_per_s"]
             print(f"{n:6d} atoms {name:18s} {r['timesteps_per_s']:10.2f} steps/s {r['atom_steps_per_s']:12.4g} "
-                  f"atom-steps/s  ({r['vs_eam']:.2e} × eam/fs)", flush=True)
+                  f"atom-steps/s  ({r['vs_eam']:.2e} × eam/fs, {r['vs_snap']:.2f} × SNAP)", flush=True)
         result["runs"].append({"atoms": n, "potentials": rows})
     if args.nve_steps:
         name, (ts, _) = next(iter(models.items()))

@@ -6,6 +6,14 @@ per-atom energies, forces and the virial pressure at full precision; the same ce
 holds it) goes through :class:`~meltpot.model.calculator.MeltpotCalculator`. Models are random
 HDNNPs with scaling and reference energies (tests/helpers.py), one and two elements. The LAMMPS
 single points are shared with the ML-IAP test (tests/lammps_points.py).
+
+The plugin computes the symmetry functions with the compiled kernel and runs only the networks
+from TorchScript; the Python side computes everything in torch (descriptors, autograd forces),
+so these comparisons check the kernel route end to end: the thesis's 22-function Al set, a
+5-function subset of it, one- and two-element models, a two-element subset with different kept
+functions per element, triclinic cells, serial and two MPI ranks; isolated atoms (no pairs), a
+vacuum slab whose second rank holds no atom; the units check, old export files, and a failure
+inside the kernel reaching LAMMPS's error handling.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from helpers import make_featureset, random_model
 from lammps_points import (export_random_models, python_reference, random_systems, rel, run_lammps,
                            single_point, single_point_lines)
 from meltpot.analysis.trajectory import read_log
-from meltpot.export.torchscript import ExportError, load_torchscript, write_torchscript
+from meltpot.descriptors import load_featureset
+from meltpot.export.torchscript import ExportError, LammpsPotential, load_torchscript, write_torchscript
 from meltpot.plugin.build import build_plugin, pair_commands
 
 
@@ -190,3 +199,127 @@ def test_export_cli_takes_a_model_or_the_selection_choice(systems, tmp_path):
     (sel / "chosen.json").write_text('{"step": 5}')
     assert main(["export", "torchscript", str(sel / "chosen.json"), "--out", str(tmp_path / "c.pt")]) == 2
     assert not (tmp_path / "c.pt").exists()
+
+
+# ------------------------------------------------------------------------------ the kernel route
+@pytest.fixture(scope="module")
+def kernel_models(systems, tmp_path_factory):
+    """name → (model, export, cell): the thesis's 22 Al functions (polynomial cutoff, r_c 6.8 Å,
+    more than half the 8.1 Å cell: several periodic images), a 5-function subset of them, and an
+    Al–Ni subset keeping 6 functions for Al and 5 others for Ni."""
+    root = tmp_path_factory.mktemp("kernel")
+    thesis = load_featureset("al-thesis", ["Al"])
+    alni = make_featureset(["Al", "Ni"]).subset({"Al": [0, 3, 5, 8, 12, 19], "Ni": [1, 3, 6, 10, 15]}, name="alni-sub")
+    specs = {"al-thesis": (thesis, "Al", "tanh"),
+             "al-thesis-5": (thesis.subset({"Al": [2, 4, 9, 16, 19]}, name="al-thesis-5"), "Al", "tanh"),
+             "AlNi-subset": (alni, "AlNi", "shifted_softplus")}
+    out = {}
+    for k, (name, (fs, system, act)) in enumerate(specs.items()):
+        model = random_model(fs, [systems[system]], seed=20 + k, activation=act)
+        out[name] = (model, write_torchscript(model, root / f"{name}.pt"), systems[system])
+    return out
+
+
+def _compare(lmp, ref, tol=1e-8):
+    assert abs(lmp["energy"] - ref["energy"]) / abs(ref["energy"]) < tol
+    assert rel(lmp["energies"], ref["energies"]) < tol
+    assert rel(lmp["forces"], ref["forces"]) < tol
+    assert rel(lmp["stress"], ref["stress"]) < tol
+    assert rel(lmp["stress_atom_sum"], ref["stress"]) < tol
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+@pytest.mark.parametrize("name", ["al-thesis", "al-thesis-5", "AlNi-subset"])
+def test_kernel_route_equals_python_model(name, nprocs, kernel_models, plugin, tmp_path):
+    """Energies, per-atom energies, forces, virial (fdotr) and per-atom virial to 1e-8 relative."""
+    model, export, atoms = kernel_models[name]
+    lmp = plugin_single_point(tmp_path, atoms, export, model.elements, plugin, nprocs=nprocs)
+    ref = python_reference(model, lmp["atoms"])
+    assert np.abs(ref["forces"]).max() > 1e-2
+    _compare(lmp, ref)
+    log = (tmp_path / "log.lammps").read_text()
+    assert f"{model.descriptor.n_union} symmetry functions" in log and "compiled symmetry-function kernel" in log
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_batches_of_atoms_give_the_same_numbers(nprocs, kernel_models, plugin, tmp_path):
+    """`batch 5`: the kernel and networks run on 5 atoms at a time; nothing changes."""
+    model, export, atoms = kernel_models["AlNi-subset"]
+    pair = pair_commands(export, model.elements, plugin=plugin)
+    a = single_point(tmp_path / "a", atoms, pair, model.elements, nprocs=nprocs)
+    pair[1] += " batch 5"
+    b = single_point(tmp_path / "b", atoms, pair, model.elements, nprocs=nprocs)
+    _compare(b, a, tol=1e-12)
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_isolated_atoms_have_zero_forces_and_their_atomic_energies(nprocs, kernel_models, plugin, tmp_path):
+    """A dilute gas (no pair inside the cutoff on any rank): zero forces and virial, each atom's
+    energy the network's at G = 0."""
+    from ase import Atoms
+
+    model, export, _ = kernel_models["AlNi-subset"]
+    grid = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], float) * 12.0 + 1.0
+    gas = Atoms(["Al", "Ni"] * 4, positions=grid, cell=np.diag([24.0, 24.0, 24.0]), pbc=True)
+    lmp = plugin_single_point(tmp_path, gas, export, model.elements, plugin, nprocs=nprocs)
+    species = torch.tensor([model.elements.index(s) for s in lmp["atoms"].get_chemical_symbols()])
+    e0 = model.atomic_energies(torch.zeros(len(gas), max(model.n_features), dtype=torch.float64), species).detach()
+    assert rel(lmp["energies"], e0.numpy()) < 1e-12
+    assert abs(lmp["energy"] - float(e0.sum())) < 1e-10 * abs(float(e0.sum()))
+    assert np.abs(lmp["forces"]).max() == 0.0 and np.abs(lmp["stress"]).max() == 0.0
+
+
+def test_a_rank_without_atoms_in_a_vacuum_slab(kernel_models, plugin, tmp_path):
+    """A slab in a box 40 Å long in x, two ranks split along x: the second rank owns no atom
+    (only periodic ghosts); the numbers equal the Python model's."""
+    from ase.build import bulk
+
+    model, export, _ = kernel_models["al-thesis-5"]
+    slab = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+    slab.rattle(0.1, seed=3)
+    slab.set_cell(np.diag([40.0, 8.1, 8.1]), scale_atoms=False)
+    slab.positions[:, 0] += 4.0
+    lmp = plugin_single_point(tmp_path, slab, export, model.elements, plugin, nprocs=2)
+    assert "2 by 1 by 1 MPI processor grid" in (tmp_path / "log.lammps").read_text()
+    _compare(lmp, python_reference(model, lmp["atoms"]))
+
+
+def _error_run(tmp_path, plugin, lines, units="metal"):
+    base = [f"units {units}", "region b block 0 8 0 8 0 8", "create_box 1 b", "create_atoms 1 random 10 5 b",
+            "mass 1 27", f"plugin load {plugin}"]
+    res = run_lammps(tmp_path, base + lines + ["run 0"], check=False)
+    assert res.returncode != 0, res.stdout[-1500:]
+    return res.stdout + res.stderr
+
+
+def test_units_must_match_the_model(kernel_models, plugin, tmp_path):
+    _, export, _ = kernel_models["al-thesis-5"]
+    for units in ("real", "lj"):
+        out = _error_run(tmp_path / units, plugin, [f"pair_style meltpot {export}", "pair_coeff * * Al"], units)
+        assert f"is in metal units, but LAMMPS runs with units {units}" in out, out[-1500:]
+
+
+def test_old_export_files_are_refused_with_the_fix(systems, plugin, tmp_path):
+    """A format-1 file (the torch route only) stops with: re-export with meltpot export torchscript."""
+    model = random_model(make_featureset(["Al"]), [systems["Al"]], seed=30)
+    old = LammpsPotential(model)
+    old.format_version = 1
+    torch.jit.script(old).save(str(tmp_path / "old.pt"))
+    out = _error_run(tmp_path / "run", plugin, [f"pair_style meltpot {tmp_path / 'old.pt'}", "pair_coeff * * Al"])
+    assert "export of format version 1" in out and "re-export with meltpot export torchscript" in out, out[-1500:]
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_a_failure_inside_the_kernel_reaches_lammps(nprocs, systems, plugin, tmp_path):
+    """A damaged function table (kind 7): the kernel's error, a plain C++ exception in the
+    plugin, stops LAMMPS with its message (not a crash)."""
+    model = random_model(make_featureset(["Al"]), [systems["Al"]], seed=31)
+    bad = LammpsPotential(model)
+    bad.sf_int[0, 0] = 7
+    torch.jit.script(bad).save(str(tmp_path / "bad.pt"))
+    write(tmp_path / "data.lmp", systems["Al"], format="lammps-data", specorder=["Al"], atom_style="atomic")
+    res = run_lammps(tmp_path, single_point_lines("data.lmp", pair_commands(tmp_path / "bad.pt", ["Al"], plugin=plugin),
+                                                  ["Al"]), nprocs=nprocs, check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "symmetry-function kernel failed: an invalid function table" in out, out[-1500:]

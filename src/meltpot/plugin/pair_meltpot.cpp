@@ -1,23 +1,31 @@
-/* pair_style meltpot: runs a TorchScript HDNNP exported by `meltpot export torchscript`.
+/* pair_style meltpot: runs a meltpot HDNNP exported by `meltpot export torchscript`.
 
    Syntax
      plugin load /path/to/meltpot.so
      pair_style meltpot model.pt [device cpu|cuda|cuda:N] [extrapolation_limit N] [extrapolation_warnings K]
+                                 [batch N]
      pair_coeff * * Al Ni          (one model element per LAMMPS atom type)
 
-   The model's forward(species, center, neighbor, rij, nlocal) returns per-atom energies of
-   the local atoms, dE/dr_ij for every pair (r_ij = x_j - x_i) and, per local atom, how many of
-   its descriptors lie outside the training range. Forces: f_i += dE/dr_ij, f_j -= dE/dr_ij,
-   also on ghost atoms (newton pair on: LAMMPS reverse-communicates them); the virial comes
-   from fdotr or, with per-atom virial requested, from the pairs (-r_ij (x) dE/dr_ij, half to
-   each atom). Requires a full neighbour list and `newton on`. `device cuda` moves the model
-   and the pair tensors to a GPU (rank r uses GPU r mod n_gpus); LAMMPS itself stays on the CPU.
+   Per step: the pairs within the cutoff from the full neighbour list (centres: the local
+   atoms); the symmetry functions G (n_local, F) and their derivatives dG/dr_ij (n_pairs, F, 3)
+   of the functions the model keeps, by the compiled kernel (meltpot/descriptors/acsf_kernel.cpp,
+   compiled into this plugin; the function table travels in the export, format version 2);
+   the networks from TorchScript (`energies_and_gradients(G, species)`: per-atom energies and
+   dE_i/dG_i, feature scaling inside), batched over atoms; per pair
+   g_p = sum_f dE/dG_i[f] dG_p[f] = dE/dr_ij, then f_i += g_p, f_j -= g_p, also on ghost atoms
+   (newton pair on: LAMMPS reverse-communicates them); the virial from fdotr or, with per-atom
+   virial requested, from the pairs (-r_ij (x) g_p, half to each atom). Requires a full neighbour
+   list, `newton on` and the model's units (`units metal` or `units lj`). `device cuda` runs the
+   networks on a GPU (rank r uses GPU r mod n_gpus; G goes in, dE/dG comes out); the kernel and
+   LAMMPS stay on the CPU. `batch N`: at most N local atoms per kernel + network call (default:
+   as many as keep the dG buffer under 16 MB).
 
-   Extrapolation (as n2p2's warnings): each step, atoms with any descriptor outside the training
-   range are counted; the count is written to the log (first `extrapolation_warnings` steps
-   with extrapolation, default 10; then the running total every 1000 steps), available as `compute pair meltpot` (c_ID[1]: atoms this
-   step on this rank, summed over ranks; c_ID[2]: cumulative), and the run stops with an error
-   when more than `extrapolation_limit` atoms extrapolate in one step (default -1: never). */
+   Extrapolation (as n2p2's warnings): each step, atoms with any feature outside the training
+   range (min/max arrays of the export) are counted; the count is written to the log (first
+   `extrapolation_warnings` steps with extrapolation, default 10; then the running total every
+   1000 steps), available as `compute pair meltpot` (c_ID[1]: atoms this step, summed over ranks;
+   c_ID[2]: cumulative), and the run stops with an error when more than `extrapolation_limit`
+   atoms extrapolate in one step (default -1: never). */
 
 #include "pair_meltpot.h"
 
@@ -31,14 +39,55 @@
 #include "update.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <vector>
+
+// The compiled symmetry-function kernel, in this translation unit; its extern "C" entry points
+// stay hidden, so a kernel library that Python loaded into the same process cannot interpose.
+#pragma GCC visibility push(hidden)
+#include "acsf_kernel.cpp"
+#pragma GCC visibility pop
+
+// The export layout this plugin reads (meltpot.export.torchscript.FORMAT_VERSION).
+#define MELTPOT_FORMAT_VERSION 2
 
 using namespace LAMMPS_NS;
 
+namespace {
+constexpr double DU_BUDGET = 2.0 * 1024 * 1024;   // doubles of dG per batch (16 MB)
+
+const char *KERNEL_ERRORS[] = {"", "pairs not sorted by centre or a centre index out of range",
+                               "a species index outside the model's elements", "an invalid function table"};
+
+torch::Tensor cpu_tensor(const torch::jit::Module &m, const char *name, c10::ScalarType dtype,
+                         std::vector<int64_t> shape)
+{
+  if (!m.hasattr(name)) throw std::runtime_error(std::string("no attribute ") + name);
+  torch::Tensor t = m.attr(name).toTensor().to(torch::kCPU).contiguous();
+  if (t.scalar_type() != dtype)
+    throw std::runtime_error(std::string(name) + " has dtype " + std::string(c10::toString(t.scalar_type())));
+  if (t.dim() != (int64_t) shape.size()) throw std::runtime_error(std::string(name) + " has the wrong rank");
+  for (size_t k = 0; k < shape.size(); k++)
+    if (shape[k] >= 0 && t.size(k) != shape[k])
+      throw std::runtime_error(std::string(name) + " has shape " + c10::str(t.sizes()));
+  return t;
+}
+
+template <class T> std::vector<T> to_vector(const torch::Tensor &t)
+{
+  const T *p = t.data_ptr<T>();
+  return std::vector<T>(p, p + t.numel());
+}
+}    // namespace
+
 PairMeltpot::PairMeltpot(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), cutoff(0.0), has_range(false), extrap_limit(-1),
-    extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1), extrap_step(0.0), extrap_total(0.0)
+    Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), batch_atoms(0),
+    has_range(false), extrap_limit(-1), extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1),
+    extrap_step(0.0), extrap_total(0.0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -71,7 +120,7 @@ void PairMeltpot::allocate()
 void PairMeltpot::settings(int narg, char **arg)
 {
   if (narg < 1) error->all(FLERR, "Illegal pair_style meltpot command: pair_style meltpot model.pt [device cpu|cuda] "
-                                  "[extrapolation_limit N] [extrapolation_warnings K]");
+                                  "[extrapolation_limit N] [extrapolation_warnings K] [batch N]");
   model_file = arg[0];
   std::string dev = "cpu";
   for (int iarg = 1; iarg < narg; iarg += 2) {
@@ -80,8 +129,12 @@ void PairMeltpot::settings(int narg, char **arg)
     if (key == "device") dev = arg[iarg + 1];
     else if (key == "extrapolation_limit") extrap_limit = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
     else if (key == "extrapolation_warnings") extrap_warnings_max = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-    else error->all(FLERR, "pair_style meltpot: unknown keyword {} (allowed: device, extrapolation_limit, "
-                           "extrapolation_warnings)", key);
+    else if (key == "batch") {
+      batch_atoms = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (batch_atoms < 0) error->all(FLERR, "pair_style meltpot: batch must be >= 0 (0: automatic)");
+    } else
+      error->all(FLERR, "pair_style meltpot: unknown keyword {} (allowed: device, extrapolation_limit, "
+                        "extrapolation_warnings, batch)", key);
   }
   if (dev == "cpu") {
     device = torch::Device(torch::kCPU);
@@ -97,26 +150,86 @@ void PairMeltpot::settings(int narg, char **arg)
     error->all(FLERR, "pair_style meltpot: device must be cpu, cuda or cuda:N, not {}", dev);
   }
 
+  std::string fail;
   try {
     model = torch::jit::load(model_file, device);
   } catch (const c10::Error &e) {
-    error->all(FLERR, "pair_style meltpot: cannot load TorchScript model {}: {}", model_file, e.what_without_backtrace());
+    fail = e.what_without_backtrace();
+  } catch (const std::exception &e) {
+    fail = e.what();
   }
+  if (!fail.empty()) error->all(FLERR, "pair_style meltpot: cannot load TorchScript model {}: {}", model_file, fail);
   model.eval();
   if (!model.hasattr("format_version"))
     error->all(FLERR, "pair_style meltpot: {} is a TorchScript file but not a meltpot export "
                       "(write it with `meltpot export torchscript`)", model_file);
-  cutoff = model.attr("cutoff").toDouble();
-  has_range = model.attr("has_range").toBool();
-  model_elements.clear();
-  for (const auto &el : model.attr("elements").toList()) model_elements.push_back(el.get().toStringRef());
+  int64_t version = -1;
+  try {
+    version = model.attr("format_version").toInt();
+  } catch (const std::exception &) {
+  }
+  if (version < MELTPOT_FORMAT_VERSION)
+    error->all(FLERR, "pair_style meltpot: {} is an export of format version {}; this plugin runs the compiled "
+                      "symmetry-function kernel and needs format version {} (the kernel's function table): "
+                      "re-export with meltpot export torchscript MODEL --out {}",
+               model_file, version, MELTPOT_FORMAT_VERSION, model_file);
+  if (version > MELTPOT_FORMAT_VERSION)
+    error->all(FLERR, "pair_style meltpot: {} is an export of format version {}, newer than this plugin's {}: "
+                      "rebuild the plugin (meltpot plugin build)", model_file, version, MELTPOT_FORMAT_VERSION);
+  try {
+    load_model();
+  } catch (const c10::Error &e) {
+    fail = e.what_without_backtrace();
+  } catch (const std::exception &e) {
+    fail = e.what();
+  }
+  if (!fail.empty())
+    error->all(FLERR, "pair_style meltpot: {} is not a valid meltpot export ({}): re-export with meltpot export "
+                      "torchscript", model_file, fail);
+
+  const std::string lammps_units = update->unit_style ? update->unit_style : "";
+  if (lammps_units != model_units)
+    error->all(FLERR, "pair_style meltpot: model {} is in {} units, but LAMMPS runs with units {}: put `units {}` "
+                      "before the box is created (lengths in {}, energies in {})", model_file, model_units,
+               lammps_units, model_units, model_units == "lj" ? "sigma" : "Angstrom",
+               model_units == "lj" ? "epsilon" : "eV");
+
   if (comm->me == 0) {
     std::string els;
     for (const auto &e : model_elements) els += (els.empty() ? "" : " ") + e;
-    utils::logmesg(lmp, "meltpot: model {} (elements {}, cutoff {}, units {}) on {}{}\n", model_file, els, cutoff,
-                   model.attr("units").toStringRef(), device.str(),
-                   has_range ? "" : "; no training range stored: extrapolation is not checked");
+    utils::logmesg(lmp, "meltpot: model {} (elements {}, cutoff {}, units {}, {} symmetry functions) on {}; "
+                        "compiled symmetry-function kernel on the CPU{}\n", model_file, els, cutoff, model_units,
+                   n_union, device.str(), has_range ? "" : "; no training range stored: extrapolation is not checked");
   }
+}
+
+/* Metadata and the kernel's function table from the loaded export (throws on anything missing). */
+void PairMeltpot::load_model()
+{
+  cutoff = model.attr("cutoff").toDouble();
+  has_range = model.attr("has_range").toBool();
+  model_units = model.attr("units").toStringRef();
+  model_elements.clear();
+  for (const auto &el : model.attr("elements").toList()) model_elements.push_back(el.get().toStringRef());
+  const int64_t n_el = (int64_t) model_elements.size();
+  if (n_el < 1) throw std::runtime_error("no elements");
+  n_union = (int) model.attr("sf_n_union").toInt();
+  cutoff_kind = (int) model.attr("sf_cutoff_kind").toInt();
+  torch::Tensor par = cpu_tensor(model, "sf_par", torch::kFloat64, {-1, 5});
+  n_fn = (int) par.size(0);
+  fn_par = to_vector<double>(par);
+  fn_int = to_vector<int32_t>(cpu_tensor(model, "sf_int", torch::kInt32, {n_fn, 4}));
+  fn_need = to_vector<uint8_t>(cpu_tensor(model, "sf_need", torch::kUInt8, {n_el, std::max<int64_t>(n_union, 1)}));
+  torch::Tensor cols = cpu_tensor(model, "sf_columns", torch::kInt64, {n_el, -1});
+  f_max = (int) cols.size(1);
+  columns = to_vector<int64_t>(cols);
+  for (int64_t c : columns)
+    if (c >= n_union) throw std::runtime_error("sf_columns refers to a function outside the union");
+  feat_min = to_vector<double>(cpu_tensor(model, "feature_min", torch::kFloat64, {n_el, f_max}));
+  feat_max = to_vector<double>(cpu_tensor(model, "feature_max", torch::kFloat64, {n_el, f_max}));
+  if (model.find_method("energies_and_gradients") == c10::nullopt)
+    throw std::runtime_error("no method energies_and_gradients");
+  if (!(cutoff > 0.0) || n_union < 1 || f_max < 1) throw std::runtime_error("empty feature set");
 }
 
 void PairMeltpot::coeff(int narg, char **arg)
@@ -165,103 +278,29 @@ void *PairMeltpot::extract(const char *name, int &dim)
 void PairMeltpot::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-
-  double **x = atom->x;
-  double **f = atom->f;
-  int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const int inum = list->inum;
-  int *ilist = list->ilist;
-  int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double cutsq_model = cutoff * cutoff;
-
-  // pair list inside the cutoff (centres are the local atoms of the full list)
-  std::vector<int64_t> species(nall), centre, neigh;
-  std::vector<double> rij;
-  for (int i = 0; i < nall; i++) species[i] = type_element[type[i]];
-  bigint npairs_est = 0;
-  for (int ii = 0; ii < inum; ii++) npairs_est += numneigh[ilist[ii]];
-  centre.reserve(npairs_est);
-  neigh.reserve(npairs_est);
-  rij.reserve(3 * npairs_est);
-  for (int ii = 0; ii < inum; ii++) {
-    const int i = ilist[ii];
-    int *jlist = firstneigh[i];
-    for (int jj = 0; jj < numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        centre.push_back(i);
-        neigh.push_back(j);
-        rij.push_back(dx);
-        rij.push_back(dy);
-        rij.push_back(dz);
-      }
-    }
-  }
-  const int64_t npairs = (int64_t) centre.size();
-
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor t_species = torch::from_blob(species.data(), {(int64_t) nall}, i64).to(device);
-  torch::Tensor t_centre = torch::from_blob(centre.data(), {npairs}, i64).to(device);
-  torch::Tensor t_neigh = torch::from_blob(neigh.data(), {npairs}, i64).to(device);
-  torch::Tensor t_rij = torch::from_blob(rij.data(), {npairs, 3}, f64).to(device);
-
-  torch::Tensor e_atom, grad, outside;
-  try {
-    std::vector<torch::jit::IValue> inputs{t_species, t_centre, t_neigh, t_rij, (int64_t) nlocal};
-    auto out = model.forward(inputs).toTuple();
-    e_atom = out->elements()[0].toTensor().to(torch::kCPU).contiguous();
-    grad = out->elements()[1].toTensor().to(torch::kCPU).contiguous();
-    outside = out->elements()[2].toTensor().to(torch::kCPU).contiguous();
-  } catch (const c10::Error &e) {
-    error->one(FLERR, "pair_style meltpot: the model failed at step {}: {}", update->ntimestep,
-               e.what_without_backtrace());
-  }
-
-  const double *e = e_atom.data_ptr<double>();
-  const double *g = grad.data_ptr<double>();
-  const int64_t *nout = outside.data_ptr<int64_t>();
-
-  double energy = 0.0;
-  for (int i = 0; i < nlocal; i++) {
-    energy += e[i];
-    if (eflag_atom) eatom[i] += e[i];
-  }
-  if (eflag_global) eng_vdwl += energy;
-
   const bool pair_virial = (vflag_global && !vflag_fdotr) || vflag_atom;
-  for (int64_t p = 0; p < npairs; p++) {
-    const int i = (int) centre[p], j = (int) neigh[p];
-    const double gx = g[3 * p], gy = g[3 * p + 1], gz = g[3 * p + 2];
-    f[i][0] += gx;
-    f[i][1] += gy;
-    f[i][2] += gz;
-    f[j][0] -= gx;
-    f[j][1] -= gy;
-    f[j][2] -= gz;
-    if (pair_virial) {
-      const double dx = rij[3 * p], dy = rij[3 * p + 1], dz = rij[3 * p + 2];
-      const double v[6] = {-dx * gx, -dy * gy, -dz * gz, -dx * gy, -dx * gz, -dy * gz};
-      if (vflag_global && !vflag_fdotr)
-        for (int k = 0; k < 6; k++) virial[k] += v[k];
-      if (vflag_atom)
-        for (int k = 0; k < 6; k++) {
-          vatom[i][k] += 0.5 * v[k];
-          vatom[j][k] += 0.5 * v[k];
-        }
-    }
+
+  // any exception of torch, the kernel or the C++ library reaches LAMMPS's error handling with
+  // its message (error->one: one rank may fail alone)
+  double energy = 0.0, mine = 0.0;
+  std::string fail;
+  try {
+    evaluate(pair_virial, energy, mine);
+  } catch (const c10::Error &e) {
+    fail = e.what_without_backtrace();
+  } catch (const std::exception &e) {
+    fail = e.what();
+  } catch (...) {
+    fail = "an unknown C++ exception";
   }
+  if (!fail.empty())
+    error->one(FLERR, "pair_style meltpot: evaluating model {} failed at step {}: {}", model_file, update->ntimestep,
+               fail);
+  if (eflag_global) eng_vdwl += energy;
   if (vflag_fdotr) virial_fdotr_compute();
 
-  // extrapolation: atoms of this rank with any descriptor outside the training range
+  // extrapolation: atoms of this rank with any feature outside the training range
   if (has_range) {
-    double mine = 0.0;
-    for (int i = 0; i < nlocal; i++)
-      if (nout[i] > 0) mine += 1.0;
     pvector[0] = mine;
     pvector[1] += mine;
     MPI_Allreduce(&mine, &extrap_step, 1, MPI_DOUBLE, MPI_SUM, world);
@@ -283,6 +322,160 @@ void PairMeltpot::compute(int eflag, int vflag)
       error->all(FLERR, "meltpot: {} atoms have descriptors outside the training range at step {} "
                         "(extrapolation_limit {}): the structure left the model's training data",
                  (bigint) extrap_step, update->ntimestep, extrap_limit);
+  }
+}
+
+/* The pairs within the cutoff of every local atom (sorted by centre), then batches of centres
+   through kernel, networks and the force scatter. Throws on failure (compute() reports it). */
+void PairMeltpot::evaluate(bool pair_virial, double &energy, double &n_extrapolating)
+{
+  double **x = atom->x;
+  int *type = atom->type;
+  const int inum = list->inum;
+  int *ilist = list->ilist;
+  int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const double cutsq_model = cutoff * cutoff;
+
+  w_start.assign(inum + 1, 0);
+  w_cspecies.resize(inum);
+  w_nbspecies.clear();
+  w_j.clear();
+  w_rij.clear();
+  bigint npairs_est = 0;
+  for (int ii = 0; ii < inum; ii++) npairs_est += numneigh[ilist[ii]];
+  w_nbspecies.reserve(npairs_est);
+  w_j.reserve(npairs_est);
+  w_rij.reserve(3 * npairs_est);
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    w_cspecies[ii] = type_element[type[i]];
+    const int *jlist = firstneigh[i];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        w_nbspecies.push_back(type_element[type[j]]);
+        w_j.push_back(j);
+        w_rij.push_back(dx);
+        w_rij.push_back(dy);
+        w_rij.push_back(dz);
+      }
+    }
+    w_start[ii + 1] = (int64_t) w_j.size();
+  }
+  w_centre.resize(w_j.size());
+
+  // batches of centres: at most batch_atoms, or as many as keep dG within the budget
+  const double per_pair = 3.0 * n_union;
+  int ii0 = 0;
+  while (ii0 < inum) {
+    int ii1 = ii0 + 1;
+    while (ii1 < inum && (batch_atoms <= 0 || ii1 - ii0 < batch_atoms) &&
+           (batch_atoms > 0 || (double) (w_start[ii1 + 1] - w_start[ii0]) * per_pair <= DU_BUDGET))
+      ii1++;
+    batch(ii0, ii1, pair_virial, energy, n_extrapolating);
+    ii0 = ii1;
+  }
+}
+
+void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, double &n_extrapolating)
+{
+  double **f = atom->f;
+  int *ilist = list->ilist;
+  const int64_t nb = ii1 - ii0;
+  const int64_t p0 = w_start[ii0], p1 = w_start[ii1], np = p1 - p0;
+  const int n_el = (int) model_elements.size();
+  for (int ii = ii0; ii < ii1; ii++)
+    for (int64_t p = w_start[ii]; p < w_start[ii + 1]; p++) w_centre[p] = ii - ii0;
+
+  // symmetry functions of the union (U) and their derivatives per pair (dU)
+  w_U.resize(nb * n_union);
+  w_dU.resize(std::max<int64_t>(np, 1) * n_union * 3);
+  const int rc = meltpot_acsf_f64(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
+                                  w_rij.data() + 3 * p0, n_el, n_union, n_fn, fn_par.data(), fn_int.data(),
+                                  fn_need.data(), cutoff_kind, w_U.data(), w_dU.data(), 1);
+  if (rc != 0)
+    throw std::runtime_error(std::string("the symmetry-function kernel failed: ") +
+                             (rc > 0 && rc < 4 ? KERNEL_ERRORS[rc] : "unknown error"));
+
+  // features of each centre's element (F_max columns, zeros after its own) and extrapolation
+  w_G.assign(nb * f_max, 0.0);
+  w_cspecies64.resize(nb);
+  for (int64_t b = 0; b < nb; b++) {
+    const int el = w_cspecies[ii0 + b];
+    w_cspecies64[b] = el;
+    const int64_t *col = &columns[(size_t) el * f_max];
+    double *g = &w_G[b * f_max];
+    bool outside = false;
+    for (int k = 0; k < f_max; k++) {
+      if (col[k] >= 0) g[k] = w_U[b * n_union + col[k]];
+      outside = outside || g[k] < feat_min[(size_t) el * f_max + k] || g[k] > feat_max[(size_t) el * f_max + k];
+    }
+    if (has_range && outside) n_extrapolating += 1.0;
+  }
+
+  // the networks: per-atom energies and dE/dG
+  torch::AutoGradMode grad_mode(true);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor tG = torch::from_blob(w_G.data(), {nb, (int64_t) f_max}, f64);
+  torch::Tensor tS = torch::from_blob(w_cspecies64.data(), {nb}, i64);
+  if (device != torch::Device(torch::kCPU)) {
+    tG = tG.to(device);
+    tS = tS.to(device);
+  }
+  auto out = model.get_method("energies_and_gradients")({tG, tS}).toTuple();
+  torch::Tensor te = out->elements()[0].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+  torch::Tensor td = out->elements()[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+  if (te.numel() != nb || td.numel() != nb * f_max)
+    throw std::runtime_error("energies_and_gradients returned tensors of the wrong size");
+  const double *e = te.data_ptr<double>();
+  const double *d = td.data_ptr<double>();
+
+  for (int64_t b = 0; b < nb; b++) {
+    energy += e[b];
+    if (eflag_atom) eatom[ilist[ii0 + b]] += e[b];
+  }
+  // dE/dU: each feature's gradient on its union column
+  w_dEdU.assign(nb * n_union, 0.0);
+  for (int64_t b = 0; b < nb; b++) {
+    const int64_t *col = &columns[(size_t) w_cspecies[ii0 + b] * f_max];
+    for (int k = 0; k < f_max; k++)
+      if (col[k] >= 0) w_dEdU[b * n_union + col[k]] += d[b * f_max + k];
+  }
+
+  // per pair g_p = dE/dr_ij = sum_u dE/dU[i, u] dU[p, u, :]
+  for (int64_t q = 0; q < np; q++) {
+    const int64_t p = p0 + q;
+    const int64_t c = w_centre[p];
+    const int i = ilist[ii0 + c], j = w_j[p];
+    const double *w = &w_dEdU[c * n_union];
+    const double *du = &w_dU[q * n_union * 3];
+    double gx = 0.0, gy = 0.0, gz = 0.0;
+    for (int u = 0; u < n_union; u++) {
+      gx += w[u] * du[3 * u];
+      gy += w[u] * du[3 * u + 1];
+      gz += w[u] * du[3 * u + 2];
+    }
+    f[i][0] += gx;
+    f[i][1] += gy;
+    f[i][2] += gz;
+    f[j][0] -= gx;
+    f[j][1] -= gy;
+    f[j][2] -= gz;
+    if (pair_virial) {
+      const double dx = w_rij[3 * p], dy = w_rij[3 * p + 1], dz = w_rij[3 * p + 2];
+      const double v[6] = {-dx * gx, -dy * gy, -dz * gz, -dx * gy, -dx * gz, -dy * gz};
+      if (vflag_global && !vflag_fdotr)
+        for (int k = 0; k < 6; k++) virial[k] += v[k];
+      if (vflag_atom)
+        for (int k = 0; k < 6; k++) {
+          vatom[i][k] += 0.5 * v[k];
+          vatom[j][k] += 0.5 * v[k];
+        }
+    }
   }
 }
 
@@ -324,7 +517,7 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.version = MELTPOT_LAMMPS_VERSION;
   plugin.style = "pair";
   plugin.name = "meltpot";
-  plugin.info = "meltpot HDNNP pair style (TorchScript)";
+  plugin.info = "meltpot HDNNP pair style (compiled symmetry functions, TorchScript networks)";
   plugin.author = "meltpot developers";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &meltpot_creator;
   plugin.handle = handle;

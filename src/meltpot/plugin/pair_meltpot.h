@@ -1,6 +1,8 @@
-/* pair_style meltpot: a LAMMPS plugin that runs a TorchScript export of a meltpot HDNNP.
+/* pair_style meltpot: a LAMMPS plugin that runs a meltpot HDNNP: the symmetry functions and
+   their derivatives by the compiled kernel (meltpot/descriptors/acsf_kernel.cpp, built into the
+   plugin), the networks from a TorchScript export (format version 2).
 
-   Built by `meltpot lammps build-plugin` against the installed LAMMPS headers and libtorch;
+   Built by `meltpot plugin build` against the installed LAMMPS headers and libtorch;
    loaded with `plugin load meltpot.so`. See pair_meltpot.cpp for the syntax. */
 
 #ifndef MELTPOT_PAIR_MELTPOT_H
@@ -11,6 +13,7 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -31,19 +34,44 @@ class PairMeltpot : public Pair {
   torch::jit::Module model;
   torch::Device device;
   std::string model_file;
+  std::string model_units;
   double cutoff;
   std::vector<std::string> model_elements;
   std::vector<int> type_element;    // LAMMPS type (1..ntypes) -> model element index
+
+  // the kernel's function table (from the export; layout of meltpot_acsf_f64)
+  int n_fn, n_union, f_max, cutoff_kind;
+  std::vector<double> fn_par;       // n_fn x 5: eta, rs, rc, zeta, lambda
+  std::vector<int32_t> fn_int;      // n_fn x 4: kind, e1, e2, column in the union
+  std::vector<uint8_t> fn_need;     // n_elements x n_union: columns each centre element needs
+  std::vector<int64_t> columns;     // n_elements x f_max: union column of each feature (-1: none)
+  std::vector<double> feat_min, feat_max;   // n_elements x f_max: training range (widened)
+
+  bigint batch_atoms;               // local atoms per kernel + network batch (0: from a memory budget)
+
+  // per-step work buffers (kept between steps); pairs p sorted by centre ii (index in ilist)
+  std::vector<int64_t> w_start;     // ii -> first pair (inum + 1 entries)
+  std::vector<int64_t> w_centre;    // pair -> centre, relative to the batch's first centre
+  std::vector<int32_t> w_nbspecies; // pair -> element of the neighbour
+  std::vector<int> w_j;             // pair -> LAMMPS index of the neighbour
+  std::vector<double> w_rij;        // pair -> r_ij = x_j - x_i
+  std::vector<int32_t> w_cspecies;  // ii -> element
+  std::vector<int64_t> w_cspecies64;
+  std::vector<double> w_U, w_dU, w_G, w_dEdU;
+
   // extrapolation bookkeeping (atoms with any feature outside the training range)
   bool has_range;
   bigint extrap_limit;              // stop when more atoms than this extrapolate in one step (< 0: never)
   int extrap_warnings_max;          // warnings written to the log (then one notice)
   int extrap_warnings_written;
-  bigint extrap_last_report;       // step of the last extrapolation line
+  bigint extrap_last_report;        // step of the last extrapolation line
   double extrap_step;               // atoms extrapolating in the last evaluation (all ranks)
   double extrap_total;              // sum over evaluations so far (all ranks)
 
   void allocate();
+  void load_model();
+  void evaluate(bool pair_virial, double &energy, double &n_extrapolating);
+  void batch(int ii0, int ii1, bool pair_virial, double &energy, double &n_extrapolating);
 };
 
 }    // namespace LAMMPS_NS
