@@ -45,6 +45,7 @@ constexpr double PI = 3.14159265358979323846;
 template <class T>
 struct Term {
     T eta, rs, rc;
+    T inv_rc, pi_rc;       // 1 / rc and pi / rc (no division per pair or triplet)
 };
 
 template <class T>
@@ -56,11 +57,13 @@ template <class T>
 struct AngFn {
     int col, power, key;   // power: index into the plan's powers; key: e1 * n_elements + e2, e1 <= e2
     T coef, coef_lam;      // 2^(1 - zeta), 2^(1 - zeta) lambda
+    int slot;              // index of col among the plan's angular columns (Plan::ang_cols)
 };
 
 template <class T>
 struct AngGroup {          // angular functions sharing (type, eta, rs, rc)
     int term;
+    int narrow_term;       // narrow groups: index into Plan::narrow_terms (the r_jk factor), else -1
     bool narrow;
     T eta, rs, rc;
     std::vector<AngFn<T>> fns;
@@ -80,28 +83,28 @@ struct Plan {
     std::vector<std::vector<RadFn<T>>> rad_by_elem;   // radial functions per neighbour element
     std::vector<AngGroup<T>> groups;
     std::vector<Power<T>> powers;
-    bool lam_used[2] = {false, false};
-    int chain_bits = 0;        // squarings x^(2^k), k < chain_bits, cover every integer zeta - 1
+    std::vector<int> narrow_terms;   // distinct terms of the narrow groups (their r_jk factor)
+    std::vector<int> ang_cols;       // the union columns of the angular functions
     T ang_rc = 0;              // largest rc of the angular groups
     bool any_narrow = false, all_narrow = false;
 };
 
 template <class T>
-inline void cutoff(T r, T rc, int kind, T& f, T& df) {
-    if (r >= rc) {
+inline void cutoff(T r, const Term<T>& t, int kind, T& f, T& df) {
+    if (r >= t.rc) {
         f = 0;
         df = 0;
         return;
     }
     if (kind == COSINE) {
-        const T a = T(PI) / rc;
+        const T a = t.pi_rc;
         f = T(0.5) * (std::cos(a * r) + T(1));
         df = T(-0.5) * a * std::sin(a * r);
     } else {
-        const T x = r / rc;
+        const T x = r * t.inv_rc;
         f = ((T(15) - T(6) * x) * x - T(10)) * x * x * x + T(1);
         const T y = x * (T(1) - x);
-        df = T(-30) * y * y / rc;
+        df = T(-30) * y * y * t.inv_rc;
     }
 }
 
@@ -109,7 +112,7 @@ inline void cutoff(T r, T rc, int kind, T& f, T& df) {
 template <class T>
 inline void radial_factor(T r, const Term<T>& t, int kind, T& w, T& dw) {
     T f, df;
-    cutoff(r, t.rc, kind, f, df);
+    cutoff(r, t, kind, f, df);
     if (f == T(0) && df == T(0)) {
         w = 0;
         dw = 0;
@@ -125,7 +128,7 @@ template <class T>
 int find_term(std::vector<Term<T>>& terms, T eta, T rs, T rc) {
     for (size_t k = 0; k < terms.size(); ++k)
         if (terms[k].eta == eta && terms[k].rs == rs && terms[k].rc == rc) return int(k);
-    terms.push_back({eta, rs, rc});
+    terms.push_back({eta, rs, rc, T(1) / rc, T(PI) / rc});
     return int(terms.size()) - 1;
 }
 
@@ -158,38 +161,289 @@ bool make_plan(int e, int n_elements, int n_union, int n_fn, const double* fn_pa
                 break;
         if (g == plan.groups.size()) {
             group_key.insert(group_key.end(), {double(kind), p[0], p[1], p[2]});
-            plan.groups.push_back({find_term(plan.terms, eta, rs, rc), kind == NARROW, eta, rs, rc, {}});
+            plan.groups.push_back({find_term(plan.terms, eta, rs, rc), -1, kind == NARROW, eta, rs, rc, {}});
         }
         const int li = lam > 0 ? 1 : 0;
-        plan.lam_used[li] = true;
         const int izeta = zeta == std::floor(zeta) && zeta < 1 << 30 ? int(zeta) : 0;
         int pw = 0;
         for (; pw < int(plan.powers.size()); ++pw)
             if (plan.powers[pw].lam_index == li && plan.powers[pw].zeta == T(zeta)) break;
         if (pw == int(plan.powers.size())) plan.powers.push_back({li, izeta, T(zeta)});
-        int bits = 0;   // x^(zeta - 1) uses x^(2^k) for k < bits
-        for (int m = izeta - 1; m > 0; m >>= 1) ++bits;
-        plan.chain_bits = std::max(plan.chain_bits, bits);
         const int lo = std::min(e1, e2), hi = std::max(e1, e2);
-        plan.groups[g].fns.push_back({col, pw, lo * n_elements + hi, T(std::exp2(1.0 - zeta)), T(std::exp2(1.0 - zeta) * lam)});
+        int slot = int(std::find(plan.ang_cols.begin(), plan.ang_cols.end(), col) - plan.ang_cols.begin());
+        if (slot == int(plan.ang_cols.size())) plan.ang_cols.push_back(col);
+        plan.groups[g].fns.push_back({col, pw, lo * n_elements + hi, T(std::exp2(1.0 - zeta)),
+                                      T(std::exp2(1.0 - zeta) * lam), slot});
     }
     plan.all_narrow = !plan.groups.empty();
-    for (const auto& g : plan.groups) {
+    for (auto& g : plan.groups) {
         plan.ang_rc = std::max(plan.ang_rc, g.rc);
         plan.any_narrow = plan.any_narrow || g.narrow;
         plan.all_narrow = plan.all_narrow && g.narrow;
+        if (!g.narrow) continue;
+        const auto it = std::find(plan.narrow_terms.begin(), plan.narrow_terms.end(), g.term);
+        g.narrow_term = int(it - plan.narrow_terms.begin());
+        if (it == plan.narrow_terms.end()) plan.narrow_terms.push_back(g.term);
     }
     return true;
 }
 
-// Scratch of one thread: per neighbour of the current centre.
+// Scratch of one thread: per neighbour of the current centre, and per partner k of one pair j
+// (structure of arrays, so that the loops over partners run as simple independent iterations).
 template <class T>
 struct Scratch {
     std::vector<T> r, inv_r, unit, w, dw;   // unit: 3 per pair; w, dw: n_terms per pair
-    std::vector<int> ang, kept;             // neighbours with r < ang_rc; partners k of one j
-    std::vector<T> pv, pd, sq;              // power values, derivatives (d/dx), squarings
-    std::vector<T> acc;                     // n_union x 3: derivatives of one pair j, summed over k
+    std::vector<int> ang;                   // neighbours with r < ang_rc
+    // angular neighbours a (index into ang): position, unit vector, 1/r, species, w/dw per term
+    std::vector<T> ax, ay, az, ux, uy, uz, ar, air, aw, adw;
+    std::vector<int32_t> asp;
+    std::vector<int64_t> arow;              // offset of the pair's dU row
+    // partners k of the current j (index kk < m)
+    std::vector<int> kept;
+    std::vector<int32_t> key;
+    std::vector<T> cx, cy, cz, cs, rjk, irjk, dca, dcb;   // r_jk vector, cos, |r_jk|, d cos / d r (3 x)
+    std::vector<T> wc, dwc;                 // r_jk factor and (d/dr)/r_jk per narrow term
+    std::vector<T> pv, pd;                  // (1 + lam cos)^zeta and zeta (1 + lam cos)^(zeta-1) per power
+    std::vector<T> R, va, vb;               // radial part of a group and its gradients (3 x)
+    std::vector<T> dang;                    // angular derivatives of the centre, [slot][a][xyz]
 };
+
+// x^e for an integer e >= 0 by squaring (the same products in the same order for every caller)
+template <class T>
+inline T ipow(T x, int e) {
+    T m = T(1);
+    for (; e > 0; e >>= 1) {
+        if (e & 1) m *= x;
+        x *= x;
+    }
+    return m;
+}
+
+// The angular functions of one centre: sums over its neighbour pairs {j, k} (j < k in the order
+// of the angular neighbours). Per j the partners k are gathered first (narrow-only plans keep
+// those with r_jk < rc); then each per-triplet quantity is one loop over the partners.
+// A triplet whose distances reach a group's rc contributes exact zeros (w = dw = 0 there).
+template <class T, bool DERIV>
+void angular(int64_t p0, const Plan<T>& plan, int n_union, int n_elements, int cutoff_kind,
+             const int32_t* nb_species, const T* rij, T* u, T* dU, Scratch<T>& s) {
+    const int na = int(s.ang.size());
+    if (na < 2) return;
+    const int nt = int(plan.terms.size());
+    const int npw = int(plan.powers.size());
+    const int nnt = int(plan.narrow_terms.size());
+    for (auto* v : {&s.ax, &s.ay, &s.az, &s.ux, &s.uy, &s.uz, &s.ar, &s.air, &s.cx, &s.cy, &s.cz, &s.cs, &s.rjk,
+                    &s.irjk, &s.R})
+        v->resize(na);
+    for (auto* v : {&s.dca, &s.dcb, &s.va, &s.vb}) v->resize(3 * size_t(na));
+    s.aw.resize(size_t(nt) * na);
+    s.adw.resize(size_t(nt) * na);
+    s.wc.resize(size_t(std::max(nnt, 1)) * na);
+    s.dwc.resize(size_t(std::max(nnt, 1)) * na);
+    s.pv.resize(size_t(std::max(npw, 1)) * na);
+    s.pd.resize(size_t(std::max(npw, 1)) * na);
+    s.asp.resize(na);
+    s.arow.resize(na);
+    s.kept.resize(na);
+    s.key.resize(na);
+    const int nslot = int(plan.ang_cols.size());
+    if (DERIV) s.dang.assign(size_t(nslot) * na * 3, T(0));
+    for (int ia = 0; ia < na; ++ia) {
+        const int a = s.ang[ia];
+        const T* v = rij + 3 * (p0 + a);
+        s.ax[ia] = v[0];
+        s.ay[ia] = v[1];
+        s.az[ia] = v[2];
+        s.ux[ia] = s.unit[3 * a];
+        s.uy[ia] = s.unit[3 * a + 1];
+        s.uz[ia] = s.unit[3 * a + 2];
+        s.ar[ia] = s.r[a];
+        s.air[ia] = s.inv_r[a];
+        s.asp[ia] = nb_species[p0 + a];
+        s.arow[ia] = (p0 + a) * int64_t(n_union) * 3;
+        for (int t = 0; t < nt; ++t) {
+            s.aw[size_t(t) * na + ia] = s.w[size_t(a) * nt + t];
+            s.adw[size_t(t) * na + ia] = s.dw[size_t(a) * nt + t];
+        }
+    }
+    const T ang_rc2 = plan.ang_rc * plan.ang_rc;
+    int* K = s.kept.data();
+    for (int ia = 0; ia + 1 < na; ++ia) {
+        const T xa = s.ax[ia], ya = s.ay[ia], za = s.az[ia];
+        const T uxa = s.ux[ia], uya = s.uy[ia], uza = s.uz[ia];
+        const T ra = s.ar[ia], inv_ra = s.air[ia];
+        // partners k > j (a branch-free pass: about half the candidates drop out in a liquid)
+        int m = 0;
+        if (plan.all_narrow) {
+            for (int ib = ia + 1; ib < na; ++ib) {
+                const T dx = s.ax[ib] - xa, dy = s.ay[ib] - ya, dz = s.az[ib] - za;
+                K[m] = ib;
+                m += dx * dx + dy * dy + dz * dz < ang_rc2;
+            }
+        } else {
+            for (int ib = ia + 1; ib < na; ++ib) K[m++] = ib;
+        }
+        if (m == 0) continue;
+        // geometry: r_jk = r_ik - r_ij, cos theta, d cos / d r_ij and d cos / d r_ik
+        T* dca0 = s.dca.data();
+        T* dca1 = dca0 + na;
+        T* dca2 = dca1 + na;
+        T* dcb0 = s.dcb.data();
+        T* dcb1 = dcb0 + na;
+        T* dcb2 = dcb1 + na;
+        for (int kk = 0; kk < m; ++kk) {
+            const int b = K[kk];
+            const T cx = s.ax[b] - xa, cy = s.ay[b] - ya, cz = s.az[b] - za;
+            s.cx[kk] = cx;
+            s.cy[kk] = cy;
+            s.cz[kk] = cz;
+            const T uxb = s.ux[b], uyb = s.uy[b], uzb = s.uz[b];
+            const T c = uxa * uxb + uya * uyb + uza * uzb;
+            s.cs[kk] = c;
+            if (DERIV) {
+                const T inv_rb = s.air[b];
+                dca0[kk] = (uxb - c * uxa) * inv_ra;
+                dca1[kk] = (uyb - c * uya) * inv_ra;
+                dca2[kk] = (uzb - c * uza) * inv_ra;
+                dcb0[kk] = (uxa - c * uxb) * inv_rb;
+                dcb1[kk] = (uya - c * uyb) * inv_rb;
+                dcb2[kk] = (uza - c * uzb) * inv_rb;
+            }
+        }
+        if (plan.any_narrow)
+            for (int kk = 0; kk < m; ++kk) {
+                const T r = std::sqrt(s.cx[kk] * s.cx[kk] + s.cy[kk] * s.cy[kk] + s.cz[kk] * s.cz[kk]);
+                s.rjk[kk] = r;
+                if (DERIV) s.irjk[kk] = T(1) / r;
+            }
+        if (n_elements > 1) {
+            const int32_t sa = s.asp[ia];
+            for (int kk = 0; kk < m; ++kk) {
+                const int32_t sb = s.asp[K[kk]];
+                s.key[kk] = std::min(sa, sb) * n_elements + std::max(sa, sb);
+            }
+        }
+        // the r_jk factor exp(-eta (r_jk - rs)^2) fc(r_jk) of each narrow term, (d/dr) / r_jk
+        for (int tn = 0; tn < nnt; ++tn) {
+            const Term<T>& term = plan.terms[plan.narrow_terms[tn]];
+            T* wc = &s.wc[size_t(tn) * na];
+            T* dwc = &s.dwc[size_t(tn) * na];
+            for (int kk = 0; kk < m; ++kk) {
+                T w, dw;
+                radial_factor(s.rjk[kk], term, cutoff_kind, w, dw);
+                wc[kk] = w;
+                if (DERIV) dwc[kk] = dw * s.irjk[kk];
+            }
+        }
+        // (1 + lam cos)^zeta and zeta (1 + lam cos)^(zeta - 1); non-integer zeta: max(0, x)
+        for (int pw = 0; pw < npw; ++pw) {
+            const Power<T>& P = plan.powers[pw];
+            T* pv = &s.pv[size_t(pw) * na];
+            T* pd = &s.pd[size_t(pw) * na];
+            if (P.izeta > 0) {
+                for (int kk = 0; kk < m; ++kk) {
+                    const T x = T(1) + (P.lam_index ? s.cs[kk] : -s.cs[kk]);
+                    const T mm = ipow(x, P.izeta - 1);
+                    pv[kk] = mm * x;
+                    pd[kk] = P.zeta * mm;
+                }
+            } else {
+                for (int kk = 0; kk < m; ++kk) {
+                    const T x = T(1) + (P.lam_index ? s.cs[kk] : -s.cs[kk]);
+                    const T mm = x > T(0) ? std::pow(x, P.zeta - T(1)) : T(0);
+                    pv[kk] = x > T(0) ? mm * x : T(0);
+                    pd[kk] = P.zeta * mm;
+                }
+            }
+        }
+        T* va0 = s.va.data();
+        T* va1 = va0 + na;
+        T* va2 = va1 + na;
+        T* vb0 = s.vb.data();
+        T* vb1 = vb0 + na;
+        T* vb2 = vb1 + na;
+        T* RR = s.R.data();
+        for (const auto& g : plan.groups) {
+            if (ra >= g.rc) continue;   // w(r_ij) = 0: no contribution
+            // radial part R = w(r_ij) w(r_ik) [w(r_jk)] and its gradients Va = dR/dr_ij, Vb = dR/dr_ik
+            const T wa = s.aw[size_t(g.term) * na + ia], dwa = s.adw[size_t(g.term) * na + ia];
+            const T* wb = &s.aw[size_t(g.term) * na];
+            const T* dwb = &s.adw[size_t(g.term) * na];
+            if (g.narrow) {
+                const T* wc = &s.wc[size_t(g.narrow_term) * na];
+                const T* dwc = &s.dwc[size_t(g.narrow_term) * na];
+                for (int kk = 0; kk < m; ++kk) {
+                    const int b = K[kk];
+                    const T R0 = wa * wb[b];
+                    RR[kk] = R0 * wc[kk];
+                    if (DERIV) {
+                        const T dRa = dwa * wb[b] * wc[kk], dRb = wa * dwb[b] * wc[kk];
+                        const T dRjk = R0 * dwc[kk];
+                        va0[kk] = dRa * uxa - dRjk * s.cx[kk];
+                        va1[kk] = dRa * uya - dRjk * s.cy[kk];
+                        va2[kk] = dRa * uza - dRjk * s.cz[kk];
+                        vb0[kk] = dRb * s.ux[b] + dRjk * s.cx[kk];
+                        vb1[kk] = dRb * s.uy[b] + dRjk * s.cy[kk];
+                        vb2[kk] = dRb * s.uz[b] + dRjk * s.cz[kk];
+                    }
+                }
+            } else {
+                for (int kk = 0; kk < m; ++kk) {
+                    const int b = K[kk];
+                    RR[kk] = wa * wb[b];
+                    if (DERIV) {
+                        const T dRa = dwa * wb[b], dRb = wa * dwb[b];
+                        va0[kk] = dRa * uxa;
+                        va1[kk] = dRa * uya;
+                        va2[kk] = dRa * uza;
+                        vb0[kk] = dRb * s.ux[b];
+                        vb1[kk] = dRb * s.uy[b];
+                        vb2[kk] = dRb * s.uz[b];
+                    }
+                }
+            }
+            for (const auto& f : g.fns) {
+                const T* pv = &s.pv[size_t(f.power) * na];
+                const T* pd = &s.pd[size_t(f.power) * na];
+                const bool all = n_elements == 1;
+                T* dslot = DERIV ? &s.dang[size_t(f.slot) * na * 3] : nullptr;
+                T su = 0, d0 = 0, d1 = 0, d2 = 0;
+                for (int kk = 0; kk < m; ++kk) {
+                    if (!all && s.key[kk] != f.key) continue;
+                    const T cv = f.coef * pv[kk];
+                    su += cv * RR[kk];
+                    if (!DERIV) continue;
+                    // d(cv R)/dr = cv dR/dr + coef lam zeta x^(zeta-1) R dcos/dr
+                    const T A = f.coef_lam * pd[kk] * RR[kk];
+                    d0 += cv * va0[kk] + A * dca0[kk];
+                    d1 += cv * va1[kk] + A * dca1[kk];
+                    d2 += cv * va2[kk] + A * dca2[kk];
+                    T* db = dslot + 3 * K[kk];
+                    db[0] += cv * vb0[kk] + A * dcb0[kk];
+                    db[1] += cv * vb1[kk] + A * dcb1[kk];
+                    db[2] += cv * vb2[kk] + A * dcb2[kk];
+                }
+                u[f.col] += su;
+                if (DERIV) {
+                    dslot[3 * ia] += d0;
+                    dslot[3 * ia + 1] += d1;
+                    dslot[3 * ia + 2] += d2;
+                }
+            }
+        }
+    }
+    if (!DERIV) return;
+    // into the pairs' rows of dU (their angular columns are still zero)
+    for (int sl = 0; sl < nslot; ++sl) {
+        const int col = plan.ang_cols[sl];
+        const T* d = &s.dang[size_t(sl) * na * 3];
+        for (int ia = 0; ia < na; ++ia) {
+            T* row = dU + s.arow[ia] + 3 * col;
+            row[0] = d[3 * ia];
+            row[1] = d[3 * ia + 1];
+            row[2] = d[3 * ia + 2];
+        }
+    }
+}
 
 template <class T, bool DERIV>
 void one_centre(int64_t i, int64_t p0, int64_t p1, const Plan<T>& plan, int n_union, int n_elements,
@@ -227,124 +481,7 @@ void one_centre(int64_t i, int64_t p0, int64_t p1, const Plan<T>& plan, int n_un
         }
     }
     if (plan.groups.empty()) return;
-    // angular functions over neighbour pairs j < k
-    const int np = int(plan.powers.size());
-    s.pv.resize(np);
-    s.pd.resize(np);
-    s.sq.resize(std::max(plan.chain_bits, 1));
-    const int na = int(s.ang.size());
-    const T ang_rc2 = plan.ang_rc * plan.ang_rc;
-    s.acc.resize(3 * size_t(n_union));
-    s.kept.resize(na);
-    for (int ia = 0; ia < na; ++ia) {
-        const int a = s.ang[ia];
-        const T* ua = &s.unit[3 * a];
-        const T ra = s.r[a], inv_ra = s.inv_r[a];
-        const T* va = rij + 3 * (p0 + a);
-        const int sa = nb_species[p0 + a];
-        T* acc = s.acc.data();   // d/dr_ij of this pair, summed over all k, added to dU once below
-        if (DERIV) std::fill(acc, acc + 3 * n_union, T(0));
-        // partners k > j; when every group is narrow only those with r_jk < rc (a branch-free
-        // pass first: about half the candidates drop out in a liquid)
-        int nk = 0;
-        if (plan.all_narrow) {
-            for (int ib = ia + 1; ib < na; ++ib) {
-                const T* vb = rij + 3 * (p0 + s.ang[ib]);
-                const T dx = vb[0] - va[0], dy = vb[1] - va[1], dz = vb[2] - va[2];
-                s.kept[nk] = ib;
-                nk += dx * dx + dy * dy + dz * dz < ang_rc2;
-            }
-        } else {
-            for (int ib = ia + 1; ib < na; ++ib) s.kept[nk++] = ib;
-        }
-        for (int kk = 0; kk < nk; ++kk) {
-            const int b = s.ang[s.kept[kk]];
-            const T rb = s.r[b], inv_rb = s.inv_r[b];
-            const T* vb = rij + 3 * (p0 + b);
-            T cvec[3] = {vb[0] - va[0], vb[1] - va[1], vb[2] - va[2]};   // r_jk = r_ik - r_ij
-            T rjk = 0, inv_rjk = 0;
-            if (plan.any_narrow) {
-                rjk = std::sqrt(cvec[0] * cvec[0] + cvec[1] * cvec[1] + cvec[2] * cvec[2]);
-                inv_rjk = T(1) / rjk;
-            }
-            const T* ub = &s.unit[3 * b];
-            const T cos = ua[0] * ub[0] + ua[1] * ub[1] + ua[2] * ub[2];
-            const int sb = nb_species[p0 + b];
-            const int key = std::min(sa, sb) * n_elements + std::max(sa, sb);
-            // (1 + lam cos)^zeta and d/dx for all powers: one chain of squarings per lambda
-            for (int li = 0; li < 2; ++li) {
-                if (!plan.lam_used[li]) continue;
-                const T x = T(1) + (li ? cos : -cos);
-                s.sq[0] = x;
-                for (int k = 1; k < plan.chain_bits; ++k) s.sq[k] = s.sq[k - 1] * s.sq[k - 1];
-                for (int pw = 0; pw < np; ++pw) {
-                    const Power<T>& P = plan.powers[pw];
-                    if (P.lam_index != li) continue;
-                    T m;   // x^(zeta - 1)
-                    if (P.izeta > 0) {
-                        m = T(1);
-                        for (int e = P.izeta - 1, k = 0; e > 0; e >>= 1, ++k)
-                            if (e & 1) m *= s.sq[k];
-                    } else {
-                        m = x > T(0) ? std::pow(x, P.zeta - T(1)) : T(0);
-                    }
-                    s.pv[pw] = (P.izeta > 0 || x > T(0)) ? m * x : T(0);
-                    s.pd[pw] = P.zeta * m;
-                }
-            }
-            T dcos_a[3], dcos_b[3];   // d cos / d r_ij, d cos / d r_ik
-            if (DERIV)
-                for (int c = 0; c < 3; ++c) {
-                    dcos_a[c] = (ub[c] - cos * ua[c]) * inv_ra;
-                    dcos_b[c] = (ua[c] - cos * ub[c]) * inv_rb;
-                }
-            for (const auto& g : plan.groups) {
-                if (ra >= g.rc || rb >= g.rc) continue;
-                // radial part R of the group and its gradients Va = dR/dr_ij, Vb = dR/dr_ik
-                const T wa = s.w[a * nt + g.term], wb = s.w[b * nt + g.term];
-                T R = wa * wb, dRa = 0, dRb = 0, dRjk = 0;
-                if (DERIV) {
-                    dRa = s.dw[a * nt + g.term] * wb;
-                    dRb = wa * s.dw[b * nt + g.term];
-                }
-                if (g.narrow) {
-                    if (rjk >= g.rc) continue;
-                    T wc, dwc;
-                    radial_factor(rjk, Term<T>{g.eta, g.rs, g.rc}, cutoff_kind, wc, dwc);
-                    if (DERIV) {
-                        dRa *= wc;
-                        dRb *= wc;
-                        dRjk = R * dwc * inv_rjk;
-                    }
-                    R *= wc;
-                }
-                T Va[3], Vb[3];
-                if (DERIV)
-                    for (int c = 0; c < 3; ++c) {
-                        Va[c] = dRa * ua[c] - dRjk * cvec[c];
-                        Vb[c] = dRb * ub[c] + dRjk * cvec[c];
-                    }
-                for (const auto& f : g.fns) {
-                    if (n_elements > 1 && f.key != key) continue;
-                    const T cv = f.coef * s.pv[f.power];
-                    u[f.col] += cv * R;
-                    if (!DERIV) continue;
-                    // d(cv R)/dr = cv dR/dr + coef lam zeta x^(zeta-1) R dcos/dr
-                    const T Acos = f.coef_lam * s.pd[f.power] * R;
-                    T* da = acc + f.col * 3;
-                    T* db = dU + (size_t(p0 + b) * n_union + f.col) * 3;
-                    for (int c = 0; c < 3; ++c) {
-                        da[c] += cv * Va[c] + Acos * dcos_a[c];
-                        db[c] += cv * Vb[c] + Acos * dcos_b[c];
-                    }
-                }
-            }
-        }
-        if (DERIV) {
-            T* da = dU + size_t(p0 + a) * n_union * 3;
-            for (int c = 0; c < 3 * n_union; ++c) da[c] += acc[c];
-        }
-    }
+    angular<T, DERIV>(p0, plan, n_union, n_elements, cutoff_kind, nb_species, rij, u, dU, s);
 }
 
 template <class T>
