@@ -11,12 +11,17 @@ by ``shrink_model``: a speed measurement of a smaller feature set, not a trained
 plugin computes the symmetry functions with the compiled kernel and runs only the networks in
 TorchScript. Reported: timesteps/s, atom-steps/s and the ratios to eam/fs and to SNAP measured
 in the same run (the machines are noisy; ratios travel better than absolute rates). ``--device cuda`` runs the meltpot models on
-a GPU (when one is present). ``--nve-steps N`` adds an NVE run of the first model on the
-smallest liquid with a 1 fs step and reports the total-energy drift (meV/atom/ps, linear fit)
-and the RMS fluctuation. Writes JSON (default benchmarks/results/md.json).
+a GPU (when one is present). ``--single`` adds the first model with ``precision single`` (the
+kernel in float) and its force difference to double on one configuration; ``--mpi 2`` adds the
+first model on two MPI ranks (ratio to one rank). ``--nve-steps N`` adds an NVE run of the first
+model (and with ``--single`` its single-precision twin) on the smallest liquid with a 1 fs step
+and reports the total-energy drift (meV/atom/ps, linear fit) and the RMS fluctuation.
+``small_vs_large``: atom-steps/s at the smallest size over those at the largest. Writes JSON
+(default benchmarks/results/md.json).
 
     OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 4000 --nve-steps 1000
-    OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 2048 --seconds 4 --subset subset5=2,4,9,16,19
+    OMP_NUM_THREADS=1 python benchmarks/md.py --sizes 256 2048 --seconds 4 --subset subset5=2,4,9,16,19 \
+        --single --mpi 2 --nve-steps 2000
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import numpy as np
 from meltpot.analysis.trajectory import read_log
 from meltpot.export.ranges import training_stats
 from meltpot.export.torchscript import write_torchscript
-from meltpot.lammps_env import lmp_executable, potentials_dir
+from meltpot.lammps_env import lmp_executable, potentials_dir, run_environment
+from meltpot.md.runner import _mpiexec
 from meltpot.manifest import write_json
 from meltpot.model.modelfile import load_model
 from meltpot.plugin.build import build_plugin, pair_commands
@@ -43,13 +49,15 @@ from meltpot.plugin.build import build_plugin, pair_commands
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_lmp(workdir: Path, lines: list[str]) -> float:
-    """Run LAMMPS on ``lines`` in ``workdir``; returns the loop time of the last run (s)."""
+def run_lmp(workdir: Path, lines: list[str], ranks: int = 1) -> float:
+    """Run LAMMPS on ``lines`` in ``workdir`` (``ranks`` MPI ranks); returns the loop time of the last run (s)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.lmp").write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_POTENTIALS=str(potentials_dir()))
-    res = subprocess.run([str(lmp_executable()), "-in", "in.lmp", "-log", "log.lammps", "-nocite", "-screen", "none"],
-                         cwd=workdir, capture_output=True, text=True, env=env)
+    env = dict(os.environ, OMP_NUM_THREADS="1", LAMMPS_POTENTIALS=str(potentials_dir()), **run_environment())
+    cmd = [str(lmp_executable()), "-in", "in.lmp", "-log", "log.lammps", "-nocite", "-screen", "none"]
+    if ranks > 1:
+        cmd = [_mpiexec(lmp_executable()), "-n", str(ranks), *cmd]
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
     log = (workdir / "log.lammps").read_text() if (workdir / "log.lammps").exists() else res.stdout
     if res.returncode != 0:
         raise RuntimeError(f"LAMMPS failed in {workdir}:\n{log[-2000:]}")
@@ -70,13 +78,28 @@ def make_liquid(workdir: Path, n_cells: int) -> Path:
     return data
 
 
-def speed(workdir: Path, data: Path, pair: list[str], mass: float, steps: int) -> dict:
+def speed(workdir: Path, data: Path, pair: list[str], mass: float, steps: int, ranks: int = 1) -> dict:
     lines = ["units metal", "atom_style atomic", f"read_data {data}", f"mass 1 {mass}", *pair,
              "velocity all create 1200 3 loop geom", "timestep 0.001", "fix t all nvt temp 1200 1200 0.1",
              "thermo 100000", "run 2", f"run {steps}"]
-    loop = run_lmp(workdir, lines)
+    loop = run_lmp(workdir, lines, ranks)
     n = int(re.search(r"(\d+) atoms", (data).read_text()).group(1))
-    return {"steps": steps, "seconds": loop, "timesteps_per_s": steps / loop, "atom_steps_per_s": n * steps / loop}
+    return {"steps": steps, "seconds": loop, "timesteps_per_s": steps / loop, "atom_steps_per_s": n * steps / loop,
+            "ranks": ranks}
+
+
+def force_difference(workdir: Path, data: Path, double: list[str], single: list[str]) -> dict:
+    """Forces of the same configuration with the double and the single-precision kernel: the
+    largest and the RMS component difference (eV/Å) and the RMS relative to the forces' RMS."""
+    forces = []
+    for tag, pair in (("double", double), ("single", single)):
+        run_lmp(workdir / tag, ["units metal", "atom_style atomic", f"read_data {data}", "mass 1 26.98", *pair,
+                                "run 0", "write_dump all custom forces.dump id fx fy fz modify sort id format float %.17g"])
+        rows = (workdir / tag / "forces.dump").read_text().splitlines()[9:]
+        forces.append(np.array([[float(v) for v in r.split()[1:]] for r in rows]))
+    d = forces[1] - forces[0]
+    return {"max_abs_eV_per_A": float(np.abs(d).max()), "rms_eV_per_A": float(np.sqrt((d ** 2).mean())),
+            "rms_relative": float(np.sqrt((d ** 2).mean() / (forces[0] ** 2).mean()))}
 
 
 def nve_drift(workdir: Path, data: Path, pair: list[str], steps: int) -> dict:
@@ -121,7 +144,11 @@ def main() -> None:
                          "before the compiled kernel, built from git history): a before/after figure")
     ap.add_argument("--device", default="cpu", help="cpu or cuda for the meltpot models")
     ap.add_argument("--seconds", type=float, default=10.0, help="target seconds per measurement")
-    ap.add_argument("--nve-steps", type=int, default=0, help="NVE drift run of the first model (0: skip)")
+    ap.add_argument("--nve-steps", type=int, default=0, help="NVE drift run of the first model (0: skip); with "
+                                                             "--single also in single precision")
+    ap.add_argument("--single", action="store_true", help="also run the first model with `precision single` "
+                                                          "(and report its force difference to double)")
+    ap.add_argument("--mpi", type=int, default=1, help="also run the first model with this many MPI ranks (> 1)")
     ap.add_argument("--workdir", default="/tmp/meltpot-md-bench")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "md.json"))
     args = ap.parse_args()
@@ -169,30 +196,54 @@ def main() -> None:
             probe = speed(work / f"{name.replace('/', '_')}_{n}_probe", data, pair, mass, max(10, steps // 100))
             steps = max(10, int(args.seconds * probe["timesteps_per_s"]))
             rows[name] = speed(work / f"{name.replace('/', '_')}_{n}", data, pair, mass, steps)
-        runs = [(f"meltpot:{name}", ts, plugin) for name, (ts, _) in models.items()]
+        runs = [(f"meltpot:{name}", ts, plugin, "double", 1) for name, (ts, _) in models.items()]
+        first_name, (first_ts, _) = next(iter(models.items()))
+        if args.single:
+            runs.append((f"meltpot:{first_name}/single", first_ts, plugin, "single", 1))
+        if args.mpi > 1:
+            runs.append((f"meltpot:{first_name}/mpi{args.mpi}", first_ts, plugin, "double", args.mpi))
         if args.baseline_plugin:
-            name, (ts, _) = next(iter(models.items()))
-            runs.append((f"baseline:{name}", ts, Path(args.baseline_plugin)))
-        for label, ts, so in runs:
-            pair = pair_commands(ts, ["Al"], plugin=so, device=args.device)
-            tag = label.replace(":", "_")
-            probe = speed(work / f"{tag}_{n}_probe", data, pair, 26.98, 2)
+            runs.append((f"baseline:{first_name}", first_ts, Path(args.baseline_plugin), "double", 1))
+        for label, ts, so, precision, ranks in runs:
+            pair = pair_commands(ts, ["Al"], plugin=so, device=args.device, precision=precision)
+            tag = label.replace(":", "_").replace("/", "_")
+            probe = speed(work / f"{tag}_{n}_probe", data, pair, 26.98, 2, ranks)
             steps = max(2, int(args.seconds * probe["timesteps_per_s"]))
-            rows[label] = speed(work / f"{tag}_{n}", data, pair, 26.98, steps)
+            rows[label] = speed(work / f"{tag}_{n}", data, pair, 26.98, steps, ranks)
+        if args.mpi > 1:
+            one = rows[f"meltpot:{first_name}"]["atom_steps_per_s"]
+            rows[f"meltpot:{first_name}/mpi{args.mpi}"]["vs_one_rank"] = (
+                rows[f"meltpot:{first_name}/mpi{args.mpi}"]["atom_steps_per_s"] / one)
+        if args.single:
+            rows[f"meltpot:{first_name}/single"]["vs_double"] = (
+                rows[f"meltpot:{first_name}/single"]["atom_steps_per_s"] / rows[f"meltpot:{first_name}"]["atom_steps_per_s"])
         for name, r in rows.items():
             r["vs_eam"] = r["atom_steps_per_s"] / rows["eam/fs"]["atom_steps_per_s"]
             r["vs_snap"] = r["atom_steps_per_s"] / rows["snap"]["atom_steps_per_s"]
             print(f"{n:6d} atoms {name:18s} {r['timesteps_per_s']:10.2f} steps/s {r['atom_steps_per_s']:12.4g} "
                   f"atom-steps/s  ({r['vs_eam']:.2e} × eam/fs, {r['vs_snap']:.2f} × SNAP)", flush=True)
         result["runs"].append({"atoms": n, "potentials": rows})
+    # throughput at the smallest size relative to the largest (per-step overhead)
+    if len(result["runs"]) > 1:
+        small, large = result["runs"][0], result["runs"][-1]
+        result["small_vs_large"] = {k: small["potentials"][k]["atom_steps_per_s"] / v["atom_steps_per_s"]
+                                    for k, v in large["potentials"].items() if k in small["potentials"]}
+    name, (ts, _) = next(iter(models.items()))
+    data = make_liquid(work, round((min(args.sizes) / 4) ** (1 / 3)))
+    if args.single:
+        result["single_vs_double_forces"] = {
+            "model": name, "atoms": min(args.sizes),
+            **force_difference(work / "forces", data, pair_commands(ts, ["Al"], plugin=plugin, device=args.device),
+                               pair_commands(ts, ["Al"], plugin=plugin, device=args.device, precision="single"))}
+        print("single vs double forces:", json.dumps(result["single_vs_double_forces"]))
     if args.nve_steps:
-        name, (ts, _) = next(iter(models.items()))
-        data = make_liquid(work, round((min(args.sizes) / 4) ** (1 / 3)))
-        t0 = time.time()
-        result["nve"] = {"model": name, **nve_drift(work / "nve", data, pair_commands(ts, ["Al"], plugin=plugin,
-                                                                                      device=args.device),
-                                                     args.nve_steps), "wall_s": time.time() - t0}
-        print("NVE:", json.dumps(result["nve"]))
+        for precision in ("double", "single") if args.single else ("double",):
+            t0 = time.time()
+            pair = pair_commands(ts, ["Al"], plugin=plugin, device=args.device, precision=precision)
+            nve = {"model": name, "precision": precision,
+                   **nve_drift(work / f"nve_{precision}", data, pair, args.nve_steps), "wall_s": time.time() - t0}
+            result.setdefault("nve", []).append(nve)
+            print("NVE:", json.dumps(nve))
     write_json(args.out, result)
     print(f"wrote {args.out}")
 

@@ -252,6 +252,29 @@ def test_batches_of_atoms_give_the_same_numbers(nprocs, kernel_models, plugin, t
     _compare(b, a, tol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["al-thesis", "AlNi-subset"])
+def test_single_precision_kernel_is_close_to_double(name, kernel_models, plugin, tmp_path):
+    """`precision single`: the kernel in float, networks and sums in double. Forces, energies and
+    the virial stay within float32 round-off of the double route (and are not identical to it)."""
+    model, export, atoms = kernel_models[name]
+    a = plugin_single_point(tmp_path / "a", atoms, export, model.elements, plugin)
+    b = single_point(tmp_path / "b", atoms, pair_commands(export, model.elements, plugin=plugin, precision="single"),
+                     model.elements)
+    assert rel(b["forces"], a["forces"]) < 1e-4
+    assert rel(b["energies"], a["energies"]) < 1e-5
+    assert abs(b["energy"] - a["energy"]) < 1e-5 * abs(a["energy"])
+    assert rel(b["stress"], a["stress"]) < 1e-4
+    assert rel(b["forces"], a["forces"]) > 1e-12     # really a different route
+
+
+def test_precision_keyword_is_checked(kernel_models, plugin, tmp_path):
+    _, export, _ = kernel_models["al-thesis-5"]
+    out = _error_run(tmp_path, plugin, [f"pair_style meltpot {export} precision half", "pair_coeff * * Al"])
+    assert "precision must be double or single, not half" in out, out[-1500:]
+    with pytest.raises(ValueError, match="precision"):
+        pair_commands(export, ["Al"], plugin=plugin, precision="half")
+
+
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_isolated_atoms_have_zero_forces_and_their_atomic_energies(nprocs, kernel_models, plugin, tmp_path):
     """A dilute gas (no pair inside the cutoff on any rank): zero forces and virial, each atom's

@@ -44,7 +44,8 @@ def _potential(args, cfg):
 
             raise ConfigError("--plugin and --model go together (the meltpot ML pair style)")
         return Potential.meltpot_plugin(args.plugin, args.model, cfg["elements"], device=args.device,
-                                        extrapolation_limit=args.extrapolation_limit, **common)
+                                        extrapolation_limit=args.extrapolation_limit, precision=args.precision,
+                                        **common)
     return None
 
 
@@ -90,6 +91,9 @@ def add_commands(subparsers) -> None:
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the ML potential runs")
         p.add_argument("--extrapolation-limit", type=int, help="meltpot pair style: stop when more atoms than this "
                                                                "extrapolate in one step (default: count and warn)")
+        p.add_argument("--precision", choices=["double", "single"], default="double",
+                       help="meltpot pair style: the symmetry-function kernel in double (default) or single "
+                            "precision (faster; forces differ by ~1e-6 relative, see docs/lammps.md)")
         if name == "run":
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")

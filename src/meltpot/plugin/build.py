@@ -148,18 +148,24 @@ def build_plugin(out_dir: str | Path | None = None, force: bool = False) -> Path
     return so
 
 
-def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_limit: int | None = None) -> str:
-    """Arguments of ``pair_style`` for an exported model: ``meltpot MODEL device DEV [extrapolation_limit N]``."""
+def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_limit: int | None = None,
+                    precision: str = "double") -> str:
+    """Arguments of ``pair_style`` for an exported model: ``meltpot MODEL device DEV
+    [extrapolation_limit N] [precision single]``."""
+    if precision not in ("double", "single"):
+        raise ValueError(f"precision must be double or single, got {precision!r}")
     args = f"meltpot {os.fspath(model_file)} device {device}"
     if extrapolation_limit is not None:
         args += f" extrapolation_limit {int(extrapolation_limit)}"
+    if precision != "double":
+        args += f" precision {precision}"
     return args
 
 
 def pair_commands(model_file: str | Path, elements: list[str], plugin: str | Path | None = None,
-                  device: str = "cpu", extrapolation_limit: int | None = None) -> list[str]:
+                  device: str = "cpu", extrapolation_limit: int | None = None, precision: str = "double") -> list[str]:
     """The LAMMPS lines that load the plugin and use an exported model for ``elements`` (atom types
     1..n in this order)."""
     so = Path(plugin) if plugin else build_plugin()
-    return [f"plugin load {so}", "pair_style " + pair_style_args(model_file, device, extrapolation_limit),
+    return [f"plugin load {so}", "pair_style " + pair_style_args(model_file, device, extrapolation_limit, precision),
             "pair_coeff * * " + " ".join(elements)]

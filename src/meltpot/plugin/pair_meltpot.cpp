@@ -3,7 +3,7 @@
    Syntax
      plugin load /path/to/meltpot.so
      pair_style meltpot model.pt [device cpu|cuda|cuda:N] [extrapolation_limit N] [extrapolation_warnings K]
-                                 [batch N]
+                                 [precision double|single] [batch N]
      pair_coeff * * Al Ni          (one model element per LAMMPS atom type)
 
    Per step: the pairs within the cutoff from the full neighbour list (centres: the local
@@ -17,7 +17,9 @@
    virial requested, from the pairs (-r_ij (x) g_p, half to each atom). Requires a full neighbour
    list, `newton on` and the model's units (`units metal` or `units lj`). `device cuda` runs the
    networks on a GPU (rank r uses GPU r mod n_gpus; G goes in, dE/dG comes out); the kernel and
-   LAMMPS stay on the CPU. `batch N`: at most N local atoms per kernel + network call (default:
+   LAMMPS stay on the CPU. `precision single` runs the kernel in float (G, dG and r_ij in single
+   precision; networks, forces and energies accumulated in double): faster, with force errors of
+   order 1e-6 relative (measured in benchmarks/md.py with its NVE drift). `batch N`: at most N local atoms per kernel + network call (default:
    as many as keep the dG buffer under 16 MB).
 
    Extrapolation (as n2p2's warnings): each step, atoms with any feature outside the training
@@ -85,7 +87,7 @@ template <class T> std::vector<T> to_vector(const torch::Tensor &t)
 }    // namespace
 
 PairMeltpot::PairMeltpot(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), batch_atoms(0),
+    Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), single(false), batch_atoms(0),
     has_range(false), extrap_limit(-1), extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1),
     extrap_step(0.0), extrap_total(0.0)
 {
@@ -120,7 +122,7 @@ void PairMeltpot::allocate()
 void PairMeltpot::settings(int narg, char **arg)
 {
   if (narg < 1) error->all(FLERR, "Illegal pair_style meltpot command: pair_style meltpot model.pt [device cpu|cuda] "
-                                  "[extrapolation_limit N] [extrapolation_warnings K] [batch N]");
+                                  "[extrapolation_limit N] [extrapolation_warnings K] [precision double|single] [batch N]");
   model_file = arg[0];
   std::string dev = "cpu";
   for (int iarg = 1; iarg < narg; iarg += 2) {
@@ -129,12 +131,17 @@ void PairMeltpot::settings(int narg, char **arg)
     if (key == "device") dev = arg[iarg + 1];
     else if (key == "extrapolation_limit") extrap_limit = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
     else if (key == "extrapolation_warnings") extrap_warnings_max = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-    else if (key == "batch") {
+    else if (key == "precision") {
+      const std::string v = arg[iarg + 1];
+      if (v != "double" && v != "single")
+        error->all(FLERR, "pair_style meltpot: precision must be double or single, not {}", v);
+      single = v == "single";
+    } else if (key == "batch") {
       batch_atoms = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
       if (batch_atoms < 0) error->all(FLERR, "pair_style meltpot: batch must be >= 0 (0: automatic)");
     } else
       error->all(FLERR, "pair_style meltpot: unknown keyword {} (allowed: device, extrapolation_limit, "
-                        "extrapolation_warnings, batch)", key);
+                        "extrapolation_warnings, precision, batch)", key);
   }
   if (dev == "cpu") {
     device = torch::Device(torch::kCPU);
@@ -382,7 +389,6 @@ void PairMeltpot::evaluate(bool pair_virial, double &energy, double &n_extrapola
 
 void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, double &n_extrapolating)
 {
-  double **f = atom->f;
   int *ilist = list->ilist;
   const int64_t nb = ii1 - ii0;
   const int64_t p0 = w_start[ii0], p1 = w_start[ii1], np = p1 - p0;
@@ -390,12 +396,25 @@ void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, doub
   for (int ii = ii0; ii < ii1; ii++)
     for (int64_t p = w_start[ii]; p < w_start[ii + 1]; p++) w_centre[p] = ii - ii0;
 
-  // symmetry functions of the union (U) and their derivatives per pair (dU)
+  // symmetry functions of the union (U) and their derivatives per pair (dU), in double or (precision
+  // single) in float: then r_ij goes in as float, U comes back as double for the networks
   w_U.resize(nb * n_union);
-  w_dU.resize(std::max<int64_t>(np, 1) * n_union * 3);
-  const int rc = meltpot_acsf_f64(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
-                                  w_rij.data() + 3 * p0, n_el, n_union, n_fn, fn_par.data(), fn_int.data(),
-                                  fn_need.data(), cutoff_kind, w_U.data(), w_dU.data(), 1);
+  int rc;
+  if (single) {
+    w_rijf.resize(3 * std::max<int64_t>(np, 1));
+    for (int64_t q = 0; q < 3 * np; q++) w_rijf[q] = (float) w_rij[3 * p0 + q];
+    w_Uf.resize(nb * n_union);
+    w_dUf.resize(std::max<int64_t>(np, 1) * n_union * 3);
+    rc = meltpot_acsf_f32(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
+                          w_rijf.data(), n_el, n_union, n_fn, fn_par.data(), fn_int.data(), fn_need.data(),
+                          cutoff_kind, w_Uf.data(), w_dUf.data(), 1);
+    for (int64_t k = 0; k < nb * n_union; k++) w_U[k] = w_Uf[k];
+  } else {
+    w_dU.resize(std::max<int64_t>(np, 1) * n_union * 3);
+    rc = meltpot_acsf_f64(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
+                          w_rij.data() + 3 * p0, n_el, n_union, n_fn, fn_par.data(), fn_int.data(),
+                          fn_need.data(), cutoff_kind, w_U.data(), w_dU.data(), 1);
+  }
   if (rc != 0)
     throw std::runtime_error(std::string("the symmetry-function kernel failed: ") +
                              (rc > 0 && rc < 4 ? KERNEL_ERRORS[rc] : "unknown error"));
@@ -446,13 +465,25 @@ void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, doub
       if (col[k] >= 0) w_dEdU[b * n_union + col[k]] += d[b * f_max + k];
   }
 
-  // per pair g_p = dE/dr_ij = sum_u dE/dU[i, u] dU[p, u, :]
+  if (single)
+    scatter(w_dUf.data(), ii0, p0, np, pair_virial);
+  else
+    scatter(w_dU.data(), ii0, p0, np, pair_virial);
+}
+
+/* Per pair g_p = dE/dr_ij = sum_u dE/dU[i, u] dU[p, u, :] (accumulated in double), then
+   f_i += g_p, f_j -= g_p and the pair virial. */
+template <class Real>
+void PairMeltpot::scatter(const Real *dU, int ii0, int64_t p0, int64_t np, bool pair_virial)
+{
+  double **f = atom->f;
+  int *ilist = list->ilist;
   for (int64_t q = 0; q < np; q++) {
     const int64_t p = p0 + q;
     const int64_t c = w_centre[p];
     const int i = ilist[ii0 + c], j = w_j[p];
     const double *w = &w_dEdU[c * n_union];
-    const double *du = &w_dU[q * n_union * 3];
+    const Real *du = &dU[q * n_union * 3];
     double gx = 0.0, gy = 0.0, gz = 0.0;
     for (int u = 0; u < n_union; u++) {
       gx += w[u] * du[3 * u];

@@ -47,6 +47,7 @@ class PairMeltpot : public Pair {
   std::vector<int64_t> columns;     // n_elements x f_max: union column of each feature (-1: none)
   std::vector<double> feat_min, feat_max;   // n_elements x f_max: training range (widened)
 
+  bool single;                      // precision single: the kernel in float (networks in double)
   bigint batch_atoms;               // local atoms per kernel + network batch (0: from a memory budget)
 
   // per-step work buffers (kept between steps); pairs p sorted by centre ii (index in ilist)
@@ -58,6 +59,7 @@ class PairMeltpot : public Pair {
   std::vector<int32_t> w_cspecies;  // ii -> element
   std::vector<int64_t> w_cspecies64;
   std::vector<double> w_U, w_dU, w_G, w_dEdU;
+  std::vector<float> w_rijf, w_Uf, w_dUf;   // precision single
 
   // extrapolation bookkeeping (atoms with any feature outside the training range)
   bool has_range;
@@ -72,6 +74,7 @@ class PairMeltpot : public Pair {
   void load_model();
   void evaluate(bool pair_virial, double &energy, double &n_extrapolating);
   void batch(int ii0, int ii1, bool pair_virial, double &energy, double &n_extrapolating);
+  template <class Real> void scatter(const Real *dU, int ii0, int64_t p0, int64_t np, bool pair_virial);
 };
 
 }    // namespace LAMMPS_NS
