@@ -270,7 +270,7 @@ def lammps_box(atoms: Atoms, n_types: int, units: str = "metal"):
     """
     from ase.calculators.lammps import Prism
 
-    from ..reference.lammps_engine import _f
+    from ..reference.common import lammps_number as _f
 
     if not np.all(atoms.pbc):
         raise EngineError("LAMMPS minimisation needs a fully periodic cell (atoms.pbc all True)")
@@ -307,7 +307,7 @@ class Minimizer:
                  min_style: str = "cg", etol: float = 0.0, ftol: float = 1e-6,
                  maxiter: int = 10000, maxeval: int = 100000, base_dir: str | None = None,
                  pre_commands: Sequence[str] = ()):
-        from ..reference.lammps_engine import _resolve_tokens
+        from ..reference.common import resolve_tokens as _resolve_tokens
 
         if isinstance(pair_coeff, str):
             pair_coeff = [pair_coeff]
@@ -327,7 +327,7 @@ class Minimizer:
 
     def __call__(self, atoms: Atoms) -> Atoms:
         from ..lammps_env import new_instance
-        from ..reference.lammps_engine import _f, check_symbols, element_masses
+        from ..reference.common import check_symbols, element_masses, lammps_number as _f
 
         if len(atoms) and np.all(atoms.numbers == 0) and "type" in atoms.arrays:
             # LAMMPS trajectory without an element mapping: keep its types

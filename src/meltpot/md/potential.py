@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, EngineError
-from ..reference.lammps_engine import _f, _resolve_tokens, element_masses
+from ..reference.common import element_masses, lammps_number as _f, resolve_tokens as _resolve_tokens
 
 
 @dataclass

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import ConfigError
 from ..reference.base import RelaxationTimes
-from ..reference.lammps_engine import _f, _lmp_seed
+from ..reference.common import lammps_number as _f, lammps_seed as _lmp_seed
 from .potential import Potential
 
 #: bar per GPa (LAMMPS metal pressures are bar)

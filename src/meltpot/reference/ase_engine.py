@@ -40,8 +40,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ..data.frames import attach_labels
 from ..errors import ConfigError, EngineError
 from .base import MDSegment, ReferenceEngine
-from .lammps_engine import (check_symbols, element_masses, potential_search_dirs, resolve_file,
-                            segment_times)
+from .common import check_symbols, element_masses, potential_search_dirs, resolve_file, segment_times
 
 _DFT_HINT = ("install the optional extra with `pip install meltpot[dft]`; GPAW compiles from "
              "source and needs `apt-get install libxc-dev libopenblas-dev liblapack-dev "

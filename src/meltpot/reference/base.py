@@ -122,22 +122,3 @@ class ReferenceEngine(ABC):
     def describe(self) -> dict:
         """JSON-able description for manifests."""
         return {"engine": self.name, "units": self.units, "elements": self.elements}
-
-
-def make_engine(spec: dict, elements: Sequence[str], units: str = "metal") -> ReferenceEngine:
-    """Build the engine named by a config's ``reference`` block."""
-    kind = spec.get("engine")
-    if kind == "lammps":
-        from .lammps_engine import LammpsEngine
-
-        return LammpsEngine(elements, units=units, pair_style=spec["pair_style"],
-                            pair_coeff=spec.get("pair_coeff", []), masses=spec.get("masses"),
-                            extra_commands=spec.get("commands", []),
-                            base_dir=spec.get("base_dir"))
-    if kind == "ase":
-        from .ase_engine import AseEngine
-
-        return AseEngine(elements, units=units, calculator=spec["calculator"],
-                         kwargs=spec.get("kwargs", {}), masses=spec.get("masses"),
-                         thermostat=spec.get("thermostat", "nose-hoover"))
-    raise ConfigError(f"reference.engine {kind!r} unknown; allowed: lammps, ase")

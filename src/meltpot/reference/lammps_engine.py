@@ -21,16 +21,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.lammps import Prism
-from ase.data import atomic_masses, atomic_numbers
 
 from ..data.frames import attach_labels
 from ..errors import ConfigError, EngineError
 from .base import MDSegment, ReferenceEngine
+from .common import (check_symbols, element_masses, lammps_number as _f, lammps_seed as _lmp_seed,
+                     resolve_tokens as _resolve_tokens, segment_times)
 
 #: ASE velocity unit (Å per ASE time unit) expressed in Å/ps (LAMMPS metal).
 _VEL_METAL = 1000.0 * units.fs
@@ -43,107 +43,6 @@ _GLOBAL, _SCALAR, _VECTOR = 0, 0, 1
 
 
 # --------------------------------------------------------------------------- helpers
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _looks_like_file(token: str) -> bool:
-    """A token that names a file: has a dot in its base name and is not a number."""
-    return not _is_number(token) and "." in os.path.basename(token)
-
-
-def potential_search_dirs(base_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for potential files: the cwd, ``base_dir``, LAMMPS's potentials."""
-    dirs = [Path.cwd()]
-    if base_dir is not None:
-        dirs.append(Path(base_dir))
-    try:
-        from ..lammps_env import potentials_dir
-
-        dirs.append(potentials_dir())
-    except EngineError:  # LAMMPS not importable: its folder is not searched
-        pass
-    return dirs
-
-
-def resolve_file(token: str, base_dir: str | os.PathLike | None = None) -> Path | None:
-    """Absolute path of ``token`` if it names an existing file (an existing path, or one
-    relative to ``base_dir`` or the LAMMPS potentials folder, in that order), else None."""
-    p = Path(token).expanduser()
-    if p.is_absolute():
-        return p if p.is_file() else None
-    for d in potential_search_dirs(base_dir):
-        cand = d / p
-        if cand.is_file():
-            return cand.resolve()
-    return None
-
-
-def _resolve_tokens(tokens: Sequence[str], base_dir, what: str) -> list[str]:
-    """Replace file-like tokens (a dot in the name, or a path separator; not numbers) by
-    absolute paths; EngineError for a file-like token naming no file. Other tokens
-    (element names, numbers, sub-style names) pass unchanged."""
-    out = []
-    for tok in tokens:
-        if _is_number(tok) or not ("." in tok or "/" in tok or os.sep in tok):
-            out.append(tok)
-            continue
-        path = resolve_file(tok, base_dir)
-        if path is not None:
-            out.append(str(path))
-        elif _looks_like_file(tok):
-            where = ", ".join(str(d) for d in potential_search_dirs(base_dir))
-            raise EngineError(f"potential file {tok!r} in {what} not found; looked in: {where}")
-        else:
-            out.append(tok)
-    return out
-
-
-def check_symbols(atoms: Atoms, elements: Sequence[str]) -> np.ndarray:
-    """0-based element index of every atom; EngineError naming any unknown symbol."""
-    symbols = np.asarray(atoms.get_chemical_symbols())
-    index = {s: i for i, s in enumerate(elements)}
-    unknown = sorted(set(symbols.tolist()) - set(index))
-    if unknown:
-        raise EngineError(f"atoms contain element(s) {', '.join(unknown)} not in the engine's "
-                          f"elements {list(elements)}")
-    lookup = np.array([index[s] for s in np.unique(symbols)], dtype=int)
-    return lookup[np.searchsorted(np.unique(symbols), symbols)]
-
-
-def element_masses(elements: Sequence[str], units_: str,
-                   masses: Mapping[str, float] | None) -> np.ndarray:
-    """Mass per element (amu in metal units, 1.0 in lj units unless ``masses`` says)."""
-    masses = dict(masses or {})
-    extra = set(masses) - set(elements)
-    if extra:
-        raise ConfigError(f"masses given for {sorted(extra)}, which are not among the "
-                          f"elements {list(elements)}")
-    out = []
-    for el in elements:
-        if el in masses:
-            out.append(float(masses[el]))
-        elif units_ == "lj":
-            out.append(1.0)
-        elif el in atomic_numbers:
-            out.append(float(atomic_masses[atomic_numbers[el]]))
-        else:
-            raise ConfigError(f"no mass known for element {el!r}; give it in `masses`")
-    return np.array(out)
-
-
-def segment_times(segments: Sequence[MDSegment]) -> tuple[np.ndarray, np.ndarray]:
-    """Start step and start time of every segment (same unit as the timesteps)."""
-    steps = np.array([s.steps for s in segments], dtype=int)
-    times = np.array([s.steps * s.timestep for s in segments], dtype=float)
-    return (np.concatenate([[0], np.cumsum(steps)[:-1]]).astype(int),
-            np.concatenate([[0.0], np.cumsum(times)[:-1]]))
-
-
 def lammps_cell(boxlo, boxhi, xy, yz, xz) -> np.ndarray:
     """Lower-triangular cell matrix (rows a, b, c) of a LAMMPS box."""
     lx, ly, lz = np.asarray(boxhi) - np.asarray(boxlo)
@@ -158,11 +57,6 @@ def wrap_into_cell(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return frac @ cell
 
 
-def _f(x) -> str:
-    """Full-precision text of a number for a LAMMPS command."""
-    return repr(float(x))
-
-
 def _change_box(lo: np.ndarray, cell: np.ndarray, remap: bool = False) -> str:
     """``change_box`` command to the box with origin ``lo`` and lower-triangular ``cell``."""
     hi = lo + np.diag(cell)
@@ -172,13 +66,6 @@ def _change_box(lo: np.ndarray, cell: np.ndarray, remap: bool = False) -> str:
             + (" remap" if remap else "") + " units box")
 
 
-def _lmp_seed(seed: int) -> int:
-    """A seed LAMMPS accepts (1 … 9e8); valid seeds pass through unchanged."""
-    seed = int(seed)
-    return seed if 0 < seed <= 900_000_000 else seed % 900_000_000 + 1
-
-
-# --------------------------------------------------------------------------- engine
 class LammpsEngine(ReferenceEngine):
     """LAMMPS pair style as reference potential.
 

@@ -1,0 +1,147 @@
+"""The shape of the package (docs/architecture.md): no import cycles between modules, the library
+never imports the command line, every stage registers its commands the same way.
+
+The import graph is built statically (``ast``) from every ``import``/``from … import`` in
+``src/meltpot``, at module level and inside functions alike: an import deferred into a function
+still ties the two modules together, it only hides the loop from Python's import machinery.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "meltpot"
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    """Dotted module name → (file, is a package ``__init__``)."""
+    out = {}
+    for f in sorted((SRC / PACKAGE).rglob("*.py")):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        if is_pkg:
+            parts = parts[:-1]
+        out[".".join(parts)] = (f, is_pkg)
+    return out
+
+
+def _absolute(module: str, is_pkg: bool, level: int, name: str | None) -> str:
+    """The absolute name of a relative import ``from {'.' * level}{name} import …`` in ``module``."""
+    base = module.split(".")
+    if not is_pkg:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the meltpot modules it imports (``from pkg import mod`` counts as ``pkg.mod``).
+    Importing ``a.b.c`` implicitly runs ``a/b/__init__``; that implicit edge is not counted
+    (a package that re-exports its submodules would otherwise always close a loop)."""
+    mods = _modules()
+    graph = {}
+    for mod, (path, is_pkg) in mods.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    target = _absolute(mod, is_pkg, node.level, node.module)
+                elif node.module and node.module.split(".")[0] == PACKAGE:
+                    target = node.module
+                else:
+                    continue
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    targets.add(sub if sub in mods else target)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        graph[mod] = {t for t in targets if t in mods and t != mod}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a closed path a → … → a) per strongly connected component of more than
+    one module (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, sccs, counter = {}, {}, set(), [], [], [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        sccs.append(set(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for comp in sccs:  # a shortest path back to the start inside the component, for the message
+        start = min(comp)
+        paths, seen = {start: [start]}, {start}
+        frontier = [start]
+        cycle = None
+        while frontier and cycle is None:
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph[v] & comp):
+                    if w == start:
+                        cycle = paths[v] + [start]
+                        break
+                    if w not in seen:
+                        seen.add(w)
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+                if cycle:
+                    break
+            frontier = nxt
+        cycles.append(cycle)
+    return cycles
+
+
+def test_cycle_finder_names_the_loop():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert find_cycles(graph) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_graph_sees_function_level_and_absolute_imports():
+    graph = import_graph()
+    # reference/__init__ imports the engines inside make_engine only
+    assert "meltpot.reference.lammps_engine" in graph["meltpot.reference"]
+    assert "meltpot.reference.ase_engine" in graph["meltpot.reference"]
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles between modules:\n" + "\n".join(" → ".join(c) for c in cycles)
