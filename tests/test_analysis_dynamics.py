@@ -1,4 +1,4 @@
-"""Dynamics analysis (meltpot.analysis.dynamics / cli_dynamics) against known answers."""
+"""Dynamics analysis (meltpot.analysis.dynamics, .transport and `meltpot analyze msd|viscosity|…`) against known answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from scipy.signal import lfilter
 
 from meltpot.analysis import dynamics as dy
-from meltpot.analysis.cli_dynamics import add_commands, read_ave_time
+from meltpot.analysis.trajectory import read_ave_time
+from meltpot.cli.analyze.dynamics import add_commands
 from meltpot.errors import FrameError, MeltpotError
 
 

@@ -281,7 +281,7 @@ def test_ttt_table_and_plot(tmp_path):
 
 def _cli(argv):
     p = argparse.ArgumentParser()
-    from meltpot.analysis.cli_order import add_commands
+    from meltpot.cli.analyze.order import add_commands
 
     add_commands(p.add_subparsers(dest="cmd", required=True))
     args = p.parse_args(argv)

@@ -268,7 +268,7 @@ def test_writers_and_cli(liquid, tmp_path, capsys):
     files = st.write_sq(sq, tmp_path / "w", extra={"S_neutron": st.neutron_sq(sq)}, fit=fit)
     assert {"q", "S_total", "S_CC", "S_neutron"} <= set(pd.read_csv(files[0]).columns)
 
-    from meltpot.analysis.cli_structure import add_commands
+    from meltpot.cli.analyze.structure import add_commands
     from meltpot.analysis.trajectory import parse_types
 
     assert parse_types(["1=Al", "2=Ni"]) == {1: "Al", 2: "Ni"}

@@ -145,3 +145,45 @@ def test_graph_sees_function_level_and_absolute_imports():
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles between modules:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+#: modules no other module imports, and why they exist
+ENTRY_POINTS = {
+    "meltpot.cli.__main__": "python -m meltpot.cli",
+    "meltpot.config_history": "imported by the Snakefile",
+    "meltpot.model.calculator": "public API: the ASE calculator of a model file (README)",
+}
+
+
+def test_library_never_imports_the_cli():
+    graph = import_graph()
+    bad = sorted(f"{m} → {t}" for m, ts in graph.items() if not m.startswith("meltpot.cli")
+                 for t in ts if t == "meltpot.cli" or t.startswith("meltpot.cli."))
+    assert not bad, "library modules import the command line:\n" + "\n".join(bad)
+
+
+def test_every_module_is_used():
+    graph = import_graph()
+    imported = set().union(*graph.values())
+    packages = {m for m, (_, is_pkg) in _modules().items() if is_pkg}
+    unused = sorted(m for m in graph if m not in imported and m not in packages and m not in ENTRY_POINTS)
+    assert not unused, f"modules nothing imports (wire them or delete them): {unused}"
+
+
+def test_every_stage_registers_its_commands_the_same_way():
+    import argparse
+
+    from meltpot import cli
+
+    modules = {m for m in _modules() if m.startswith("meltpot.cli.")}
+    helpers = {"meltpot.cli.options", "meltpot.cli.__main__", "meltpot.cli.analyze.common"}
+    stages = {s.__name__ for s in cli.stages()}
+    from meltpot.cli.analyze import dynamics, order, structure, thermo
+
+    groups = {m.__name__ for m in (dynamics, order, structure, thermo)}
+    assert modules - helpers == stages | groups
+    for name in sorted(stages | groups):
+        module = __import__(name, fromlist=["add_commands"])
+        assert callable(getattr(module, "add_commands", None)), f"{name} has no add_commands(subparsers)"
+    parser = cli.build_parser()
+    assert isinstance(parser, argparse.ArgumentParser)

@@ -132,7 +132,7 @@ def nvt_run(tmp_path_factory, eam):
 def test_nvt_outputs_read_by_the_analysis_code(nvt_run):
     import pandas as pd
 
-    from meltpot.analysis.cli_dynamics import read_ave_time
+    from meltpot.analysis.trajectory import read_ave_time
     from meltpot.analysis.structure import compute_rdf
     from meltpot.analysis.trajectory import iter_frames, pressure_tensor, read_log
 

@@ -107,3 +107,16 @@ def write_json(path: str | Path, data: dict) -> None:
     with open(path, "w") as fh:
         json.dump(jsonable(data), fh, indent=2, sort_keys=False, default=str, allow_nan=False)
         fh.write("\n")
+
+
+def run_manifest(cfg: dict, config_path, outputs=(), summaries=(), benchmarks=None) -> dict:
+    """``meltpot manifest``: :func:`build_manifest` of the run with the config file as input,
+    the sampling summaries (JSON files) under ``sampling`` and, with ``benchmarks`` (the folder
+    of Snakemake benchmark files), the per-rule times under ``rule_times``."""
+    extra = {}
+    for path in summaries:
+        with open(path) as fh:
+            extra.setdefault("sampling", []).append(json.load(fh))
+    if benchmarks:
+        extra["rule_times"] = rule_times(benchmarks)
+    return build_manifest(cfg, inputs=[config_path], outputs=outputs, extra=extra)

@@ -132,6 +132,32 @@ def rdf_first_minimum(frames: Atoms | Iterable[Atoms], r_max: float | None = Non
     return float(r_min)
 
 
+
+def parse_cutoff(value: str | None, allowed: tuple[str, ...]) -> float | str | None:
+    """A neighbour cutoff given as text: a positive length, or one of the keywords ``allowed``
+    (e.g. "adaptive", "auto"); None stays None."""
+    if value is None:
+        return None
+    if value in allowed:
+        return value
+    try:
+        r = float(value)
+    except ValueError:
+        raise MeltpotError(f"--cutoff must be a length or one of {allowed}, got {value!r}") from None
+    if r <= 0:
+        raise MeltpotError(f"--cutoff must be > 0, got {r}")
+    return r
+
+
+def first_frame_cutoff(path, start: int = 0, types=None) -> float:
+    """The first minimum of g(r) of frame ``start`` of a trajectory (:func:`rdf_first_minimum`)."""
+    from .trajectory import iter_frames
+
+    first = next(iter(iter_frames(path, start=start, stop=start + 1, types=types)), None)
+    if first is None:
+        raise MeltpotError(f"{path}: no frame at index {start}")
+    return rdf_first_minimum(first)
+
 # --------------------------------------------------------------------------- Steinhardt
 def _pyscal_neighbors(atoms: Atoms, cutoff: float | str) -> Atoms:
     import pyscal3

@@ -18,6 +18,7 @@ frames around it; a criterion never met gives NaN with ``reached = False``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,6 +174,52 @@ def ttt_from_tables(tables: Iterable[tuple[float, object, pd.DataFrame]], **kwar
         rows.append({"T": float(T), "replica": rep} | run_times(table, **kw))
     return pd.DataFrame(rows, columns=["T", "replica", "time", "reached", "t_end"])
 
+
+
+#: default pattern for T and replica in per-run file names: T600_r0.csv, T600.0_rep3_cna.csv, …
+RUN_PATTERN = r"T(?P<T>\d+(?:\.\d+)?)\D*?_r(?:ep)?(?P<replica>\d+)"
+
+
+def run_list(tables=(), index=None, pattern: str = RUN_PATTERN) -> list[tuple[float, str, Path]]:
+    """(T, replica, path) of every per-run table: the rows of an ``index`` CSV (columns T, path
+    and optionally replica; paths relative to it), then the ``tables`` with T and replica from
+    the named groups of ``pattern`` in their file names."""
+    runs = []
+    if index:
+        idx = pd.read_csv(index)
+        missing = {"T", "path"} - set(idx.columns)
+        if missing:
+            raise MeltpotError(f"{index}: needs columns T, path (and replica), lacks {sorted(missing)}")
+        base = Path(index).parent
+        for k, row in idx.iterrows():
+            p = Path(str(row["path"]))
+            runs.append((float(row["T"]), str(row["replica"]) if "replica" in idx else str(k),
+                         p if p.is_absolute() else base / p))
+    regex = re.compile(pattern)
+    for f in tables:
+        m = regex.search(Path(f).name)
+        if m is None or "T" not in m.groupdict():
+            raise MeltpotError(f"{f}: the file name does not match --pattern {pattern!r} "
+                               "(named groups T and replica); use --index runs.csv instead")
+        runs.append((float(m.group("T")), m.groupdict().get("replica") or Path(f).stem, Path(f)))
+    if not runs:
+        raise MeltpotError("ttt: no per-run tables given (files or --index)")
+    return runs
+
+
+def ttt_from_files(runs, from_first_frame: bool = False, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(TTT table, per-run times) from the per-run CSV files of :func:`run_list` (keywords of
+    :func:`run_times`); ``from_first_frame``: times counted from each table's first row."""
+    triples = []
+    for T, rep, path in runs:
+        if not path.exists():
+            raise MeltpotError(f"{path}: per-run table not found (T={T}, replica {rep})")
+        table = pd.read_csv(path)
+        if from_first_frame and len(table) and "time" in table:
+            table["time"] = table["time"] - table["time"].iloc[0]
+        triples.append((T, rep, table))
+    per_run = ttt_from_tables(triples, **kwargs)
+    return ttt_table(per_run), per_run
 
 # --------------------------------------------------------------------------- enthalpy vs time
 @dataclass

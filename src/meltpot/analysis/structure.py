@@ -140,6 +140,17 @@ def _cell_widths(cell: np.ndarray) -> np.ndarray:
     return vol / areas
 
 
+
+def default_rmax(path, start: int = 0, stop: int | None = None, step: int = 1, types=None) -> float:
+    """Half the smallest perpendicular cell width (Å) of the first selected frame of a trajectory."""
+    from ..errors import ConfigError  # noqa: PLC0415
+    from .trajectory import iter_frames  # noqa: PLC0415
+
+    first = next(iter_frames(path, start=start, stop=stop, step=step, types=types), None)
+    if first is None:
+        raise ConfigError(f"{path}: no frame in the selected range")
+    return float(0.5 * _cell_widths(np.asarray(first.cell)).min())
+
 def _species_order(atoms) -> tuple[tuple, np.ndarray]:
     """Species labels and the per-atom species index. Order: by smallest LAMMPS type when
     the frame has ``arrays["type"]``, else by atomic number (then label)."""

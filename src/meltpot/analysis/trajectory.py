@@ -5,6 +5,9 @@
 * :func:`count_frames` counts the frames of such a file without building them.
 * :func:`read_log` reads the thermo blocks of a LAMMPS log into a ``pandas.DataFrame``.
 * :func:`pressure_tensor` picks the off-diagonal pressure components out of such a table.
+* :func:`read_ave_time` reads a ``fix ave/time`` file (scalar mode) into a DataFrame.
+* :func:`read_trajectory` reads a whole trajectory into arrays (steps, unwrapped positions,
+  species, velocities) for the dynamics analyses.
 
 Conventions of the frames returned by :func:`iter_frames`:
 
@@ -57,6 +60,8 @@ __all__ = [
     "species_labels",
     "require_elements",
     "trajectory_format",
+    "read_trajectory",
+    "read_ave_time",
 ]
 
 _EXTXYZ_SUFFIXES = {".xyz", ".extxyz"}
@@ -552,3 +557,98 @@ def parse_types(items) -> dict[int, str] | None:
             raise ConfigError(f"--types: expected TYPE=ELEMENT items such as 1=Al, got {item!r}")
         out[int(key)] = sym.strip()
     return out
+
+
+# ----------------------------------------------------------------------------- arrays for dynamics
+def _progress(iterable, total, desc, enabled, unit="frame"):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+
+
+def read_trajectory(path, *, start=0, stop=None, step=1, types=None, velocities=False, progress=True) -> dict:
+    """Read one trajectory into arrays for the dynamics analyses.
+
+    Returns ``steps`` (n_frames,) MD step numbers, ``positions`` unwrapped (n_frames, n_atoms,
+    3) (from the file's unwrapped coordinates or image flags, else unwrapped here by minimum
+    image between frames, see :func:`meltpot.analysis.dynamics.unwrap_positions`), ``species`` labels,
+    ``unwrapped_by`` ("file" or "minimum image") and, with ``velocities``, ``velocities``
+    (from vx, vy, vz columns). Memory: 24 bytes × frames × atoms per array.
+    """
+    path = Path(path)
+    n_file = count_frames(path)
+    n = len(range(start, n_file if stop is None else min(stop, n_file), step))
+    if n < 2:
+        raise FrameError(str(path), None, f"needs at least 2 frames in the selection, found {n}")
+    steps = np.empty(n, dtype=np.int64)
+    pos = cells = vel = None
+    species, own_unwrap = None, False
+    frames = iter_frames(path, start=start, stop=stop, step=step, types=types)
+    for k, atoms in enumerate(_progress(frames, n, path.name, progress)):
+        if k >= n:
+            break
+        if pos is None:
+            pos = np.empty((n, len(atoms), 3))
+            cells = np.empty((n, 3, 3))
+            species = species_labels(atoms)
+            own_unwrap = "unwrapped" not in atoms.arrays
+            if velocities:
+                missing = [c for c in ("vx", "vy", "vz") if c not in atoms.arrays]
+                if missing:
+                    raise FrameError(str(path), atoms.info.get("frame", k),
+                                     f"no velocity columns {', '.join(missing)} (dump vx vy vz)")
+                vel = np.empty((n, len(atoms), 3))
+        if len(atoms) != pos.shape[1]:
+            raise FrameError(str(path), atoms.info.get("frame", k),
+                             f"{len(atoms)} atoms, the first frame had {pos.shape[1]}")
+        steps[k] = int(atoms.info.get("timestep", k))
+        if own_unwrap or "unwrapped" not in atoms.arrays:
+            own_unwrap = True
+            pos[k] = atoms.positions
+        else:
+            pos[k] = atoms.arrays["unwrapped"]
+        cells[k] = atoms.cell.array
+        if vel is not None:
+            vel[k] = np.column_stack([atoms.arrays["vx"], atoms.arrays["vy"], atoms.arrays["vz"]])
+    if own_unwrap:
+        if not np.all(np.abs(np.linalg.det(cells)) > 0):
+            raise FrameError(str(path), None, "wrapped coordinates without a cell cannot be unwrapped")
+        from .dynamics import unwrap_positions  # noqa: PLC0415
+
+        pos = unwrap_positions(pos, cells)
+    out = {"steps": steps, "positions": pos, "species": np.asarray(species).astype(str),
+           "unwrapped_by": "minimum image" if own_unwrap else "file", "source": str(path)}
+    if vel is not None:
+        out["velocities"] = vel
+    return out
+
+
+def read_ave_time(path):
+    """A ``fix ave/time`` output file in scalar mode as a DataFrame (``Step`` plus the value
+    columns under the names in its ``# TimeStep ...`` header line; ``attrs["source"]``)."""
+    import pandas as pd  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.exists():
+        raise FrameError(str(path), None, "fix ave/time file does not exist")
+    header = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith("#"):
+                break
+            header.append(line[1:].split())
+    names = next((h for h in header if h and h[0] == "TimeStep"), None)
+    if names is None:
+        raise FrameError(str(path), None, "not a fix ave/time file (no '# TimeStep ...' header line)")
+    if any(h and h[0] == "Row" for h in header) or names[1:] == ["Number-of-rows"]:
+        raise FrameError(str(path), None, "fix ave/time in vector mode is not supported; use mode scalar")
+    table = pd.read_csv(path, sep=r"\s+", comment="#", header=None, names=names, engine="python")
+    bad = table.isna().any(axis=1).to_numpy()
+    if bad.any():
+        raise FrameError(str(path), None, f"data row {int(np.argmax(bad))} has fewer than {len(names)} numbers")
+    table = table.rename(columns={"TimeStep": "Step"})
+    table["Step"] = table["Step"].astype(np.int64)
+    table.attrs["source"] = str(path)
+    return table

@@ -139,6 +139,25 @@ def choose_frames(splits: pd.DataFrame, index: pd.DataFrame, split: str, n: int 
     return np.asarray(sorted(chosen, key=lambda f: pos[int(f)]), dtype=np.int64)
 
 
+
+def store_frames(cfg: dict, index: pd.DataFrame, splits: pd.DataFrame) -> dict:
+    """Frame ids per split whose forces the derivative store holds (``descriptors.derivatives``:
+    ``train_frames`` / ``validation_frames``, null = all; drawn per state, seeded)."""
+    from ..seeds import derive_seed
+
+    d = cfg["descriptors"]["derivatives"]
+    out = {}
+    for split, key in (("train", "train_frames"), ("validation", "validation_frames")):
+        out[split] = choose_frames(splits, index, split, d[key], derive_seed(cfg["seed"], "force-frames", split))
+    return out
+
+
+def in_dataset_order(index: pd.DataFrame, *frame_ids) -> np.ndarray:
+    """The union of the ``frame_ids`` arrays, sorted in the order of the dataset index."""
+    ids = np.sort(np.concatenate(frame_ids))
+    pos = {int(f): k for k, f in enumerate(index["frame_id"])}
+    return np.asarray(sorted(ids, key=lambda f: pos[int(f)]), dtype=np.int64)
+
 # ---------------------------------------------------------------------------------- building
 @dataclass
 class StoreResult:

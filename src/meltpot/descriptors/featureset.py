@@ -291,6 +291,20 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def preset_summaries() -> list[dict]:
+    """Per preset: ``name``, ``n_functions``, ``n_radial`` (per neighbour element or pair),
+    ``rc`` (largest cutoff), ``cutoff`` (function) and ``reference`` (its source or description)."""
+    out = []
+    for name in preset_names():
+        data = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+        fns = data.get("functions") or []
+        out.append({"name": name, "n_functions": len(fns), "n_radial": sum(f.get("type") == "radial" for f in fns),
+                    "rc": max((float(f["rc"]) for f in fns), default=float("nan")),
+                    "cutoff": data.get("cutoff", "polynomial"),
+                    "reference": data.get("reference") or data.get("description") or ""})
+    return out
+
+
 def load_featureset(spec: str | Path | dict, elements: list[str] | None = None) -> FeatureSet:
     """A feature set from a preset name, a YAML path or a dict (resolved for ``elements``)."""
     if isinstance(spec, dict):

@@ -624,3 +624,37 @@ def check_export(model, pot: N2p2Potential, features: dict) -> dict[str, float]:
         cols = n2p2_columns(pot, el, model.featureset.per_element[el])
         out[el] = float(np.max(np.abs(n2p2_atomic_energies(pot, el, G[:, cols]) - ref)))
     return out
+
+
+def export_n2p2(model_path, cache_path, out_dir, check_rows: int = 256) -> dict:
+    """``meltpot export n2p2``: write the n2p2 directory of a model file with the training split's
+    feature range from the descriptor cache (extrapolation bounds), read it back and compare
+    n2p2's atomic energies with the model's on up to ``check_rows`` cached rows per element (from
+    the first 32 frames). Returns ``model``, ``potential`` (read back), ``paths``, ``check``
+    (largest deviation per element), ``over`` (the split of the statistics) and
+    ``scaling_differs`` (elements whose cached feature means differ from the model's scaling)."""
+    from ..descriptors.cache import DescriptorCache
+    from ..model.modelfile import load_model
+    from .ranges import model_columns
+
+    model = load_model(model_path)
+    check_exportable(model)
+    with DescriptorCache(cache_path) as cache:
+        cols = model_columns(cache.featureset(), model.featureset, cache_path)
+        stats = {el: cache.stats(el) for el in model.elements}
+        lo = {el: stats[el]["min"][c] for el, c in cols.items()}
+        hi = {el: stats[el]["max"][c] for el, c in cols.items()}
+        first = cache.frame_ids[:32]          # read a few frames, not the whole cache
+        rows = {el: cache.features(el, first)[: max(check_rows, 0)][:, c] for el, c in cols.items()}
+        over = stats[model.elements[0]]["over"]
+    paths = write_n2p2(model, out_dir, lo, hi, source=str(model_path))
+    pot = read_n2p2(out_dir)
+    diff = check_export(model, pot, rows)
+    differs = []
+    for k, el in enumerate(model.elements):
+        f = model.n_features[k]
+        mu = model.feature_mean[k, :f].numpy()
+        if not np.allclose(mu, stats[el]["mean"][cols[el]], rtol=1e-6, atol=1e-12):
+            differs.append(el)
+    return {"model": model, "potential": pot, "paths": paths, "check": diff, "over": over,
+            "scaling_differs": differs}

@@ -8,7 +8,9 @@
 * :mod:`.runner`: the ``lmp`` subprocess, progress and failure detection (:class:`MDError`);
 * :mod:`.execute`: run a protocol, write ``thermo.csv`` and ``summary.json``;
 * :mod:`.minimize`: inherent structures of dump frames;
-* :mod:`.cli_md`: ``meltpot md run`` / ``meltpot md render``.
+* :mod:`.compare`: reference vs ML runs over replicas (``meltpot md compare``).
+
+The commands (``meltpot md run|render|check|compare``) are in :mod:`meltpot.cli.md`.
 """
 
 from .potential import Potential

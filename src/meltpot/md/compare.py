@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import dynamics as dy
-from ..analysis.cli_dynamics import read_trajectory
+from ..analysis.trajectory import read_trajectory
 from ..analysis.structure import _cell_widths, compute_rdf, coordination_numbers, running_coordination
 from ..analysis.trajectory import iter_frames
 from ..errors import ConfigError, MeltpotError

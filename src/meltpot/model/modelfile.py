@@ -101,6 +101,23 @@ def load_model(path: str | Path) -> HDNNP:
     return model_from_payload(read_payload(path), str(path))
 
 
+def resolve_model_path(spec: str) -> str:
+    """A model file, or for a ``chosen.json`` of ``meltpot select path`` the retrained model of its λ."""
+    path = Path(spec)
+    if path.suffix != ".json":
+        return spec
+    import json
+
+    try:
+        step = int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MeltpotError(f"{path}: not a chosen.json of `meltpot select path` ({exc})") from exc
+    model = path.parent / f"lambda_{step:02d}" / "retrained.pt"
+    if not model.exists():
+        raise MeltpotError(f"{path} chose λ step {step}, but {model} does not exist")
+    return str(model)
+
+
 def check_featureset(model: HDNNP, featureset_hash: str, what: str = "descriptors", source: str | None = None) -> None:
     """Refuse descriptors computed with another feature set than the model's (``source``:
     the model file, named in the error)."""

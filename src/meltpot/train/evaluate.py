@@ -33,25 +33,13 @@ from ..data.splits import SPLITS
 from ..errors import MeltpotError
 from ..model.batch import predict
 from ..model.modelfile import check_featureset
+from ..units import ENERGY_SCALE, unit_labels
 from .data import EnergyDataset, ForceDataset
 
 log = logging.getLogger("meltpot.train.evaluate")
 
-#: energy errors are reported in 10⁻³ × the data's energy unit per atom
-ENERGY_SCALE = 1000.0
 #: forces="auto" evaluates forces of a split with at most this many frames
 AUTO_FORCE_FRAMES = 2000
-UNIT_LABELS = {
-    "metal": {"energy": "meV/atom", "force": "eV/Å", "energy_data": "eV/atom"},
-    "lj": {"energy": "10⁻³ ε/atom", "force": "ε/σ", "energy_data": "ε/atom"},
-}
-
-
-def unit_labels(units: str) -> dict:
-    """``energy`` (error unit), ``force`` and ``energy_data`` (unit of E per atom) labels."""
-    if units not in UNIT_LABELS:
-        raise MeltpotError(f"units {units!r} unknown; allowed: {', '.join(UNIT_LABELS)}")
-    return UNIT_LABELS[units]
 
 
 def error_stats(err) -> dict:
@@ -316,3 +304,42 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     results["per_phase"].to_csv(paths["per_phase"], index=False)
     results["predictions"].to_parquet(paths["predictions"], index=False)
     return paths
+
+
+def evaluate_file(model_path, cache, index, splits, out_dir, *, units: str, config_name: str = "the config",
+                  history=None, forces="auto", splits_to=("validation", "test"), batch_frames: int = 16,
+                  device: str = "cpu") -> tuple[dict, dict[str, Path]]:
+    """``meltpot evaluate``: the model file's errors on the splits (:func:`evaluate_model`), the
+    report files (:func:`write_report`), parity plots and, with ``history`` (a training run's
+    learning-curve CSV), the learning curve. ``units``: the run's; a model in other units is
+    refused. Returns (results, paths of the files written by name)."""
+    from ..descriptors.cache import DescriptorCache
+    from ..model.modelfile import ModelFileError, load_model
+    from .plots import plot_energy_parity, plot_force_parity, plot_learning_curve
+
+    if history and not Path(history).is_file():
+        raise MeltpotError(f"history file {history} does not exist")
+    model = load_model(model_path)
+    if getattr(model, "units", units) != units:
+        raise ModelFileError(f"{model_path}: the model is in {model.units} units, but {config_name} uses "
+                             f"{units} units")
+    model = model.to(device)
+    with DescriptorCache(cache) as c:
+        try:
+            results = evaluate_model(model, c, index, splits, splits_to=tuple(splits_to), forces=forces,
+                                     batch_frames=batch_frames)
+        except ModelFileError as exc:  # another feature set: name the model file too
+            raise ModelFileError(f"{model_path}: {exc}") from exc
+    out = Path(out_dir)
+    paths = write_report(results, out)
+    units = results["units"]
+    if len(results["predictions"]):
+        paths["parity_energy"] = out / "parity_energy.png"
+        plot_energy_parity(results["predictions"], paths["parity_energy"], units, results["splits"])
+    if results["forces"]:
+        paths["parity_forces"] = out / "parity_forces.png"
+        plot_force_parity(results["forces"], paths["parity_forces"], units, results["splits"])
+    if history:
+        paths["learning_curve"] = out / "learning_curve.png"
+        plot_learning_curve(history, paths["learning_curve"], units, title=Path(model_path).name)
+    return results, paths

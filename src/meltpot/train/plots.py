@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .evaluate import ENERGY_SCALE, unit_labels  # noqa: E402
+from ..units import ENERGY_SCALE, unit_labels  # noqa: E402
 
 #: fixed colours for the usual phases (others take the next free tab10 colour)
 PHASE_COLOURS = {"liquid": "tab:blue", "fcc": "tab:orange", "hcp": "tab:green", "bcc": "tab:red",

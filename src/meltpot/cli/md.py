@@ -1,4 +1,4 @@
-"""``meltpot md``: run or render an MD protocol of a config.
+"""``meltpot md run|render|check|compare``: MD protocols in LAMMPS (:mod:`meltpot.md`).
 
 ``meltpot md run PROTOCOL CONFIG [KEY=VALUE ...] --out-dir DIR [--replica K] [--mpi N]
 [--set KEY=VALUE ...] [--plugin SO --model PT | --mliap PKL] [--device cpu|cuda]``
@@ -17,19 +17,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .plan import ALL_PROTOCOLS
+from ..md.plan import ALL_PROTOCOLS
+from .options import command
 
 
 def _load(args) -> dict:
     from ..config import load_config
-    from .plan import apply_overrides
+    from ..md.plan import apply_overrides
 
     cfg = load_config(args.config)
     return apply_overrides(cfg, args.protocol, [*args.overrides, *args.set_overrides])
 
 
 def _potential(args, cfg):
-    from .potential import Potential
+    from ..md.potential import Potential
 
     common = {"units": cfg.get("units", "metal"), "masses": cfg.get("reference", {}).get("masses")}
     if getattr(args, "mliap", None):
@@ -50,7 +51,7 @@ def _potential(args, cfg):
 
 
 def cmd_run(args) -> int:
-    from .execute import run_protocol
+    from ..md.execute import run_protocol
 
     cfg = _load(args)
     summary = run_protocol(cfg, args.protocol, args.out_dir, replica=args.replica, mpi=args.mpi,
@@ -62,7 +63,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .plan import prepare
+    from ..md.plan import prepare
 
     cfg = _load(args)
     script, path = prepare(cfg, args.protocol, args.out_dir, args.replica, _potential(args, cfg))
@@ -70,11 +71,13 @@ def cmd_render(args) -> int:
     return 0
 
 
-def add_commands(subparsers) -> None:
-    """Add ``run`` and ``render`` to the ``md`` sub-command group."""
+def add_commands(sub) -> None:
+    from .options import group
+
+    subparsers = group(sub, "md", "MD protocols (NVT/NPT/NPH, quench, ramp, two-phase, nucleation, minimise) with LAMMPS")
     for name, func, what in (("run", cmd_run, "render and run an MD protocol with LAMMPS"),
                              ("render", cmd_render, "write the protocol's LAMMPS input and data file only")):
-        p = subparsers.add_parser(name, help=what)
+        p = command(subparsers, name, what)
         p.add_argument("protocol", choices=ALL_PROTOCOLS if name == "run" else ALL_PROTOCOLS[:-1])
         p.add_argument("config")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -98,12 +101,12 @@ def add_commands(subparsers) -> None:
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")
         p.set_defaults(func=func)
-    k = subparsers.add_parser("check", help="what the LAMMPS in use can do (packages, KOKKOS, GPU); with --route, "
+    k = command(subparsers, "check", "what the LAMMPS in use can do (packages, KOKKOS, GPU); with --route, "
                                             "exit 2 naming what is missing for it")
     k.add_argument("--route", choices=["plugin", "mliap"], help="the ML route to check")
     k.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     k.set_defaults(func=cmd_check)
-    c = subparsers.add_parser("compare", help="compare runs of one protocol (reference vs ML potential) over "
+    c = command(subparsers, "compare", "compare runs of one protocol (reference vs ML potential) over "
                                               "replicas: density, energy, g(r), D with spreads and verdicts → "
                                               "comparison.csv/json, replicas.csv, gr.png, msd.png")
     c.add_argument("runs", nargs="*", metavar="LABEL=FOLDER[,FOLDER...]",
@@ -150,7 +153,7 @@ def _pairs(specs, what):
 def cmd_compare(args) -> int:
     from ..config import load_config
     from ..errors import MeltpotError
-    from .compare import THRESHOLDS, combine_comparisons, compare_runs
+    from ..md.compare import THRESHOLDS, combine_comparisons, compare_runs
 
     if args.combine:
         if args.runs:

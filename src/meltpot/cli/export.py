@@ -1,0 +1,116 @@
+"""``meltpot export torchscript|mliap|n2p2``: a trained model for LAMMPS or n2p2 (:mod:`meltpot.export`).
+
+* ``torchscript MODEL --out FILE.pt [--cache CACHE.h5]``: the LAMMPS plugin's model file (format
+  version 2: the scripted networks with their feature scaling, the descriptor code and the
+  function table of the compiled symmetry-function kernel that the plugin runs). With ``--cache``
+  the training split's feature range goes into the file and the plugin counts extrapolating
+  atoms; without it the plugin warns once that extrapolation is not checked. Files of format
+  version 1 (before the kernel) are refused by the plugin: export them again.
+* ``mliap MODEL --out FILE.pkl``: a LAMMPS ML-IAP unified pickle, printing the LAMMPS lines that
+  use it.
+* ``n2p2 MODEL --cache CACHE.h5 --out-dir DIR``: an n2p2 potential directory. The feature minima
+  and maxima of the training split (n2p2's extrapolation bounds) come from the descriptor cache's
+  statistics; the model's own μ and σ set the scaling. The model's functions are looked up in the
+  cache's feature set by definition, so a model trained on a selected subset exports from the
+  full cache. After writing, the directory is read back and n2p2's atomic energies are compared
+  with the model's on up to ``--check-rows`` cached rows per element (from the first 32 frames)
+  (:func:`meltpot.export.n2p2.check_export`); a mismatch above ``--tolerance`` fails.
+
+MODEL is a model file (.pt) or, for torchscript and mliap, the ``chosen.json`` of ``meltpot
+select path`` (its chosen λ's retrained model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MeltpotError
+from .options import command, group
+
+
+def add_commands(sub) -> None:
+    esub = group(sub, "export", "export a trained model for LAMMPS (TorchScript plugin, ML-IAP) or n2p2")
+    p = command(esub, "torchscript", "TorchScript file for the LAMMPS pair style meltpot (plugin)")
+    p.add_argument("model", help="meltpot model file (.pt, from meltpot train / select), or the chosen.json of "
+                                 "`meltpot select path` (its chosen λ's retrained model)")
+    p.add_argument("--out", required=True, help="TorchScript file to write")
+    p.add_argument("--cache", help="descriptor cache holding the model's features: its training-split min/max "
+                                   "become the extrapolation range")
+    p.set_defaults(func=cmd_torchscript)
+
+    p = command(esub, "mliap", "LAMMPS ML-IAP unified pickle (pair_style mliap unified; KOKKOS/GPU builds)")
+    p.add_argument("model", help="meltpot model file (.pt), or the chosen.json of `meltpot select path`")
+    p.add_argument("--out", required=True, help="output pickle (.pkl; LAMMPS torch.loads .pt names)")
+    p.add_argument("--device", help="torch device for the model inside LAMMPS (default: cuda when LAMMPS "
+                                    "passes GPU arrays, else cpu)")
+    p.set_defaults(func=cmd_mliap)
+
+    p = command(esub, "n2p2", "write an n2p2 potential directory (input.nn, scaling.data, weights.NNN.data) "
+                              "for LAMMPS pair_style hdnnp")
+    p.add_argument("model", help="meltpot model file (.pt)")
+    p.add_argument("--cache", required=True, help="descriptor cache holding the model's features (its training-"
+                                                  "split min/max become n2p2's extrapolation bounds)")
+    p.add_argument("--out-dir", required=True, help="directory to write (created if missing)")
+    p.add_argument("--check-rows", type=int, default=256, help="cached rows per element to check the export on")
+    p.add_argument("--tolerance", type=float, default=1e-9, help="largest allowed |E_n2p2 - E_model| per atom "
+                                                                 "(energy units)")
+    p.set_defaults(func=cmd_n2p2)
+
+
+def cmd_torchscript(args) -> int:
+    from ..export.ranges import training_stats
+    from ..export.torchscript import write_torchscript
+    from ..model.modelfile import load_model, resolve_model_path
+
+    model = load_model(resolve_model_path(args.model))
+    lo = hi = None
+    if args.cache:
+        stats = training_stats(model, args.cache)
+        lo = {el: s["min"] for el, s in stats.items()}
+        hi = {el: s["max"] for el, s in stats.items()}
+    path = write_torchscript(model, args.out, lo, hi)
+    print(f"wrote {path} ({model.descriptor.n_union} symmetry functions, units {model.units}); in LAMMPS "
+          f"(after `meltpot plugin build`):\n"
+          f"  units {model.units}\n  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu\n"
+          f"  pair_coeff * * {' '.join(model.elements)}")
+    return 0
+
+
+def cmd_mliap(args) -> int:
+    from ..export.mliap import lammps_lines, read_mliap, write_mliap
+    from ..model.modelfile import resolve_model_path
+
+    obj = write_mliap(resolve_model_path(args.model), args.out, device=args.device)
+    back = read_mliap(args.out)              # the file loads as LAMMPS will load it
+    print(f"written {args.out}: elements {' '.join(back.element_types)}, cutoff {obj.cutoff:g} "
+          f"(rcutfac {obj.rcutfac:g}), {obj.nparams} parameters, units {obj.units}")
+    print("LAMMPS (KOKKOS + ML-IAP + PYTHON build; meltpot, torch and cupy importable from its Python):")
+    for line in lammps_lines(Path(args.out), obj.element_types, obj.units):
+        print(f"  {line}")
+    print("  (pair_coeff: the element of atom type 1, 2, …, in any order, by name)")
+    return 0
+
+
+def cmd_n2p2(args) -> int:
+    from ..export.n2p2 import export_n2p2
+
+    res = export_n2p2(args.model, args.cache, args.out_dir, check_rows=args.check_rows)
+    for el in res["scaling_differs"]:
+        print(f"note: {el}: the cache's feature means differ from the model's scaling (was the model trained "
+              f"on this cache?); min/max are taken from the cache, mean/sigma from the model")
+    model, pot, paths, diff = res["model"], res["potential"], res["paths"], res["check"]
+    worst = max(diff.values(), default=0.0)
+    print(f"wrote {paths['input.nn'].parent}: input.nn, scaling.data, "
+          + ", ".join(p.name for p in paths["weights"].values()))
+    print(f"elements {' '.join(pot.elements)}; functions "
+          + ", ".join(f"{el} {len(pot.functions[el])}" for el in pot.elements)
+          + f"; units {model.units}; extrapolation bounds over the {res['over']} split")
+    print("check: max |E_n2p2 - E_model| per atom "
+          + ", ".join(f"{el} {v:.2e}" for el, v in diff.items()) + f" on up to {args.check_rows} cached rows each")
+    if worst > args.tolerance:
+        raise MeltpotError(f"the n2p2 export reproduces the model only to {worst:.3e} per atom "
+                           f"(tolerance {args.tolerance:g})")
+    rc = max(f["rc"] for fns in pot.functions.values() for f in fns)
+    print(f"LAMMPS: pair_style hdnnp {rc!r} dir {paths['input.nn'].parent}/ showew no showewsum 100 resetew no "
+          f"maxew 1000000 cflength 1.0 cfenergy 1.0\n        pair_coeff * * {' '.join(pot.elements)}")
+    return 0
