@@ -130,10 +130,11 @@ def test_enthalpy_drop_of_growing_crystal(logs, tmp_path):
     half = 0.5 * (f[0] + np.median(f[-w:]))
     t_half = t[np.argmax(f >= half)]
     assert t[0] < s["time"] < t[-1] and abs(s["time"] - t_half) < 1.5, (s["time"], t_half)
-    # explicit time per step: same drop in steps × dt
-    assert _run(["enthalpy-drop", str(path), "--out", str(tmp_path / "drop_dt.csv"), "--dt", "0.002"]) == 0
-    s2 = json.loads((tmp_path / "drop_dt.json").read_text())
-    assert s2["time"] == pytest.approx(s["time"], abs=1e-6)
+    # explicit time per step: same drop in steps × timestep (and with the deprecated name --dt)
+    for flag in ("--timestep", "--dt"):
+        assert _run(["enthalpy-drop", str(path), "--out", str(tmp_path / "drop_dt.csv"), flag, "0.002"]) == 0
+        s2 = json.loads((tmp_path / "drop_dt.json").read_text())
+        assert s2["time"] == pytest.approx(s["time"], abs=1e-6)
 
 
 def test_two_phase_brackets_melting_point(logs, tmp_path):

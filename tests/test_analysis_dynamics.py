@@ -282,7 +282,8 @@ def test_writers_and_plots(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_cli_msd_wrapped_and_unwrapped_dumps_agree(tmp_path):
+@pytest.mark.parametrize("OUT", ["--out-dir", "--out"])  # the name, its deprecated alias
+def test_cli_msd_wrapped_and_unwrapped_dumps_agree(tmp_path, OUT):  # noqa: N803
     rng = np.random.default_rng(12)
     cell = np.diag([8.0, 9.0, 10.0])
     D, dt_step, every = 0.5, 0.002, 10  # Å²/ps, ps per step, steps per frame
@@ -297,7 +298,7 @@ def test_cli_msd_wrapped_and_unwrapped_dumps_agree(tmp_path):
     for name in ("wrapped", "unwrapped"):
         out = tmp_path / f"out_{name}"
         args = parser().parse_args(["msd", str(tmp_path / f"{name}.dump"), "--timestep", str(dt_step),
-                                    "--types", "1=Al", "2=Ni", "--out", str(out), "--no-progress"])
+                                    "--types", "1=Al", "2=Ni", OUT, str(out), "--no-progress"])
         assert args.func(args) == 0
         results[name] = pd.read_csv(out / "diffusion.csv").set_index("species")
         assert (out / "msd.png").exists() and "msd_Al" in pd.read_csv(out / "msd.csv")
@@ -310,13 +311,13 @@ def test_cli_msd_wrapped_and_unwrapped_dumps_agree(tmp_path):
     # replicas: mean and standard error
     out = tmp_path / "out_rep"
     args = parser().parse_args(["msd", str(tmp_path / "wrapped.dump"), "--replicas", str(tmp_path / "unwrapped.dump"),
-                                "--timestep", str(dt_step), "--out", str(out), "--no-progress"])
+                                "--timestep", str(dt_step), OUT, str(out), "--no-progress"])
     assert args.func(args) == 0
     rep = pd.read_csv(out / "diffusion.csv").set_index("species")
     assert rep.loc["1", "n_replicas"] == 2 and rep.loc["1", "D_err"] < 1e-6 * rep.loc["1", "D"]
     # unequal frame spacing is an error naming the file and frame
     write_dump(tmp_path / "bad.dump", np.r_[steps[:50], steps[51:] + 5], wrapped[:119], cell, types)
-    args = parser().parse_args(["msd", str(tmp_path / "bad.dump"), "--timestep", "0.002", "--out", str(out),
+    args = parser().parse_args(["msd", str(tmp_path / "bad.dump"), "--timestep", "0.002", OUT, str(out),
                                 "--no-progress"])
     with pytest.raises(FrameError, match=r"bad\.dump, frame 50"):
         args.func(args)
@@ -332,7 +333,8 @@ def _write_log(path, steps, pxy, temp=1000.0, vol=4000.0):
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_cli_viscosity_from_logs_and_ave_time(tmp_path):
+@pytest.mark.parametrize("OUT", ["--out-dir", "--out"])  # the name, its deprecated alias
+def test_cli_viscosity_from_logs_and_ave_time(tmp_path, OUT):  # noqa: N803
     rng = np.random.default_rng(13)
     tau, var, dt_step, every = 0.2, 300.0**2, 0.001, 5
     dt = dt_step * every
@@ -342,7 +344,7 @@ def test_cli_viscosity_from_logs_and_ave_time(tmp_path):
         _write_log(tmp_path / f"log{k}.lammps", steps, p)
     out = tmp_path / "visc"
     args = parser().parse_args(["viscosity", str(tmp_path / "log0.lammps"), "--replicas", str(tmp_path / "log1.lammps"),
-                                "--timestep", str(dt_step), "--out", str(out), "--no-progress"])
+                                "--timestep", str(dt_step), OUT, str(out), "--no-progress"])
     assert args.func(args) == 0
     row = pd.read_csv(out / "viscosity.csv").iloc[0]
     lib = dy.viscosity_gk(reps, dt, 4000.0, 1000.0, units="metal")
@@ -362,22 +364,23 @@ def test_cli_viscosity_from_logs_and_ave_time(tmp_path):
     out2 = tmp_path / "visc_lj"
     args = parser().parse_args(["viscosity", str(tmp_path / "press0.dat"), str(tmp_path / "press1.dat"),
                                 "--units", "lj", "--timestep", str(dt_step), "--temperature", "2.0",
-                                "--volume", "10.0", "--out", str(out2), "--no-progress"])
+                                "--volume", "10.0", OUT, str(out2), "--no-progress"])
     assert args.func(args) == 0
     lj = pd.read_csv(out2 / "viscosity.csv").iloc[0]
     assert lj["eta"] == pytest.approx(lib.eta / dy.viscosity_prefactor(4000.0, 1000.0) * 5.0, rel=1e-4)
     # errors name the file: missing column, missing temperature
     (tmp_path / "nopxy.lammps").write_text("Step Temp Volume\n0 1 2\n5 1 2\n10 1 2\nLoop time of 1\n")
-    args = parser().parse_args(["viscosity", str(tmp_path / "nopxy.lammps"), "--timestep", "1", "--out", str(out)])
+    args = parser().parse_args(["viscosity", str(tmp_path / "nopxy.lammps"), "--timestep", "1", OUT, str(out)])
     with pytest.raises(FrameError, match=r"nopxy\.lammps.*pxy"):
         args.func(args)
-    args = parser().parse_args(["viscosity", str(tmp_path / "press0.dat"), "--timestep", "1", "--out", str(out),
+    args = parser().parse_args(["viscosity", str(tmp_path / "press0.dat"), "--timestep", "1", OUT, str(out),
                                 "--no-progress"])
     with pytest.raises(FrameError, match=r"press0\.dat.*temperature"):
         args.func(args)
 
 
-def test_cli_viscosity_reads_the_md_protocol_pressure_file(tmp_path):
+@pytest.mark.parametrize("OUT", ["--out-dir", "--out"])  # the name, its deprecated alias
+def test_cli_viscosity_reads_the_md_protocol_pressure_file(tmp_path, OUT):  # noqa: N803
     """pressure.dat of `meltpot md run` production (fix ave/time with c_thermo_temp,
     v_meltpot_vol and c_thermo_press[1..6]): T and V come from the file, no flags needed."""
     rng = np.random.default_rng(3)
@@ -390,7 +393,7 @@ def test_cli_viscosity_reads_the_md_protocol_pressure_file(tmp_path):
         for k, row_ in enumerate(p):
             fh.write(f"{12200 + k * every} 1000.0 9400.0 1.0 2.0 3.0 {row_[0]:.6f} {row_[1]:.6f} {row_[2]:.6f}\n")
     out = tmp_path / "visc"
-    args = parser().parse_args(["viscosity", str(path), "--timestep", str(dt_step), "--out", str(out),
+    args = parser().parse_args(["viscosity", str(path), "--timestep", str(dt_step), OUT, str(out),
                                 "--no-progress"])
     assert args.func(args) == 0
     row = pd.read_csv(out / "viscosity.csv").iloc[0]
@@ -399,7 +402,8 @@ def test_cli_viscosity_reads_the_md_protocol_pressure_file(tmp_path):
     assert row["eta"] == pytest.approx(lib.eta, rel=1e-6)
 
 
-def test_cli_interdiffusion(tmp_path):
+@pytest.mark.parametrize("OUT", ["--out-dir", "--out"])  # the name, its deprecated alias
+def test_cli_interdiffusion(tmp_path, OUT):  # noqa: N803
     rng = np.random.default_rng(14)
     dt_step, every, n_a, n_b = 0.01, 5, 6, 4
     dt = dt_step * every
@@ -409,7 +413,7 @@ def test_cli_interdiffusion(tmp_path):
     write_dump(tmp_path / "v.dump", np.arange(1500) * every, pos, np.diag([20.0] * 3), types,
                columns=("xu", "yu", "zu"), velocities=vel)
     args = parser().parse_args(["interdiffusion", str(tmp_path / "v.dump"), "--types", "1=Al", "2=Ni", "--pair",
-                                "Al", "Ni", "--scc0", "0.24", "--timestep", str(dt_step), "--out", str(tmp_path),
+                                "Al", "Ni", "--scc0", "0.24", "--timestep", str(dt_step), OUT, str(tmp_path),
                                 "--no-progress"])
     assert args.func(args) == 0
     row = pd.read_csv(tmp_path / "interdiffusion.csv").iloc[0]
@@ -500,7 +504,7 @@ def test_lj_triple_point_viscosity_and_diffusion(tmp_path):
     # the CLI reads the same fix ave/time files to the same number
     out = tmp_path / "cli"
     args = parser().parse_args(["viscosity", *map(str, files), "--diagonal", "--units", "lj", "--timestep",
-                                str(tstep), "--volume", str(volume), "--out", str(out), "--no-progress"])
+                                str(tstep), "--volume", str(volume), "--out-dir", str(out), "--no-progress"])
     assert args.func(args) == 0
     assert pd.read_csv(out / "viscosity.csv").iloc[0]["eta"] == pytest.approx(visc.eta, rel=1e-6)
 

@@ -319,8 +319,10 @@ def test_cli_trajectory_commands(tmp_path):
     traj = tmp_path / "traj.extxyz"
     write(traj, [perturbed(CRYSTALS["fcc"][0](), 0.25, seed=k) for k in range(3)], format="extxyz")
     out = tmp_path / "res"
-    assert _cli(["cna", str(traj), "--out", str(out / "cna.csv"), "--no-progress", "--dt", "0.001"]) == 0
+    assert _cli(["cna", str(traj), "--out", str(out / "cna_dt.csv"), "--no-progress", "--dt", "0.001"]) == 0  # deprecated
+    assert _cli(["cna", str(traj), "--out", str(out / "cna.csv"), "--no-progress", "--timestep", "0.001"]) == 0
     cna_raw = pd.read_csv(out / "cna.csv")
+    pd.testing.assert_frame_equal(cna_raw, pd.read_csv(out / "cna_dt.csv"))
     assert len(cna_raw) == 3 and (cna_raw["fcc"] < 0.8).all() and (out / "cna.png").exists()
     assert _cli(["cna", str(traj), "--out", str(out / "cna_is.csv"), "--no-progress", "--minimize",
                  "--pair-coeff", "* * Al_mm.eam.fs Al", "--step", "2"]) == 0

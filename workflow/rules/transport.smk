@@ -54,9 +54,9 @@ rule transport_temperature:
         ENV
     shell:
         "(meltpot analyze msd {input.dumps} --types {params.types} --timestep {params.timestep}"
-        " --units {params.units} --no-progress --out {params.msd_dir}"
+        " --units {params.units} --no-progress --out-dir {params.msd_dir}"
         " && meltpot analyze viscosity {input.pressure} --diagonal --timestep {params.timestep}"
-        " --units {params.units} --no-progress --out {params.visc_dir}) > {log} 2>&1"
+        " --units {params.units} --no-progress --out-dir {params.visc_dir}) > {log} 2>&1"
 
 
 rule transport_arrhenius:

@@ -652,3 +652,73 @@ def read_ave_time(path):
     table["Step"] = table["Step"].astype(np.int64)
     table.attrs["source"] = str(path)
     return table
+
+
+# ----------------------------------------------------------------------------- units and timestep
+_UNITS_LINE = re.compile(r"^\s*units\s+(\w+)\s*(?:#.*)?$")
+_TIMESTEP_LINE = re.compile(r"^\s*timestep\s+([-+0-9.eE]+)\s*(?:#.*)?$")
+#: LAMMPS inputs and logs beside a trajectory that state its units and timestep (``meltpot md run``)
+SIBLING_INPUTS = ("in.lammps", "log.lammps")
+
+
+def _lammps_settings(path: Path) -> dict:
+    """``units`` and ``timestep`` commands of a LAMMPS input script or log (the first of each)."""
+    found = {}
+    try:
+        with _open_text(path) as fh:
+            for line in fh:
+                if "units" not in found and (m := _UNITS_LINE.match(line)):
+                    found["units"] = m.group(1)
+                elif "timestep" not in found and (m := _TIMESTEP_LINE.match(line)):
+                    try:
+                        found["timestep"] = float(m.group(1))
+                    except ValueError:
+                        pass
+                if len(found) == 2:
+                    break
+    except OSError:
+        return {}
+    return found
+
+
+def _is_lammps_text(path: Path) -> bool:
+    """A LAMMPS log or input script (not a dump, extxyz or fix ave/time table)."""
+    if path.name.startswith(("log", "in.")) or path.suffix in (".log", ".in", ".lammps"):
+        return True
+    return False
+
+
+def input_settings(paths) -> dict:
+    """The unit system and MD timestep the input files of an analysis state, for defaults:
+    ``{"units": str | None, "timestep": float | None, "source": {"units": where, "timestep": where}}``.
+
+    Looked up per file, first found wins: a trajectory's own header (a LAMMPS dump written with
+    ``dump_modify units yes``, an extxyz frame's ``units`` key), a LAMMPS log's ``units`` and
+    ``timestep`` commands, then ``in.lammps`` / ``log.lammps`` in the file's folder (what ``meltpot
+    md run`` writes beside its dumps). Files that disagree raise :class:`ConfigError`."""
+    out = {"units": None, "timestep": None, "source": {}}
+    for path in map(Path, paths):
+        own = {}
+        if path.exists():
+            if _is_lammps_text(path):
+                own = _lammps_settings(path)
+            else:
+                try:  # a trajectory: the units in its first frame
+                    first = next(iter_frames(path, stop=1), None)
+                except (FrameError, ValueError):  # a table, not a trajectory
+                    first = None
+                if first is not None and first.info.get("units"):
+                    own["units"] = str(first.info["units"])
+        found = {k: (v, str(path)) for k, v in own.items()}
+        for name in SIBLING_INPUTS:
+            sib = path.parent / name
+            if sib != path and sib.exists():
+                for k, v in _lammps_settings(sib).items():
+                    found.setdefault(k, (v, str(sib)))
+        for key, (value, where) in found.items():
+            if out[key] is None:
+                out[key], out["source"][key] = value, where
+            elif out[key] != value:
+                raise ConfigError(f"{where} says {key} {value}, but {out['source'][key]} says {out[key]}: "
+                                  f"give --{key}")
+    return out

@@ -300,10 +300,17 @@ def tables_by_temperature(files, pattern: str, column: str, what: str):
         yield float(m.group("T")), f, table
 
 
-def arrhenius(files, pattern: str = T_PATH_PATTERN, species: str | None = None, units: str = "metal"):
+def units_of_diffusion(labels) -> str | None:
+    """The unit system whose diffusion unit (Å²/ps, Å²/fs, σ²/τ) all ``labels`` name, else None."""
+    systems = {u for u, lab in dy.UNITS.items() for x in set(labels) if lab["diffusion"] == x}
+    return systems.pop() if len(systems) == 1 and len(set(labels)) == 1 else None
+
+
+def arrhenius(files, pattern: str = T_PATH_PATTERN, species: str | None = None, units: str | None = "metal"):
     """D0 and E_a of D = D0 exp(−E_a/k_B T) from per-temperature ``diffusion.csv`` files (of
     ``analyze msd``; ``species``: its row, default the first), weighted by D_err when every point
-    has one: (table T, species, D, D_err, unit, file; the fit; its JSON summary; weighted)."""
+    has one: (table T, species, D, D_err, unit, file; the fit; its JSON summary with the
+    ``units`` used; weighted). ``units`` None: the system of the tables' D unit, else metal."""
     rows = []
     for T, f, table in tables_by_temperature(files, pattern, "D", "a diffusion.csv of `meltpot analyze msd`"):
         if species is not None:
@@ -315,13 +322,15 @@ def arrhenius(files, pattern: str = T_PATH_PATTERN, species: str | None = None, 
         rows.append({"T": T, "species": str(row.get("species", "")), "D": float(row["D"]),
                      "D_err": err, "unit": str(row.get("unit", "")), "file": str(f)})
     data = pd.DataFrame(rows).sort_values("T")
+    if units is None:
+        units = units_of_diffusion(data["unit"]) or "metal"
     errs = data["D_err"].to_numpy(float)
     weighted = bool(np.all(np.isfinite(errs) & (errs > 0)))
     fit = dy.arrhenius_fit(data["T"], data["D"], errs if weighted else None, units=units)
     u = dy.UNITS[units]
     summary = {"D0": fit.D0, "D0_err": fit.D0_err, "E_a": fit.E_a, "E_a_err": fit.E_a_err,
                "D_unit": u["diffusion"], "E_unit": u["energy"], "weighted": weighted, "n_points": len(data)}
-    return data, fit, summary, weighted
+    return data, fit, summary | {"units": units}, weighted
 
 
 def write_arrhenius(data: pd.DataFrame, fit, summary: dict, out, units: str = "metal") -> Path:
@@ -329,7 +338,7 @@ def write_arrhenius(data: pd.DataFrame, fit, summary: dict, out, units: str = "m
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data.to_csv(out, index=False)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({k: v for k, v in summary.items() if k != "units"}, indent=2) + "\n")
     errs = data["D_err"].to_numpy(float)
     dy.plot_arrhenius(out.with_suffix(".png"), data["T"], data["D"], fit,
                       errs if summary["weighted"] else None, units=units)

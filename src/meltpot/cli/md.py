@@ -115,11 +115,13 @@ def add_commands(sub) -> None:
     c.add_argument("--config", help="the run's config (elements, units, md.timestep; the thresholds of "
                                     "validation_md.thresholds); required unless --combine")
     c.add_argument("--out-dir", required=True, type=Path)
-    c.add_argument("--bins", type=int, default=200, help="g(r) bins on the common grid (default 200)")
-    c.add_argument("--rmax", type=float, help="g(r) range (default: half the narrowest cell of all runs)")
-    for key, what in (("D_relative", "|ΔD|/D_ref"), ("D_sigmas", "|ΔD| in combined standard errors"),
-                      ("pe_per_atom", "|ΔE_pot| per atom (energy units)"), ("gr_mse", "g(r) MSE"),
-                      ("density_relative", "|Δρ|/ρ_ref")):
+    c.add_argument("--bins", type=int, default=200, help="g(r) bins on the common grid")
+    c.add_argument("--rmax", type=float, help="g(r) range (length units: Å in metal, σ in lj; default: half the "
+                                                "narrowest cell of all runs)")
+    for key, what in (("D_relative", "|ΔD|/D_ref (dimensionless)"),
+                      ("D_sigmas", "|ΔD| in combined standard errors (dimensionless)"),
+                      ("pe_per_atom", "|ΔE_pot| per atom (energy units)"), ("gr_mse", "g(r) MSE (dimensionless)"),
+                      ("density_relative", "|Δρ|/ρ_ref (dimensionless)")):
         c.add_argument(f"--{key.replace('_', '-')}", dest=key, type=float, metavar="X",
                        help=f"verdict threshold of {what} (default: the config's validation_md.thresholds)")
     c.add_argument("--combine", nargs="+", metavar="NAME=FOLDER",

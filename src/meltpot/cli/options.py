@@ -117,3 +117,27 @@ def set_threads(n: int | None) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- units, timestep, run config
+#: LAMMPS unit systems and their time unit (for plot labels)
+TIME_UNIT = {"metal": "ps", "real": "fs", "lj": "τ", "si": "s"}
+UNITS_HELP = ("LAMMPS unit system of the data (metal: Å, ps, eV, bar, K; real: Å, fs, kcal/mol, atm, K; lj: reduced; "
+              "default: the --config's units, else what the input files state (dump header, log, in.lammps beside "
+              "them), else metal)")
+
+
+def add_units(p, choices=("lj", "metal", "real")) -> None:
+    p.add_argument("--units", choices=sorted(choices), default=None, help=UNITS_HELP)
+
+
+def add_config(p) -> None:
+    p.add_argument("--config", help="the run's config (YAML): the default --units, --timestep (md.timestep) and "
+                                    "--types (its elements, type k = element k)")
+
+
+def add_timestep(p, default_help: str, old: tuple[str, ...] = ()) -> None:
+    """``--timestep``: MD time per step of the files' step counter."""
+    add_option(p, "--timestep", old=old, type=float, default=None,
+               help=f"MD time per step of the files' Step/TIMESTEP counter (ps in metal units, fs in real, τ in lj; "
+                    f"default: {default_help})")

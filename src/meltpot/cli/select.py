@@ -29,7 +29,7 @@ def add_commands(sub) -> None:
     sf.add_argument("--cache", required=True, help="descriptor cache (HDF5) of the dataset")
     sf.add_argument("--splits", required=True, help="the filter runs on the training rows")
     sf.add_argument("--method", required=True, help="pearson, cur or fps")
-    sf.add_argument("--n-features", type=int, help="features kept per element (or --match)")
+    sf.add_argument("--n-features", type=int, help="features kept per element (default: as many as --match keeps)")
     sf.add_argument("--match", help="chosen.json of `meltpot select path`: keep as many features per element")
     sf.add_argument("--max-rows", type=int, default=20000, help="row subsample (atoms) per element")
     sf.add_argument("--seed", type=int, default=0, help="seed of the row subsample")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ...analysis import dynamics as dy
 from ...analysis.trajectory import parse_types
-from ..options import add_frame_range, add_progress, add_types, command
-from .common import progress
+from ..options import (add_config, add_frame_range, add_option, add_progress, add_timestep, add_types, add_units,
+                       command)
+from .common import progress, run_defaults
 
 __all__ = ["add_commands", "cmd_msd", "cmd_viscosity", "cmd_interdiffusion", "cmd_arrhenius"]
 
@@ -35,6 +36,10 @@ def _gk_kwargs(args) -> dict:
     return kw
 
 
+def _defaults(args) -> None:
+    run_defaults(args, _files(args), timestep_from_files=True, need_timestep=True, units_choices=dy.UNITS)
+
+
 def _trajectories(args, velocities: bool = False) -> list[dict]:
     from ...analysis.trajectory import read_trajectory
 
@@ -47,7 +52,8 @@ def cmd_msd(args) -> int:
     """MSD per species and self-diffusion over replicas → msd.csv, diffusion.csv, msd.png."""
     from ...analysis.transport import msd_analysis, write_msd
 
-    out = Path(args.out)
+    _defaults(args)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = msd_analysis(_trajectories(args), args.timestep, args.units, remove_com=args.remove_com,
                        fit_window=args.fit_window, window_method=args.window_method, slope_tol=args.slope_tol,
@@ -66,7 +72,8 @@ def cmd_viscosity(args) -> int:
     """Green–Kubo shear viscosity → viscosity.csv, gk_viscosity.csv, viscosity.png."""
     from ...analysis.transport import read_pressure, viscosity_analysis, write_viscosity
 
-    out = Path(args.out)
+    _defaults(args)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = _files(args)
     data = [read_pressure(p, args.timestep, fmt=args.format, columns=args.columns, diagonal=args.diagonal,
@@ -86,7 +93,8 @@ def cmd_interdiffusion(args) -> int:
 
     from ...analysis.transport import interdiffusion_analysis, write_interdiffusion
 
-    out = Path(args.out)
+    _defaults(args)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a, b = args.pair
     table, res, cmp_ = interdiffusion_analysis(_trajectories(args, velocities=True), a, b, args.timestep, args.units,
@@ -102,7 +110,12 @@ def cmd_arrhenius(args) -> int:
     """D0 and E_a of D = D0 exp(−E_a/k_B T) from per-temperature diffusion tables → CSV, JSON, PNG."""
     from ...analysis.transport import arrhenius, viscosity_vs_temperature, write_arrhenius
 
+    if args.units is None and args.config:
+        from ...config import load_config
+
+        args.units = load_config(args.config)["units"]
     data, fit, summary, weighted = arrhenius(args.files, args.pattern, args.species, units=args.units)
+    args.units = summary["units"]
     out = write_arrhenius(data, fit, summary, args.out, units=args.units)
     u = dy.UNITS[args.units]
     print(f"E_a = {fit.E_a:.4g} ± {fit.E_a_err:.2g} {u['energy']}, D0 = {fit.D0:.4g} {u['diffusion']} "
@@ -117,11 +130,10 @@ def cmd_arrhenius(args) -> int:
 def _common(p, what: str):
     p.add_argument("files", nargs="+", help=f"{what} (several = independent replicas)")
     p.add_argument("--replicas", nargs="+", default=[], metavar="FILE", help="more replica files")
-    p.add_argument("--out", default=".", help="output folder")
-    p.add_argument("--units", choices=sorted(dy.UNITS), default="metal",
-                   help="unit system of the data (metal: Å, ps, bar, K; lj: reduced)")
-    p.add_argument("--timestep", type=float, required=True, help="MD time per step of the files' Step/TIMESTEP "
-                                                                 "counter (ps in metal units, τ in lj)")
+    add_option(p, "--out-dir", old=("--out",), default=".", help="output folder")
+    add_config(p)
+    add_units(p, dy.UNITS)
+    add_timestep(p, "the --config's md.timestep, else the input files' (log, in.lammps beside them)")
     add_progress(p)
 
 
@@ -133,7 +145,7 @@ def _gk(p):
     p.add_argument("--window", type=float, nargs=2, default=None, metavar=("T1", "T2"),
                    help="plateau window (time units; default: the plateau rule)")
     p.add_argument("--noise-k", type=float, default=3.0, help="noise threshold k of the plateau rule "
-                                                              "(standard errors)")
+                                                              "(dimensionless: standard errors)")
 
 
 def add_commands(subparsers) -> None:
@@ -173,7 +185,10 @@ def add_commands(subparsers) -> None:
     a.add_argument("--pattern", default=r"T(?P<T>[0-9.]+)",
                    help="regex with a named group T, searched in each file's path")
     a.add_argument("--species", help="species row to fit (default: the first row of each file)")
-    a.add_argument("--units", choices=["lj", "metal", "real"], default="metal")
+    add_config(a)
+    a.add_argument("--units", choices=["lj", "metal", "real"], default=None,
+                   help="unit system of the tables (default: the --config's units, else the tables' D unit, "
+                        "else metal)")
     a.add_argument("--out", required=True, help="CSV of T, D, D_err; a PNG and a JSON fit with the same stem")
     a.add_argument("--viscosity", nargs="*", default=[],
                    help="viscosity.csv files of `meltpot analyze viscosity` (T from --pattern): also write "

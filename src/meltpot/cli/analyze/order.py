@@ -13,8 +13,8 @@ import argparse
 from ...analysis.nucleation import RUN_PATTERN
 from ...analysis.trajectory import parse_types
 from ...errors import MeltpotError
-from ..options import add_frame_range, add_progress, add_types, command
-from .common import frames_and_total, output_paths
+from ..options import add_config, add_frame_range, add_progress, add_timestep, add_types, command
+from .common import frames_and_total, output_paths, run_defaults
 
 
 def _auto_cutoff(args) -> float:
@@ -43,17 +43,22 @@ def _transform(args):
 
 
 def _time_label(args) -> str:
-    return f"time ({args.time_unit})" if args.dt is not None else "time"
+    return f"time ({args.time_unit})" if args.timestep is not None else "time"
 
 
 def _table_kwargs(args, total) -> dict:
-    return dict(dt=args.dt, transform=_transform(args), progress=not args.no_progress, total=total,
+    return dict(dt=args.timestep, transform=_transform(args), progress=not args.no_progress, total=total,
                 source=str(args.trajectory))
+
+
+def _defaults(args) -> None:
+    run_defaults(args, [args.trajectory], units_choices=("metal", "lj") if args.minimize else None)
 
 
 def cmd_cna(args) -> int:
     from ...analysis.local_order import cna_table, plot_cna_table
 
+    _defaults(args)
     cutoff = _resolved_cutoff(args, ("auto",))
     frames, total = frames_and_total(args)
     table = cna_table(frames, cutoff=cutoff, **_table_kwargs(args, total))
@@ -72,6 +77,7 @@ def cmd_cna(args) -> int:
 def cmd_steinhardt(args) -> int:
     from ...analysis.local_order import plot_steinhardt, steinhardt_table
 
+    _defaults(args)
     cutoff = _resolved_cutoff(args)
     if args.engine == "ovito" and cutoff == "adaptive":
         cutoff = None  # OVITO: the --num-neighbors nearest
@@ -93,6 +99,7 @@ def cmd_steinhardt(args) -> int:
 def cmd_clusters(args) -> int:
     from ...analysis.local_order import cluster_table, plot_cluster_table
 
+    _defaults(args)
     cutoff = _resolved_cutoff(args)
     frames, total = frames_and_total(args)
     bonds = int(args.bonds) if float(args.bonds).is_integer() and args.bonds >= 1 else float(args.bonds)
@@ -138,9 +145,9 @@ def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--out", required=True, help=f"CSV of the {what} per frame; a PNG with the same stem is written")
     add_types(p, nargs="*")
     add_frame_range(p)
-    p.add_argument("--dt", type=float, help="time per MD step (time = timestep × dt); default: the "
-                                            "frame's time if stored, else the timestep")
-    p.add_argument("--time-unit", default="ps", help="unit of --dt for plot labels")
+    add_timestep(p, "the --config's md.timestep; without: the frame's time if stored, else the step number", old=("--dt",))
+    p.add_argument("--time-unit", default=None, help="unit of --timestep for plot labels (default: from --units)")
+    add_config(p)
     add_progress(p)
     m = p.add_argument_group("inherent structures (energy minimisation in LAMMPS before the analysis)")
     m.add_argument("--minimize", action="store_true", help="minimise every frame first (fixed cell)")
@@ -148,8 +155,10 @@ def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
     m.add_argument("--pair-coeff", action="append",
                    help="pair_coeff line (repeatable); default '* * Al_mm.eam.fs Al'")
     m.add_argument("--elements", nargs="*", help="element of type 1, 2, … (default: from pair_coeff)")
-    m.add_argument("--units", default="metal", choices=["metal", "lj"])
-    m.add_argument("--ftol", type=float, default=1e-6, help="force tolerance (eV/Å)")
+    m.add_argument("--units", default=None, choices=["metal", "lj"],
+                   help="LAMMPS units of the minimisation (default: the --config's units, else what the dump header "
+                        "or the in.lammps beside it states, else metal)")
+    m.add_argument("--ftol", type=float, default=1e-6, help="force tolerance (eV/Å in metal units)")
 
 
 def add_commands(subparsers) -> None:

@@ -14,8 +14,8 @@ import math
 
 from ...analysis.thermo import NKTV2P, T_PATTERN, energy_label
 from ...manifest import write_json
-from ..options import command
-from .common import output_paths
+from ..options import add_config, add_timestep, command
+from .common import output_paths, run_defaults
 
 
 def _enthalpy_kw(args) -> dict:
@@ -26,6 +26,7 @@ def cmd_enthalpy(args) -> int:
     from ...analysis.nucleation import plot_ramp
     from ...analysis.thermo import enthalpy_ramp
 
+    run_defaults(args, [args.log], units_choices=NKTV2P)
     points, r, summary = enthalpy_ramp(args.log, run=args.run, all_runs=args.all_runs, skip=args.skip,
                                        T_column=args.T_column, block=args.block, kind=args.kind,
                                        min_points=args.min_points, jump_sigma=args.jump_sigma, T_range=args.T_range,
@@ -48,8 +49,9 @@ def cmd_enthalpy_drop(args) -> int:
     from ...analysis.nucleation import plot_enthalpy_time
     from ...analysis.thermo import enthalpy_time
 
+    run_defaults(args, [args.log], units_choices=NKTV2P)
     series, d, summary, t_label = enthalpy_time(args.log, run=args.run, all_runs=args.all_runs, skip=args.skip,
-                                                timestep=args.dt, time_unit=args.time_unit, window=args.window,
+                                                timestep=args.timestep, time_unit=args.time_unit, window=args.window,
                                                 level=args.level, min_drop=args.min_drop, smooth=args.smooth,
                                                 units=args.units, **_enthalpy_kw(args))
     out, png = output_paths(args.out)
@@ -74,9 +76,10 @@ def cmd_two_phase(args) -> int:
     from ...analysis.nucleation import plot_two_phase
     from ...analysis.thermo import two_phase
 
+    run_defaults(args, args.runs)
     runs, m, series = two_phase(args.runs, T_set=args.T_set, pattern=args.pattern, final=args.final, tol=args.tol,
                                 use=args.use, fraction_column=args.fraction_column, T_column=args.T_column,
-                                run=args.run, all_runs=args.all_runs, skip=args.skip, timestep=args.dt,
+                                run=args.run, all_runs=args.all_runs, skip=args.skip, timestep=args.timestep,
                                 time_unit=args.time_unit)
     out, png = output_paths(args.out)
     runs.to_csv(out, index=False)
@@ -109,7 +112,9 @@ def _enthalpy_args(p: argparse.ArgumentParser) -> None:
                                       "Enthalpy / v_H)")
     h.add_argument("--pressure", type=float, default=0.0,
                    help="external (barostat) pressure in thermo units (bar for metal) for H = E + P·V")
-    h.add_argument("--units", default="metal", choices=sorted(NKTV2P), help="LAMMPS units of the log")
+    h.add_argument("--units", default=None, choices=sorted(NKTV2P),
+                   help="LAMMPS units of the log (default: the --config's units, else the log's units command, "
+                        "else metal)")
     h.add_argument("--natoms", type=int, help="atoms for per-atom H (default: the Atoms column or the log's "
                                               "'with N atoms' line); 1 if thermo_modify norm yes")
     h.add_argument("--total", action="store_true", help="keep H per system, not per atom")
@@ -129,9 +134,10 @@ def add_commands(subparsers) -> None:
     e.add_argument("--T-range", type=float, nargs=2, metavar=("LO", "HI"),
                    help="use points in this T range (K in metal units; default: all)")
     e.add_argument("--min-points", type=int, default=3, help="points per branch at least")
-    e.add_argument("--jump-sigma", type=float, default=10.0, help="gap (residual σ) that makes a jump")
+    e.add_argument("--jump-sigma", type=float, default=10.0, help="gap that makes a jump (dimensionless: residual standard deviations)")
     e.add_argument("--molar-mass", type=float, help="g/mol (26.98 for Al): also C_P in J/(g K) (default: not given)")
     e.add_argument("--T-label", default="T (K)")
+    add_config(e)
     e.set_defaults(func=cmd_enthalpy)
 
     d = command(subparsers, "enthalpy-drop", "H(t) of an isothermal run from a LAMMPS log: the crystallisation "
@@ -139,9 +145,9 @@ def add_commands(subparsers) -> None:
     d.add_argument("log", help="LAMMPS log with TotEng (or Enthalpy) and Step or Time")
     _log_args(d, "H(t) series")
     _enthalpy_args(d)
-    d.add_argument("--dt", type=float, help="time per step (time = Step × dt); default: the Time column, "
-                                            "else steps")
-    d.add_argument("--time-unit", default="ps")
+    add_timestep(d, "the --config's md.timestep; without: the log's Time column, else steps", old=("--dt",))
+    d.add_argument("--time-unit", default=None, help="unit of the time axis (default: from --units)")
+    add_config(d)
     d.add_argument("--window", type=float, default=0.1, help="fraction of the run for H before/after")
     d.add_argument("--level", type=float, default=0.5, help="fraction of the drop that dates it")
     d.add_argument("--min-drop", type=float, help="smallest drop that counts (energy units; default 5 × noise)")
@@ -159,8 +165,9 @@ def add_commands(subparsers) -> None:
     t.add_argument("--T-set", type=float, nargs="*", help="set temperature of each run, in order (K in metal units; "
                                                           "default: from the file name)")
     t.add_argument("--pattern", default=T_PATTERN, help="regex with a named group T, searched in file names")
-    t.add_argument("--dt", type=float, help="time per step (default: the Time column, else steps)")
-    t.add_argument("--time-unit", default="ps")
+    add_timestep(t, "the --config's md.timestep; without: the logs' Time column, else steps", old=("--dt",))
+    t.add_argument("--time-unit", default=None, help="unit of the time axis (default: ps; τ with an lj --config)")
+    add_config(t)
     t.add_argument("--time-label", default="time (ps)")
     t.add_argument("--final", type=float, help="final averaging interval (time units; default last 10 %%)")
     t.add_argument("--tol", type=float, default=0.15, help="fraction change that counts as growth/melting")
