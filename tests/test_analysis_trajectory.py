@@ -285,3 +285,72 @@ def test_read_log_blocks_and_pressure(lammps_run, tmp_path):
         pressure_tensor(no_pxy)
     with pytest.raises(FrameError, match=r"empty\.log: no thermo block"):
         read_log(_write(tmp_path / "empty.log", ["LAMMPS (22 Jul 2025)\n"]))
+
+
+# ----------------------------------------------------------------------------- step numbers of extxyz frames
+def _random_walk_frames(n_frames=60, n_atoms=10, seed=3):
+    from ase import Atoms
+
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, 8, size=(1, n_atoms, 3)) + rng.normal(scale=0.1, size=(n_frames, n_atoms, 3)).cumsum(axis=0)
+    return [Atoms("Al" + str(n_atoms), positions=p, cell=[8.0] * 3, pbc=True) for p in pos]
+
+
+def test_float_timestep_of_extxyz_is_not_truncated(tmp_path, capsys):
+    """Regression: ``timestep=0.002`` (the MD time step) in every extxyz frame became step 0 for
+    every frame (int(0.002)), and msd then said the frames were "not equally spaced in time"."""
+    from ase.io import write
+
+    from meltpot.cli import main
+
+    frames = _random_walk_frames()
+    for k, fr in enumerate(frames):
+        fr.info.update(timestep=0.002, step=10 * k)
+    write(tmp_path / "dt.extxyz", frames, format="extxyz")
+    back = list(iter_frames(tmp_path / "dt.extxyz"))
+    assert [f.info["timestep"] for f in back] == [10 * k for k in range(len(frames))]
+    assert all(f.info["dt"] == 0.002 for f in back)
+    # without a step key: the frame numbers; whole-number timesteps stay the step counter
+    for k, fr in enumerate(frames):
+        del fr.info["step"]
+    write(tmp_path / "dt_only.extxyz", frames, format="extxyz")
+    assert [f.info["timestep"] for f in iter_frames(tmp_path / "dt_only.extxyz")] == list(range(len(frames)))
+    for k, fr in enumerate(frames):
+        fr.info["timestep"] = 100.0 * k
+    write(tmp_path / "whole.extxyz", frames, format="extxyz")
+    assert [f.info["timestep"] for f in iter_frames(tmp_path / "whole.extxyz")] == [100 * k for k in range(60)]
+    assert "dt" not in next(iter_frames(tmp_path / "whole.extxyz")).info
+    # msd runs on the float-timestep file, with the same D as on the whole-number one (10 vs 100 steps per frame)
+    for name, ts in (("dt", "0.01"), ("whole", "0.001")):
+        assert main(["analyze", "msd", str(tmp_path / f"{name}.extxyz"), "--timestep", ts, "--out-dir",
+                     str(tmp_path / name), "--no-progress"]) == 0
+    import pandas as pd
+
+    a, b = (pd.read_csv(tmp_path / n / "diffusion.csv") for n in ("dt", "whole"))
+    assert a["D"].iloc[0] == pytest.approx(b["D"].iloc[0], rel=1e-12)
+
+
+def test_steps_that_do_not_advance_are_named_as_such(tmp_path):
+    """Frames with one and the same step number are not "unequally spaced": the message says
+    that the step numbers do not advance."""
+    from ase.io import write
+
+    from meltpot.analysis.trajectory import read_trajectory
+    from meltpot.analysis.transport import frame_spacing
+
+    frames = _random_walk_frames(n_frames=5)
+    for fr in frames:
+        fr.info["timestep"] = 7
+    write(tmp_path / "same.extxyz", frames, format="extxyz")
+    rep = read_trajectory(tmp_path / "same.extxyz", progress=False)
+    with pytest.raises(FrameError, match=r"frame 1: step 7 again .*do not advance") as err:
+        frame_spacing(rep)
+    assert "not equally spaced" not in str(err.value)
+    rep["steps"] = np.array([0, 10, 20, 5, 15])
+    with pytest.raises(FrameError, match=r"frame 3: step 5 after step 20: the step numbers go back"):
+        frame_spacing(rep)
+    rep["steps"] = np.array([0, 10, 20, 35, 45])
+    with pytest.raises(FrameError, match=r"frame 3: step 35: 15 steps after the previous frame, 10 .*not equally"):
+        frame_spacing(rep)
+    rep["steps"] = np.array([0, 10, 20, 30, 40])
+    assert frame_spacing(rep) == 10

@@ -20,7 +20,9 @@ Conventions of the frames returned by :func:`iter_frames`:
   wrapped coordinates plus ``ix iy iz`` image flags (extxyz: when the file has an
   ``unwrapped`` array);
 * other numeric dump columns (``vx``, ``c_pe``, …) are kept in ``arrays`` under their names;
-* ``info["timestep"]`` (int; extxyz: its ``timestep`` info key or else the frame number),
+* ``info["timestep"]`` (int: the MD step number; extxyz: its ``timestep`` key when that is a whole
+  number, else its ``step`` key, else the frame number; a non-integer ``timestep`` such as 0.002
+  is the MD time step and is kept as ``info["dt"]``, never truncated into a step number),
   ``info["source"]`` (the path), ``info["frame"]`` (0-based index in the file); dumps
   written with ``dump_modify time yes`` / ``units yes`` also give ``info["time"]`` (float,
   the run's time unit, ps in metal units) / ``info["units"]``.
@@ -361,6 +363,34 @@ def _iter_dump(path: Path, start, stop, step, types) -> Iterator:
 
 
 # ----------------------------------------------------------------------------- extxyz
+def _integral(value) -> int | None:
+    """``value`` as an int when it is a whole number (an int, or a float/str like 1000.0), else None."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(x) if np.isfinite(x) and x == int(x) else None
+
+
+def _extxyz_step(info: dict, index: int) -> tuple[int, float | None]:
+    """(MD step number, MD time step or None) of an extxyz frame. The step number is the
+    ``timestep`` key when it is a whole number (LAMMPS's TIMESTEP, ASE's LAMMPS readers), else
+    the ``step`` key (meltpot's sampled frames), else the frame's index in the file. A
+    ``timestep`` that is not a whole number (0.002) is the MD time step, not a step counter: it
+    is returned as the second value and never truncated into a step number."""
+    raw = info.get("timestep")
+    step = _integral(raw) if raw is not None else None
+    dt = None
+    if raw is not None and step is None:
+        try:
+            dt = float(raw)
+        except (TypeError, ValueError):
+            dt = None
+    if step is None:
+        step = _integral(info.get("step"))
+    return (index if step is None else step), dt
+
+
 def _iter_extxyz(path: Path, start, stop, step, types) -> Iterator:
     import ase.io  # noqa: PLC0415
 
@@ -405,7 +435,9 @@ def _iter_extxyz(path: Path, start, stop, step, types) -> Iterator:
         if not atoms.cell.rank == 3:
             raise FrameError(source, index, "extxyz frame has no 3-D cell (Lattice=...)")
         atoms.pbc = True
-        atoms.info["timestep"] = int(atoms.info.get("timestep", index))
+        atoms.info["timestep"], dt = _extxyz_step(atoms.info, index)
+        if dt is not None:
+            atoms.info["dt"] = dt
         atoms.info["source"] = source
         atoms.info["frame"] = index
         yield atoms

@@ -31,12 +31,26 @@ T_PATH_PATTERN = r"T(?P<T>[0-9.]+)"
 # ----------------------------------------------------------------------------- trajectories
 def frame_spacing(rep: dict) -> int:
     """The MD steps between consecutive frames of a :func:`~meltpot.analysis.trajectory.read_trajectory`
-    result; FrameError naming the first frame that breaks an equal spacing."""
-    d = np.diff(rep["steps"])
+    result; FrameError naming the first frame whose step number repeats (the steps do not
+    advance), goes back, or breaks an equal spacing."""
+    steps = np.asarray(rep["steps"])
+    d = np.diff(steps)
+    back = np.flatnonzero(d <= 0)
+    if len(back):
+        i = int(back[0]) + 1
+        if d[i - 1] == 0:
+            reason = (f"step {steps[i]} again (frame {i - 1} has the same step): the step numbers do not advance, "
+                      "so the time between frames is unknown (a frame written twice, or step numbers that are not "
+                      "MD steps)")
+        else:
+            reason = (f"step {steps[i]} after step {steps[i - 1]}: the step numbers go back (several runs in one "
+                      "file? select one with --start/--stop)")
+        raise FrameError(rep["source"], i, reason)
     bad = np.flatnonzero(d != d[0])
-    if len(bad) or d[0] <= 0:
-        i = int(bad[0]) + 1 if len(bad) else 1
-        raise FrameError(rep["source"], i, f"timestep {rep['steps'][i]}: frames are not equally spaced in time")
+    if len(bad):
+        i = int(bad[0]) + 1
+        raise FrameError(rep["source"], i, f"step {steps[i]}: {d[i - 1]} steps after the previous frame, {d[0]} "
+                                           "between the first frames: frames are not equally spaced in time")
     return int(d[0])
 
 
@@ -251,10 +265,7 @@ def interdiffusion_analysis(reps: list[dict], a: str, b: str, timestep: float, u
     same trajectories: (one-row table, :class:`~meltpot.analysis.dynamics.InterdiffusionResult`,
     the Darken comparison dict)."""
     n = min(len(r["steps"]) for r in reps)
-    d = np.diff(reps[0]["steps"])
-    if np.any(d != d[0]):
-        raise FrameError(reps[0]["source"], int(np.argmax(d != d[0])) + 1, "frames are not equally spaced in time")
-    dt = int(d[0]) * timestep
+    dt = frame_spacing(reps[0]) * timestep
     res = dy.interdiffusion_gk([r["velocities"][:n] for r in reps], reps[0]["species"], a, b, dt,
                                scc0=scc0, phi=phi, **gk_kw)
     u = dy.UNITS[units]
