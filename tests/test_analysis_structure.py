@@ -308,3 +308,74 @@ def test_meltpot_analyze_cli_entry_point(tmp_path, capsys):
     cn = pd.read_csv(tmp_path / "fcc_cn.csv")
     assert cn.select_dtypes("number").filter(like="cn").iloc[0].max() == pytest.approx(12, abs=0.2)
     assert (tmp_path / "fcc_rdf.png").stat().st_size > 5000
+
+
+# ----------------------------------------------------------------------------- normalisation: LAMMPS compute rdf
+def _lammps_rdf(tmp_path, n1=20, n2=12, length=9.0, rc=4.0, bins=40):
+    """A random binary configuration made and analysed by LAMMPS: ``compute rdf`` of all pairs
+    and of 1-1, 1-2, 2-2 (LAMMPS normalises g_ab with (N_b − δ_ab)/V), and the dump LAMMPS wrote
+    of the same positions."""
+    from meltpot.lammps_env import new_instance
+
+    lmp = new_instance()
+    lmp.commands_string(f"""
+units metal
+atom_style atomic
+region b block 0 {length} 0 {length} 0 {length}
+create_box 2 b
+create_atoms 1 random {n1} 4711 NULL
+create_atoms 2 random {n2} 815 NULL
+mass * 27.0
+pair_style lj/cut {rc}
+pair_coeff * * 0.0 1.0
+neighbor 1.0 bin
+compute r all rdf {bins} * * 1 1 1 2 2 2
+fix f all ave/time 1 1 1 c_r[*] file {tmp_path}/rdf.txt mode vector format " %.17g"
+dump d all custom 1 {tmp_path}/conf.dump id type x y z
+run 0
+""")
+    lmp.close()
+    rows = [line.split() for line in (tmp_path / "rdf.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")][1:]  # drop the "TimeStep Number-of-rows" line
+    table = np.array(rows, float)
+    # columns: row, r, then (g, coord) for * *, 1 1, 1 2, 2 2
+    return table, tmp_path / "conf.dump"
+
+
+@pytest.mark.parametrize("engine", ["kdtree", "ovito"])
+def test_rdf_normalisation_matches_lammps_compute_rdf(tmp_path, engine):
+    """g_ab normalised with (N_b − δ_ab)/V and the total with (N − 1)/V: equal to LAMMPS's
+    ``compute rdf`` on 32 atoms (where N and N − 1 differ by 3 %), bin by bin; running
+    coordination numbers equal LAMMPS's coord columns."""
+    table, dump = _lammps_rdf(tmp_path)
+    frames = list(iter_frames(dump, types={1: "Al", 2: "Ni"}))
+    rdf = st.compute_rdf(frames, rmax=4.0, bins=40, engine=engine)
+    np.testing.assert_allclose(rdf.r, table[:, 1], atol=1e-12)
+    for col, key in ((2, None), (4, ("Al", "Al")), (6, ("Al", "Ni")), (8, ("Ni", "Ni"))):
+        g = rdf.total if key is None else rdf.partials[key]
+        np.testing.assert_allclose(g, table[:, col], rtol=1e-9, atol=1e-9, err_msg=str(key))
+        run = st.running_coordination(rdf)["total" if key is None else key]
+        np.testing.assert_allclose(run[1:], table[:, col + 1], rtol=1e-9, atol=1e-9, err_msg=str(key))
+
+
+def test_ovito_coordination_analysis_divides_by_n_over_v():
+    """What the "ovito" engine rescales: OVITO's CoordinationAnalysisModifier g(r) of one species
+    is our (N − 1)/V g(r) × (N − 1)/N."""
+    rng = np.random.default_rng(5)
+    atoms = _random_atoms(24, 8.0, rng)
+    pos, cell = atoms.positions, np.asarray(atoms.cell)
+    raw = st._ovito_partials(pos, cell, np.zeros(24, int), ("Al",), 4.0, 20)[0, 0]
+    ours = st.compute_rdf([atoms], rmax=4.0, bins=20, engine="kdtree").total
+    np.testing.assert_allclose(raw, ours * 23 / 24, rtol=1e-12, atol=1e-12)
+
+
+def test_small_ideal_gas_sq_is_one_with_n_minus_1():
+    """With (N − 1)/V the transform of a small ideal gas's g(r) averages to S = 1 at every q;
+    with N/V it would sit at 1 − 4π/(N v_shell)∫…, visibly below 1 for N = 50."""
+    rng = np.random.default_rng(9)
+    frames = [_random_atoms(50, 9.0, rng) for _ in range(400)]
+    rdf = st.compute_rdf(frames, rmax=4.5, bins=45, engine="kdtree")
+    far = rdf.r > 1.0
+    assert abs(rdf.total[far].mean() - 1.0) < 0.005
+    sq = st.sq_from_rdf(rdf, q=np.linspace(2, 8, 30))
+    assert abs(sq.total.mean() - 1.0) < 0.01

@@ -2,10 +2,19 @@
 
 Conventions (thesis §2, §4.2, §4.5; Faber–Ziman partials):
 
-* ``g_ab(r)`` = ⟨n_ab(r)⟩ / (N_a ρ_b 4πr²Δr), ρ_b = N_b/V, averaged over frames; the total
-  ``g(r) = Σ_ab c_a c_b g_ab(r)`` (ordered pairs), c_a = N_a/N. Distances in Å, ρ in Å⁻³.
-* Faber–Ziman partial structure factors ``S_ab(q) = 1 + 4πρ ∫ r² (g_ab(r) − 1) sin(qr)/(qr) dr``
-  (→ 1 at large q for every pair), total ``S(q) = Σ c_a c_b S_ab(q)``; q in Å⁻¹. The
+* ``g_ab(r)`` = ⟨n_ab(r)⟩ / (N_a ρ'_b 4πr²Δr) with the pair density ρ'_b = (N_b − δ_ab)/V: an
+  a atom has N_b − δ_ab partners of species b (itself excluded), the convention of LAMMPS's
+  ``compute rdf`` (normfac = N_b − δ_ab); averaged over frames. The total g(r) counts all
+  ordered pairs over N (N − 1)/V: ``g(r) = Σ_ab c_a (N_b − δ_ab)/(N − 1) g_ab(r)``
+  (= Σ c_a c_b g_ab for N → ∞), c_a = N_a/N. So an ideal gas of any size gives g = 1 and
+  ``ρ'_b ∫ g_ab 4πr² dr`` counts the partners exactly. (OVITO's CoordinationAnalysisModifier
+  divides by N_b/V instead; the ``"ovito"`` engine rescales its output by N_b/(N_b − δ_ab).)
+  Distances in Å, ρ in Å⁻³; :attr:`RDF.density` is the number density N/V.
+* Faber–Ziman partial structure factors ``S_ab(q) = 1 + 4π (ρ'_b/c_b) ∫ r² (g_ab(r) − 1)
+  sin(qr)/(qr) dr``, i.e. with ρ (N_b − δ_ab)/N_b in place of ρ (for one species (N − 1)/V),
+  the density g_ab is normalised with (→ 1 at large q for every pair; for a finite periodic
+  system this is the exact transform of the pair counts), total ``S(q) = Σ c_a c_b S_ab(q)``;
+  q in Å⁻¹. The
   k-vector route computes ``S^N_ab(q) = ⟨ρ_a(q) ρ_b(−q)⟩/N`` (thesis eq. 2.11/4.5, 1/N
   normalisation) and converts: ``S_ab = 1 + (S^N_ab − c_a δ_ab)/(c_a c_b)``.
 * Weighted totals: ``S_w(q) = Σ_ab c_a c_b w_a w_b S_ab / (Σ_a c_a w_a)²`` with neutron
@@ -54,8 +63,9 @@ class RDF:
     """Frame-averaged pair correlations.
 
     ``r``: bin centres (Å); ``edges``: bin edges (Å); ``partials[(a, b)]``: g_ab(r) for
-    both orders of every species pair; ``total``: Σ c_a c_b g_ab; ``density``: N/V (Å⁻³)
-    averaged over frames; ``concentrations``: c_a in ``species`` order.
+    both orders of every species pair, normalised with (N_b − δ_ab)/V; ``total``: all pairs over
+    (N − 1)/V (see the module docstring); ``density``: N/V (Å⁻³) averaged over frames;
+    ``concentrations``: c_a in ``species`` order.
     """
 
     r: np.ndarray
@@ -75,6 +85,14 @@ class RDF:
     def conc(self, a: str) -> float:
         """Concentration (number fraction) of species ``a``."""
         return float(self.concentrations[self.species.index(a)])
+
+    def pair_density(self, a: str | None = None, b: str | None = None) -> float:
+        """ρ'_b = (N_b − δ_ab)/V (Å⁻³), the density g_ab is normalised with; without species
+        (N − 1)/V, that of the total g(r)."""
+        if a is None:
+            return self.density * (self.n_atoms - 1) / self.n_atoms
+        n_b = round(self.conc(b) * self.n_atoms)
+        return self.density * (n_b - (a == b)) / self.n_atoms
 
 
 @dataclass
@@ -238,7 +256,8 @@ def _ovito_partials(pos, cell, spec, species, rmax, nbins):
     label) rather than with ``ovito.io.ase.ase_to_ovito``: that derives types from chemical
     symbols, which frames with LAMMPS types only (placeholder ``X``) do not have, and we want
     the type order and names to match ``species``. OVITO normalises partials as
-    n_ab / (N_a ρ_b 4πr²Δr), the same as the kdtree engine.
+    n_ab / (N_a ρ_b 4πr²Δr) with ρ_b = N_b/V (measured with OVITO 3.17); :func:`compute_rdf`
+    rescales them to ρ'_b = (N_b − δ_ab)/V.
     """
     from ovito.data import DataCollection, ParticleType  # noqa: PLC0415
     from ovito.modifiers import CoordinationAnalysisModifier  # noqa: PLC0415
@@ -295,13 +314,15 @@ def compute_rdf(frames: Iterable, rmax: float = 10.0, bins: int = 200,
         cell = np.asarray(atoms.cell)
         vol = abs(np.linalg.det(cell))
         ns = len(species)
+        partners = counts[None, :] - np.eye(ns)  # N_b − δ_ab
         if engine == "kdtree":
             hist = _pair_histogram_kdtree(atoms.positions, cell, spec, ns, rmax, bins)
-            rho_b = counts / vol
-            g = hist / (counts[:, None, None] * rho_b[None, :, None] * shell[None, None, :])
+            norm = counts[:, None, None] * (partners / vol)[:, :, None] * shell[None, None, :]
+            g = np.divide(hist, norm, out=np.zeros(norm.shape), where=partners[:, :, None] > 0)
             g = 0.5 * (g + g.transpose(1, 0, 2))  # same counts both ways; exact symmetry
-        else:
+        else:  # OVITO divides by N_b/V
             g = _ovito_partials(atoms.positions, cell, spec, species, rmax, bins)
+            g = g * np.divide(counts[None, :], partners, out=np.zeros((ns, ns)), where=partners > 0)[:, :, None]
         acc += g
         densities.append(n_first / vol)
         n_frames += 1
@@ -309,7 +330,9 @@ def compute_rdf(frames: Iterable, rmax: float = 10.0, bins: int = 200,
         raise ValueError("compute_rdf: no frames")
     partial_arr = acc / n_frames
     conc = counts / counts.sum()
-    total = np.einsum("a,b,abk->k", conc, conc, partial_arr)
+    # all ordered pairs over N (N − 1)/V: the partials' pair counts summed
+    pair_weight = conc[:, None] * (counts[None, :] - np.eye(len(species))) / max(n_first - 1, 1)
+    total = np.einsum("ab,abk->k", pair_weight, partial_arr)
     partials = {(a, b): partial_arr[i, j] for i, a in enumerate(species)
                 for j, b in enumerate(species)}
     return RDF(r=0.5 * (edges[1:] + edges[:-1]), edges=edges, partials=partials, total=total,
@@ -347,14 +370,15 @@ def first_minimum(r: np.ndarray, g: np.ndarray, smooth: float = 0.1) -> float:
 
 
 def running_coordination(rdf: RDF) -> dict:
-    """Running coordination numbers at the bin edges (Å): ``n_ab(r) = ρ_b ∫ 4πr'² g_ab dr'``
-    for every ordered pair and ``"total"`` (= ρ ∫ 4πr'² g dr'), histogram-exact."""
+    """Running coordination numbers at the bin edges (Å): ``n_ab(r) = ρ'_b ∫ 4πr'² g_ab dr'``
+    for every ordered pair and ``"total"`` (= ρ' ∫ 4πr'² g dr', ρ' = (N − 1)/V), with the
+    densities g is normalised with (:meth:`RDF.pair_density`): the mean number of partners
+    within r, histogram-exact."""
     shell = _shell_volumes(rdf.edges)
     out = {}
     for (a, b), g in rdf.partials.items():
-        rho_b = rdf.density * rdf.conc(b)
-        out[(a, b)] = np.r_[0.0, np.cumsum(rho_b * g * shell)]
-    out["total"] = np.r_[0.0, np.cumsum(rdf.density * rdf.total * shell)]
+        out[(a, b)] = np.r_[0.0, np.cumsum(rdf.pair_density(a, b) * g * shell)]
+    out["total"] = np.r_[0.0, np.cumsum(rdf.pair_density() * rdf.total * shell)]
     return out
 
 
@@ -389,16 +413,18 @@ def _total(partials: Mapping, species, conc) -> np.ndarray:
 
 
 def sq_from_rdf(rdf: RDF, q: np.ndarray | None = None, lorch: bool = False) -> SQ:
-    """Faber–Ziman S_ab(q) = 1 + 4πρ ∫₀^rmax r² (g_ab − 1) sin(qr)/(qr) dr by quadrature
-    over the histogram bins (exact shell volumes). ``q`` in Å⁻¹ (default 0.1…12 step 0.02);
-    ``lorch``: multiply the integrand by sin(πr/rmax)/(πr/rmax), damping truncation ripples."""
+    """Faber–Ziman S_ab(q) = 1 + 4π (ρ'_b/c_b) ∫₀^rmax r² (g_ab − 1) sin(qr)/(qr) dr by
+    quadrature over the histogram bins (exact shell volumes), ρ'_b = (N_b − δ_ab)/V the density
+    g_ab is normalised with (one species: 4π (N − 1)/V ∫ …; see the module docstring). ``q`` in
+    Å⁻¹ (default 0.1…12 step 0.02); ``lorch``: multiply the integrand by sin(πr/rmax)/(πr/rmax),
+    damping truncation ripples."""
     q = np.arange(0.1, 12.0 + 1e-9, 0.02) if q is None else np.asarray(q, float)
-    shell = _shell_volumes(rdf.edges)
-    weight = rdf.density * shell
+    weight = _shell_volumes(rdf.edges)
     if lorch:
         weight = weight * np.sinc(rdf.r / rdf.edges[-1])
     kernel = np.sinc(np.outer(q, rdf.r) / np.pi) * weight  # sin(qr)/(qr), (nq, nr)
-    partials = {key: 1.0 + kernel @ (g - 1.0) for key, g in rdf.partials.items()}
+    partials = {(a, b): 1.0 + (rdf.pair_density(a, b) / rdf.conc(b)) * (kernel @ (g - 1.0))
+                for (a, b), g in rdf.partials.items()}
     total = _total(partials, rdf.species, rdf.concentrations)
     return SQ(q=q, partials=partials, total=total, species=rdf.species,
               concentrations=rdf.concentrations, density=rdf.density,
