@@ -186,3 +186,45 @@ def test_every_stage_registers_its_commands_the_same_way():
         assert callable(getattr(module, "add_commands", None)), f"{name} has no add_commands(subparsers)"
     parser = cli.build_parser()
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+#: json.dump(s) calls that write no JSON output: hashes of sorted keys, a string column, the
+#: TorchScript file's feature-set string, values in n2p2 comment lines
+JSON_NOT_OUTPUT = {
+    "meltpot/config.py": 1, "meltpot/descriptors/cache.py": 1, "meltpot/descriptors/featureset.py": 1,
+    "meltpot/selection/compare.py": 1, "meltpot/selection/path.py": 2, "meltpot/export/torchscript.py": 1,
+    "meltpot/data/io.py": 1, "meltpot/manifest.py": 1,
+}
+
+
+def test_every_json_output_is_strict():
+    """Every JSON file or line meltpot writes goes through manifest.write_json/json_text (NaN →
+    null, allow_nan=False); the json.dump(s) calls left are not outputs (counted above)."""
+    import re
+
+    calls = {}
+    for f in sorted((SRC / PACKAGE).rglob("*.py")):
+        n = len(re.findall(r"\bjson\.dumps?\(", f.read_text()))
+        if n:
+            calls[str(f.relative_to(SRC))] = n
+    assert calls == JSON_NOT_OUTPUT
+
+
+def test_write_json_is_strict(tmp_path):
+    import json
+
+    import numpy as np
+
+    from meltpot.manifest import write_json
+    from meltpot.selection.path import read_result
+
+    data = {"a": float("nan"), "b": [np.float32(1.5), np.inf], "c": np.int64(3), "val_rmse_retrained": np.nan}
+    write_json(tmp_path / "x.json", data, indent=1)
+
+    def no_constants(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    back = json.loads((tmp_path / "x.json").read_text(), parse_constant=no_constants)
+    assert back == {"a": None, "b": [1.5, None], "c": 3, "val_rmse_retrained": None}
+    assert np.isnan(read_result(tmp_path / "x.json")["val_rmse_retrained"])
+    assert not (tmp_path / "x.json.partial").exists()

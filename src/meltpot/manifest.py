@@ -100,13 +100,22 @@ def jsonable(obj):
     return obj
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Write ``data`` as strict JSON (non-finite numbers as null: :func:`jsonable`); objects JSON
-    does not know are written as their ``str``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(jsonable(data), fh, indent=2, sort_keys=False, default=str, allow_nan=False)
-        fh.write("\n")
+def json_text(data, indent: int | None = 2, ensure_ascii: bool = True) -> str:
+    """``data`` as strict JSON text (non-finite numbers as null: :func:`jsonable`); objects JSON
+    does not know are written as their ``str``. Every JSON meltpot writes or prints goes
+    through here or :func:`write_json`."""
+    return json.dumps(jsonable(data), indent=indent, sort_keys=False, default=str, allow_nan=False,
+                      ensure_ascii=ensure_ascii)
+
+
+def write_json(path: str | Path, data, indent: int | None = 2, ensure_ascii: bool = True) -> None:
+    """Write ``data`` as strict JSON (:func:`json_text`) with a final newline; the file appears
+    complete or not at all (written beside it, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json_text(data, indent=indent, ensure_ascii=ensure_ascii) + "\n")
+    tmp.replace(path)
 
 
 def run_manifest(cfg: dict, config_path, outputs=(), summaries=(), benchmarks=None) -> dict:

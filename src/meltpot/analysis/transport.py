@@ -11,7 +11,6 @@ assembles the tables and plots.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FrameError, MeltpotError
+from ..manifest import write_json
 from . import dynamics as dy
 
 _PRESS_INDEX = {"pxx": 1, "pyy": 2, "pzz": 3, "pxy": 4, "pxz": 5, "pyz": 6}
@@ -349,7 +349,7 @@ def write_arrhenius(data: pd.DataFrame, fit, summary: dict, out, units: str = "m
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data.to_csv(out, index=False)
-    out.with_suffix(".json").write_text(json.dumps({k: v for k, v in summary.items() if k != "units"}, indent=2) + "\n")
+    write_json(out.with_suffix(".json"), {k: v for k, v in summary.items() if k != "units"})
     errs = data["D_err"].to_numpy(float)
     dy.plot_arrhenius(out.with_suffix(".png"), data["T"], data["D"], fit,
                       errs if summary["weighted"] else None, units=units)

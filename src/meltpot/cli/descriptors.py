@@ -3,7 +3,6 @@ descriptors, their HDF5 cache and the derivative store (:mod:`meltpot.descriptor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import MeltpotError
@@ -104,6 +103,7 @@ def cmd_compute(args) -> int:
 
 def cmd_info(args) -> int:
     from ..descriptors.cache import DescriptorCache
+    from ..manifest import json_text
 
     with DescriptorCache(args.file) as c:
         info = c.info()
@@ -111,7 +111,7 @@ def cmd_info(args) -> int:
             info["stats"] = {el: {"labels": c.labels(el), **{k: (v.tolist() if hasattr(v, "tolist") else v)
                                                              for k, v in c.stats(el).items()}}
                              for el in c.elements}
-            print(json.dumps(info, indent=2))
+            print(json_text(info))
             return 0
         print(f"{info['path']}")
         print(f"  feature set  {info['featureset']} (sha256 {info['featureset_hash'][:12]}), "
@@ -167,6 +167,7 @@ def cmd_derivatives(args) -> int:
     from ..data.splits import read_splits
     from ..descriptors.cache import read_index
     from ..descriptors.derivatives import build_store, in_dataset_order, store_frames
+    from ..manifest import json_text
 
     cfg = load_config(args.config)
     d = cfg["descriptors"]["derivatives"]
@@ -186,7 +187,7 @@ def cmd_derivatives(args) -> int:
             "train_frames": int(len(chosen["train"])), "validation_frames": int(len(chosen["validation"])),
             "pairs": res.n_pairs, "bytes": res.bytes, "bytes_per_frame": res.bytes / max(res.n_frames, 1),
             "seconds": res.seconds, "skipped_without_forces": res.skipped}
-    print(json.dumps(info))
+    print(json_text(info, indent=None))
     return 0
 
 

@@ -51,6 +51,7 @@ def _potential(args, cfg):
 
 
 def cmd_run(args) -> int:
+    from ..manifest import json_text
     from ..md.execute import run_protocol
 
     cfg = _load(args)
@@ -58,7 +59,7 @@ def cmd_run(args) -> int:
                            potential=_potential(args, cfg), trajectory=args.input)
     short = {k: summary.get(k) for k in ("protocol", "status", "n_atoms", "total_steps", "frames", "wall_s",
                                          "steps_per_s") if k in summary}
-    print(json.dumps(short))
+    print(json_text(short, indent=None))
     return 0
 
 
@@ -132,9 +133,10 @@ def add_commands(sub) -> None:
 
 def cmd_check(args) -> int:
     from ..lammps_env import capabilities, check_route
+    from ..manifest import json_text
 
     info = check_route(args.route, args.device) if args.route else capabilities()
-    print(json.dumps(info, indent=2))
+    print(json_text(info))
     if args.route:
         print(f"OK: this LAMMPS runs the {args.route} route on {args.device}")
     return 0

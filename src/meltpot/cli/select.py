@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from ..errors import MeltpotError
 from .options import add_threads, command, group, set_threads
 
@@ -61,6 +59,7 @@ def add_commands(sub) -> None:
 def cmd_path(args) -> int:
     """λ path (GL → AGL → retrain) from a trained dense model; resumes in --out-dir."""
     from ..config import load_config
+    from ..manifest import json_text
     from ..selection.run import select_path
 
     cfg = load_config(args.config)
@@ -68,7 +67,7 @@ def cmd_path(args) -> int:
     res = select_path(cfg, args.model, args.cache, args.index, args.splits, args.out_dir,
                       derivatives=args.derivatives, until_step=args.until_step)
     if "step" in res:   # one λ of the workflow's per-λ rules
-        print(json.dumps(res))
+        print(json_text(res, indent=None))
         return 0
     chosen, scale, unit = res["chosen"], res["scale"], res["unit"]
     print(f"{res['out']}: {len(res['table'])} λ values; chosen λ = {res['lambda']} with {res['n_total']} features "

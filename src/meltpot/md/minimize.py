@@ -14,13 +14,13 @@ LAMMPS); this module feeds it a dump (or extxyz) frame by frame with the run's
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError, MeltpotError
+from ..manifest import write_json
 from .potential import Potential
 from .runner import MDError
 
@@ -85,8 +85,7 @@ def minimize_trajectory(trajectory: str | Path, out_dir: str | Path, potential: 
                "frames": len(rows), "every": int(every), "min_style": min_style, "etol": etol, "ftol": ftol,
                "maxiter": maxiter, "potential": potential.describe(), "wall_s": time.perf_counter() - t0,
                "outputs": {"inherent.extxyz": xyz.exists(), "inherent.csv": True}}
-    with open(out / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
+    write_json(out / "summary.json", summary)
     if error is not None:
         raise error
     if not rows:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..manifest import write_json
 from ..model.modelfile import load_model, save_model
 from ..train.settings import TrainSettings
 from ..train.trainer import Trainer
@@ -148,6 +149,19 @@ def run_lambda(model, lam, train, val, train_settings: TrainSettings, sel: Selec
     return result
 
 
+#: numbers of a λ step's result.json that are NaN when undefined (written as null: strict JSON)
+RESULT_NUMBERS = ("val_rmse_penalised", "val_rmse_retrained", "val_force_rmse_retrained", "dense_val_rmse")
+
+
+def read_result(path) -> dict:
+    """A λ step's ``result.json`` with its undefined numbers (null) back as NaN."""
+    summary = json.loads(Path(path).read_text())
+    for key in RESULT_NUMBERS:
+        if key in summary and summary[key] is None:
+            summary[key] = float("nan")
+    return summary
+
+
 def _summary(res: dict) -> dict:
     return {k: v for k, v in res.items() if not k.endswith("_model") and k != "masks"}
 
@@ -222,7 +236,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
                         i, step_dir)
             done = False
         if done:  # resume: reuse the finished λ
-            summary = json.loads((step_dir / "result.json").read_text())
+            summary = read_result(step_dir / "result.json")
             agl = load_model(step_dir / "agl.pt")
             masks = [torch.tensor(np.asarray(m, dtype=bool)) for m in summary["masks"]]
             log.info("λ %d = %.4g: reused %s", i, lam, step_dir)
@@ -240,7 +254,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
                 save_model(agl, step_dir / "agl.pt", units=units)
                 if res["retrained_model"] is not None:
                     save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
-                (step_dir / "result.json").write_text(json.dumps(summary, indent=1))
+                write_json(step_dir / "result.json", summary, indent=1)
             log.info("λ %d = %.4g: kept %s, val RMSE penalised %.4g, retrained %.4g", i, lam,
                      summary["n_kept"], summary["val_rmse_penalised"], summary["val_rmse_retrained"])
         row = {**({"element": element} if element is not None else {}),
@@ -262,7 +276,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
     table = pd.DataFrame(rows)
     if out is not None and stop_after is None:
         table.to_csv(out / "path.csv", index=False)
-        (out / "settings.json").write_text(json.dumps(asdict(sel), indent=1, default=str))
+        write_json(out / "settings.json", asdict(sel), indent=1)
     return table
 
 
@@ -321,7 +335,7 @@ def per_element_search(model, train, val, train_settings: TrainSettings, sel: Se
     step_dir = out / "combined" if out is not None else None
     if step_dir is not None and (step_dir / "result.json").exists() and \
             json.loads((step_dir / "result.json").read_text())["lambda"] == lams:
-        summary = json.loads((step_dir / "result.json").read_text())
+        summary = read_result(step_dir / "result.json")
         log.info("combined λ %s: reused %s", lams, step_dir)
     else:
         res = run_lambda(model, lams, train, val, train_settings, sel)
@@ -334,11 +348,10 @@ def per_element_search(model, train, val, train_settings: TrainSettings, sel: Se
             save_model(res["agl_model"], step_dir / "agl.pt", units=units)
             if res["retrained_model"] is not None:
                 save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
-            (step_dir / "result.json").write_text(json.dumps(summary, indent=1))
+            write_json(step_dir / "result.json", summary, indent=1)
     log.info("combined λ %s: kept %s, validation RMSE retrained %.4g", lams, summary["n_kept"],
              summary["val_rmse_retrained"])
     if out is not None:
         table.to_csv(out / "path.csv", index=False)
-        (out / "settings.json").write_text(json.dumps({**asdict(sel), "lambda_per_element": True}, indent=1,
-                                                      default=str))
+        write_json(out / "settings.json", {**asdict(sel), "lambda_per_element": True}, indent=1)
     return table, summary

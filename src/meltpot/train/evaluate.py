@@ -16,7 +16,6 @@ or over all force components of all atoms (forces).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,6 +30,7 @@ from ..data.frames import labels
 from ..data.io import read_frames
 from ..data.splits import SPLITS
 from ..errors import MeltpotError
+from ..manifest import jsonable, write_json
 from ..model.batch import predict
 from ..model.modelfile import check_featureset
 from ..units import ENERGY_SCALE, unit_labels
@@ -270,24 +270,10 @@ def _evaluate(model, cache, index, splits, root, splits_to, mode, batch_frames, 
             "per_phase": _group_table(predictions, force_data, "phase")}
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
 def metrics_dict(results: dict) -> dict:
     """The JSON part of :func:`evaluate_model`'s results (no tables or arrays; NaN → null)."""
     keys = ("units", "energy_unit", "force_unit", "model", "cache", "splits")
-    return _jsonable({k: results[k] for k in keys if k in results})
+    return jsonable({k: results[k] for k in keys if k in results})
 
 
 def write_report(results: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -297,9 +283,7 @@ def write_report(results: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out / "metrics.json", "per_state": out / "per_state.csv",
              "per_phase": out / "per_phase.csv", "predictions": out / "predictions.parquet"}
-    tmp = paths["metrics"].with_name("metrics.json.partial")
-    tmp.write_text(json.dumps(metrics_dict(results), indent=2, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(paths["metrics"])
+    write_json(paths["metrics"], metrics_dict(results), ensure_ascii=False)
     results["per_state"].to_csv(paths["per_state"], index=False)
     results["per_phase"].to_csv(paths["per_phase"], index=False)
     results["predictions"].to_parquet(paths["predictions"], index=False)

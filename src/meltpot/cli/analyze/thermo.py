@@ -13,7 +13,6 @@ import argparse
 import math
 
 from ...analysis.thermo import NKTV2P, T_PATTERN, energy_label
-from ...manifest import write_json
 from ..options import add_config, add_timestep, command
 from .common import output_paths, run_defaults
 
@@ -24,6 +23,7 @@ def _enthalpy_kw(args) -> dict:
 
 def cmd_enthalpy(args) -> int:
     from ...analysis.nucleation import plot_ramp
+    from ...manifest import write_json
     from ...analysis.thermo import enthalpy_ramp
 
     run_defaults(args, [args.log], units_choices=NKTV2P)
@@ -47,6 +47,7 @@ def cmd_enthalpy(args) -> int:
 
 def cmd_enthalpy_drop(args) -> int:
     from ...analysis.nucleation import plot_enthalpy_time
+    from ...manifest import write_json
     from ...analysis.thermo import enthalpy_time
 
     run_defaults(args, [args.log], units_choices=NKTV2P)
@@ -74,6 +75,7 @@ def cmd_two_phase(args) -> int:
     from dataclasses import asdict
 
     from ...analysis.nucleation import plot_two_phase
+    from ...manifest import write_json
     from ...analysis.thermo import two_phase
 
     run_defaults(args, args.runs)
