@@ -1,1 +1,3 @@
-"""Analysis of MD trajectories: readers, structure (g(r), S(q)), and the commands built on them."""
+"""Analysis of MD trajectories and logs: readers (:mod:`.trajectory`), structure (g(r), S(q)),
+dynamics estimators and transport from files, local order, nucleation and thermo-log series.
+The ``meltpot analyze`` commands built on them are in :mod:`meltpot.cli.analyze`."""
