@@ -592,7 +592,8 @@ def parse_types(items) -> dict[int, str] | None:
 
 
 # ----------------------------------------------------------------------------- arrays for dynamics
-def _progress(iterable, total, desc, enabled, unit="frame"):
+def progress_bar(iterable, total, desc, enabled=True, unit="frame"):
+    """``iterable`` with a tqdm progress bar when ``enabled``."""
     if not enabled:
         return iterable
     from tqdm import tqdm  # noqa: PLC0415
@@ -618,7 +619,7 @@ def read_trajectory(path, *, start=0, stop=None, step=1, types=None, velocities=
     pos = cells = vel = None
     species, own_unwrap = None, False
     frames = iter_frames(path, start=start, stop=stop, step=step, types=types)
-    for k, atoms in enumerate(_progress(frames, n, path.name, progress)):
+    for k, atoms in enumerate(progress_bar(frames, n, path.name, progress)):
         if k >= n:
             break
         if pos is None:

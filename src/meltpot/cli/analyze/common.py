@@ -20,14 +20,12 @@ def n_selected(path, start: int, stop: int | None, step: int) -> int:
 
 def frames_with_bar(args, desc: str):
     """Frames of ``args.trajectory`` (``--start/--stop/--step``, ``--types``) with a tqdm bar."""
-    from tqdm import tqdm
-
-    from ...analysis.trajectory import iter_frames
+    from ...analysis.trajectory import iter_frames, progress_bar
 
     total = n_selected(args.trajectory, args.start, args.stop, args.step)
     frames = iter_frames(args.trajectory, start=args.start, stop=args.stop, step=args.step,
                          types=parse_types(args.types))
-    return tqdm(frames, total=total, unit="frame", desc=desc, leave=False)
+    return progress_bar(frames, total, desc)
 
 
 def frames_and_total(args):
@@ -48,13 +46,6 @@ def output_paths(out) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     return out, out.with_suffix(".png")
 
-
-def progress(iterable, total, desc, enabled, unit="frame"):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
 
 
 def run_defaults(args, paths, *, timestep_from_files: bool = False, need_timestep: bool = False,

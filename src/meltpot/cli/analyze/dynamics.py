@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...analysis import dynamics as dy
-from ...analysis.trajectory import parse_types
+from ...analysis.trajectory import parse_types, progress_bar
 from ..options import (add_config, add_frame_range, add_option, add_progress, add_timestep, add_types, add_units,
                        command)
-from .common import progress, run_defaults
+from .common import run_defaults
 
 __all__ = ["add_commands", "cmd_msd", "cmd_viscosity", "cmd_interdiffusion", "cmd_arrhenius"]
 
@@ -78,7 +78,7 @@ def cmd_viscosity(args) -> int:
     files = _files(args)
     data = [read_pressure(p, args.timestep, fmt=args.format, columns=args.columns, diagonal=args.diagonal,
                           run=args.run, skip=args.skip, temperature=args.temperature, volume=args.volume)
-            for p in progress(files, len(files), "logs", not args.no_progress, "file")]
+            for p in progress_bar(files, len(files), "logs", not args.no_progress, "file")]
     table, res = viscosity_analysis(data, units=args.units, **_gk_kwargs(args))
     write_viscosity(table, res, out, units=args.units)
     print(f"eta = {res.eta:.5g} ± {res.eta_err:.2g} {res.unit} (plateau {res.gk.t_start:.4g}–{res.gk.t_end:.4g} "
