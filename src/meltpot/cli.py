@@ -640,7 +640,7 @@ def cmd_select_path(args) -> int:
             last = table.iloc[-1]
             print(json.dumps({"step": int(last["step"]), "lambda": float(last["lambda"]),
                               "n_total": int(last["n_total"]),
-                              "end": bool(int(last["n_total"]) == 0 or len(table) <= args.until_step)}))
+                              "end": bool(last["end"]) or len(table) <= args.until_step}))
             return 0
         metric = sc["choose_by"]
         if metric == "auto":
