@@ -9,7 +9,7 @@ import torch
 from meltpot.descriptors.featureset import FeatureSet, SymmetryFunction
 from meltpot.model import HDNNP
 from meltpot.selection.group_lasso import GroupPenalty, prox_group, selected, shrink_model
-from meltpot.selection.path import SelectionSettings, choose, lambda_path
+from meltpot.selection.path import SelectionSettings, choose, lambda_path, next_lambda
 from meltpot.train.data import EnergyDataset
 from meltpot.train.settings import TrainSettings
 from meltpot.train.trainer import Trainer, prepare_model
@@ -101,6 +101,48 @@ def test_agl_path_removes_the_noise_features_and_resumes(problem, tmp_path):
     for sub in ("gl.pt", "agl.pt", "result.json"):
         assert (tmp_path / "path" / "lambda_00" / sub).exists()
     # a rerun reuses every finished λ (no retraining: result files untouched)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "path").rglob("result.json")}
+    again = lambda_path(model, train, val, settings, sel, out_dir=tmp_path / "path")
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert again["n_total"].tolist() == table["n_total"].tolist()
+
+
+def test_next_lambda_refines_the_largest_drop():
+    sel = SelectionSettings(refine_steps=2, refine_drop=0.25, max_lambdas=10)
+    base = [1.0, 4.0, 16.0, 64.0]
+    step = lambda lam, n, refined=False: {"lambda": lam, "n_total": n, "empty": n == 0, "refined": refined}  # noqa: E731
+    assert next_lambda([], base, sel, 22) == (1.0, None, False)
+    assert next_lambda([step(1.0, 22)], base, sel, 22) == (4.0, 0, False)
+    path = [step(1.0, 22), step(4.0, 20), step(16.0, 5), step(64.0, 0)]
+    lam, start, refined = next_lambda(path, base, sel, 22)          # 20 → 5 is the largest drop
+    assert refined and start == 1 and lam == pytest.approx(8.0)
+    path.append(step(8.0, 12, True))          # drops now 2, 8 (20 → 12), 7 (12 → 5), 5: the largest is refined
+    lam, start, _ = next_lambda(path, base, sel, 22)
+    assert start == 1 and lam == pytest.approx(32 ** 0.5)
+    path.append(step(lam, 15, True))
+    assert next_lambda(path, base, sel, 22) is None                    # the budget of 2 is spent
+    assert next_lambda(path[:4], base, SelectionSettings(refine_steps=0), 22) is None
+
+
+def test_refined_path_fills_a_coarse_jump_and_resumes(problem, tmp_path):
+    """A coarse path (factor 30) jumps over feature counts; two refinements land between the
+    jump's ends, warm-started from the lower λ, and every step's result.json says whether the
+    path ends there (the workflow's per-λ jobs read it); a rerun reuses every step."""
+    model, train, val, settings = problem
+    sel = SelectionSettings(gl_epochs=40, agl_epochs=40, retrain_epochs=5, lambda_factor=30.0, max_lambdas=4,
+                            refine_steps=2, refine_drop=0.2)
+    table = lambda_path(model, train, val, settings, sel, out_dir=tmp_path / "path")
+    assert table["lambda"].is_monotonic_increasing and len(table) == len(set(table["step"]))
+    refined = table[table["refined"]]
+    base = table.drop(refined.index)
+    assert len(refined) == 2 and base["n_total"].iloc[-1] == 0
+    for _, r in refined.iterrows():
+        lower = table[table["step"] == r["start_step"]].iloc[0]
+        assert lower["lambda"] < r["lambda"] and r["n_total"] <= lower["n_total"]
+        assert set(json.loads(r["kept"])["Al"]) <= set(json.loads(lower["kept"])["Al"])   # warm start: masks kept
+    ends = {int(r["step"]): json.loads((tmp_path / "path" / f"lambda_{int(r['step']):02d}" / "result.json")
+                                       .read_text())["end"] for _, r in table.iterrows()}
+    assert [ends[k] for k in sorted(ends)] == [False] * (len(ends) - 1) + [True]
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "path").rglob("result.json")}
     again = lambda_path(model, train, val, settings, sel, out_dir=tmp_path / "path")
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp

@@ -236,7 +236,7 @@ def stage_config(stage):
 # feature selection (workflow/rules/select.smk): the λ path as one job per λ
 SELECT = f"{RUN}/selection"
 PER_ELEMENT = CFG["selection"]["lambda_per_element"] and len(CFG["elements"]) > 1
-N_LAMBDAS = len(CFG["selection"]["lambdas"]) if CFG["selection"]["lambdas"] else CFG["selection"]["max_lambdas"]
+N_LAMBDAS = (len(CFG["selection"]["lambdas"]) if CFG["selection"]["lambdas"] else CFG["selection"]["max_lambdas"]) + CFG["selection"]["refine_steps"]
 SELECT_INPUTS = dict(config=run_config(), model=f"{RUN}/models/dense.pt", cache=DESCRIPTORS,
                      index=f"{RUN}/dataset/index.parquet", splits=f"{RUN}/dataset/splits.parquet",
                      stage=stage_config("selection"), **derivatives_input(SELECT_FORCES))
@@ -249,13 +249,13 @@ def previous_lambda(wc):
 
 
 def lambda_results(wc):
-    """The λ steps of the path, one job each: the next is requested until a step keeps no
-    feature or the λ list ends (the path's length depends on the data: a checkpoint)."""
+    """The λ steps of the path, one job each: the next is requested until a step's result says
+    the path ends (no feature left and the refinements done, or the λ list used up: the path's
+    length depends on the data, a checkpoint)."""
     out = []
     for k in range(N_LAMBDAS):
         res = checkpoints.select_lambda.get(step=f"{k:02d}").output[0]
         out.append(res)
-        kept = json.loads(Path(res).read_text())["n_kept"]
-        if any(n == 0 for n in kept.values()):
+        if json.loads(Path(res).read_text()).get("end", True):
             break
     return out

@@ -9,6 +9,13 @@ For each λ (a user list, or a geometric sequence from ``lambda_start`` multipli
 3. the model is shrunk to the kept features and retrained without penalty (the penalty
    biases the kept weights); validation RMSE is recorded before and after retraining.
 
+Refinement (``refine_steps`` > 0): once the path has reached an empty set (or its λ list is
+used up), the largest drop of the kept count between two neighbouring λ (more than
+``refine_drop`` of the full set's features) gets one more λ at their geometric mean, warm-started
+from the lower one's AGL solution; repeated ``refine_steps`` times. With forces in the loss the
+kept count tends to fall from all to a few features within one factor of λ: without refinement
+the choice would see only those two sizes.
+
 Warm starts: λ_{i+1} starts from the AGL solution at λ_i with its masks (a monotone path);
 ``warm_start=False`` restarts every λ from the dense model (``cold_init="dense"``) or from
 fresh random weights (``cold_init="random"``, the thesis's cold initialisation). With
@@ -63,10 +70,38 @@ class SelectionSettings:
     seed: int = 0                           # of the random restarts
     tol: float = 0.0                        # group norms ≤ tol count as removed
     prox_metric: str = "euclidean"          # "euclidean" (the paper's) or "adam" (see GroupPenalty)
+    refine_steps: int = 0                   # extra λ inside the largest drops of the kept count (module doc)
+    refine_drop: float = 0.25               # … drops of more than this fraction of the full set's features
 
     def __post_init__(self):
         if self.cold_init not in ("dense", "random"):
             raise ValueError(f"cold_init must be 'dense' or 'random', got {self.cold_init!r}")
+        if self.refine_steps < 0 or not 0 < self.refine_drop < 1:
+            raise ValueError(f"refine_steps must be >= 0 and 0 < refine_drop < 1, got {self.refine_steps}, "
+                             f"{self.refine_drop}")
+
+
+def next_lambda(steps: list[dict], base: list[float], sel: SelectionSettings, n_full: int):
+    """The next step of the path after ``steps`` (each ``{"lambda", "n_total", "empty", "refined"}``
+    in computation order): ``(λ, start, refined)`` with ``start`` the index of the step to
+    warm-start from (None: the dense model), or None when the path is complete. The base list first (until a step keeps no feature for
+    some element), then up to ``sel.refine_steps`` refinements (see the module docstring)."""
+    n_base = sum(1 for s in steps if not s["refined"])
+    if n_base < len(base) and not any(s["empty"] for s in steps) and len(steps) < sel.max_lambdas:
+        return base[n_base], (len(steps) - 1 if steps else None), False
+    if sum(1 for s in steps if s["refined"]) >= sel.refine_steps or len(steps) >= sel.max_lambdas + sel.refine_steps:
+        return None
+    order = sorted(range(len(steps)), key=lambda k: steps[k]["lambda"])
+    best = None
+    for a, b in zip(order[:-1], order[1:]):
+        drop = steps[a]["n_total"] - steps[b]["n_total"]
+        if drop > sel.refine_drop * n_full and steps[b]["lambda"] / steps[a]["lambda"] > 1.05 \
+                and (best is None or drop > best[0]):
+            best = (drop, a, b)
+    if best is None:
+        return None
+    _, a, b = best
+    return float(np.sqrt(steps[a]["lambda"] * steps[b]["lambda"])), a, True
 
 
 def _evaluate(model, data, settings: TrainSettings) -> dict:
@@ -216,7 +251,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
     dense_val = float(dense_metrics["energy_rmse"])
     dense_force = float(dense_metrics.get("force_rmse", float("nan")))
     if sel.lambdas:
-        lambdas = list(sel.lambdas)
+        base = list(sel.lambdas)
     else:
         if sel.lambda_start:
             lam0 = sel.lambda_start
@@ -224,11 +259,15 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
             lam0 = sel.start_ratio * lambda_scale(model, train, train_settings)
         else:
             lam0 = default_lambda_start(model, sel.start_ratio)
-        lambdas = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
-    rows, current, masks = [], model, None
-    chain = _fingerprint(model, train, val, train_settings, sel, element)
-    for i, lam in enumerate(lambdas):
-        chain = hashlib.sha256(f"{chain}|{i}|{lam!r}".encode()).hexdigest()
+        base = [lam0 * sel.lambda_factor ** i for i in range(sel.max_lambdas)]
+    n_full = sum(model.n_features)
+    rows, steps, agls, chains = [], [], [], []
+    chain0 = _fingerprint(model, train, val, train_settings, sel, element)
+    nxt = next_lambda(steps, base, sel, n_full)
+    while nxt is not None:
+        i, (lam, start_step, refined) = len(steps), nxt
+        previous = chains[-1] if chains else chain0
+        chain = hashlib.sha256(f"{previous}|{i}|{lam!r}|{start_step}".encode()).hexdigest()
         step_dir = out / f"lambda_{i:02d}" if out is not None else None
         done = step_dir is not None and (step_dir / "result.json").exists()
         if done and json.loads((step_dir / "result.json").read_text()).get("fingerprint") != chain:
@@ -241,39 +280,52 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
             masks = [torch.tensor(np.asarray(m, dtype=bool)) for m in summary["masks"]]
             log.info("λ %d = %.4g: reused %s", i, lam, step_dir)
         else:
-            start = current if sel.warm_start else _start_model(model, sel, i)
+            if sel.warm_start and start_step is not None:
+                start, start_masks = agls[start_step]
+            else:
+                start, start_masks = (model if sel.warm_start else _start_model(model, sel, i)), None
             lam_arg = lam if element is None else {el: (lam if el == element else 0.0) for el in model.elements}
-            res = run_lambda(start, lam_arg, train, val, train_settings, sel, masks=masks if sel.warm_start else None)
+            res = run_lambda(start, lam_arg, train, val, train_settings, sel, masks=start_masks)
             agl, masks = res["agl_model"], res["masks"]
             summary = _summary(res)
             summary["masks"] = [m.tolist() for m in masks]
             summary["fingerprint"] = chain
-            if step_dir is not None:
-                step_dir.mkdir(parents=True, exist_ok=True)
-                save_model(res["gl_model"], step_dir / "gl.pt", units=units)
-                save_model(agl, step_dir / "agl.pt", units=units)
-                if res["retrained_model"] is not None:
-                    save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
-                write_json(step_dir / "result.json", summary, indent=1)
-            log.info("λ %d = %.4g: kept %s, val RMSE penalised %.4g, retrained %.4g", i, lam,
-                     summary["n_kept"], summary["val_rmse_penalised"], summary["val_rmse_retrained"])
+        n_total = sum(summary["n_kept"].values())
+        steps.append({"lambda": lam, "n_total": n_total, "empty": any(n == 0 for n in summary["n_kept"].values()),
+                      "refined": bool(refined)})
+        agls.append((agl, masks))
+        chains.append(chain)
+        nxt = next_lambda(steps, base, sel, n_full)
+        summary.update({"start_step": -1 if start_step is None else int(start_step), "refined": bool(refined),
+                        "end": nxt is None})
+        if step_dir is not None and not done:
+            step_dir.mkdir(parents=True, exist_ok=True)
+            save_model(res["gl_model"], step_dir / "gl.pt", units=units)
+            save_model(agl, step_dir / "agl.pt", units=units)
+            if res["retrained_model"] is not None:
+                save_model(res["retrained_model"], step_dir / "retrained.pt", units=units)
+            write_json(step_dir / "result.json", summary, indent=1)
+        if not done:
+            log.info("λ %d = %.4g%s: kept %s, val RMSE penalised %.4g, retrained %.4g", i, lam,
+                     f" (refining, from step {start_step})" if refined else "", summary["n_kept"],
+                     summary["val_rmse_penalised"], summary["val_rmse_retrained"])
         row = {**({"element": element} if element is not None else {}),
                "step": i, "lambda": lam, **{f"n_{el}": n for el, n in summary["n_kept"].items()},
-               "n_total": sum(summary["n_kept"].values()), "val_rmse_dense": dense_val,
+               "n_total": n_total, "val_rmse_dense": dense_val,
                "val_rmse_penalised": summary["val_rmse_penalised"],
                "val_rmse_retrained": summary["val_rmse_retrained"],
                "val_force_rmse_dense": dense_force,
                "val_force_rmse_retrained": summary.get("val_force_rmse_retrained", float("nan")),
+               "start_step": summary["start_step"], "refined": bool(refined), "end": nxt is None,
                "kept": json.dumps(summary["keep"])}
         for el, norms in summary["agl_norms"].items():
             row.update({f"norm_{el}_{j}": v for j, v in enumerate(norms)})
         rows.append(row)
-        current = agl
-        if any(n == 0 for n in summary["n_kept"].values()):
-            break
         if stop_after is not None and i >= stop_after:
             return pd.DataFrame(rows)
-    table = pd.DataFrame(rows)
+    # in order of λ (the refinement steps sit between the steps they refine; `step` keeps the order
+    # of computation)
+    table = pd.DataFrame(rows).sort_values("lambda", kind="stable").reset_index(drop=True)
     if out is not None and stop_after is None:
         table.to_csv(out / "path.csv", index=False)
         write_json(out / "settings.json", asdict(sel), indent=1)

@@ -153,7 +153,7 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
         if until_step is not None:   # one λ of the workflow's per-λ rules: report it and stop
             last = table.iloc[-1]
             return {"step": int(last["step"]), "lambda": float(last["lambda"]), "n_total": int(last["n_total"]),
-                    "end": bool(int(last["n_total"]) == 0 or len(table) <= until_step)}
+                    "end": bool(last["end"]) or len(table) <= until_step}
         metric = sc["choose_by"]
         if metric == "auto":
             metric = "force_rmse" if settings.uses_forces else "energy_rmse"
