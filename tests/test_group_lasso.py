@@ -154,8 +154,14 @@ def test_choose_rules():
 
     t = pd.DataFrame({"lambda": [1e-3, 2e-3, 4e-3, 8e-3], "n_total": [10, 7, 4, 0],
                       "val_rmse_dense": [1.0] * 4, "val_rmse_retrained": [0.98, 1.02, 1.4, np.nan]})
-    # reference = min(dense 1.0, retrained full set 0.98): 1.02 is within 5 %, 1.4 is not
+    # reference = the retrained full set 0.98 (like for like, not the dense 1.0): 1.02 is within 5 %, 1.4 is not
     assert choose(t, tolerance=0.05)["n_total"] == 7
+    # a dense model trained longer than the retraining does not set the bar: the retrained full set does
+    longer = t.assign(val_rmse_dense=0.5, n_full=10)
+    assert choose(longer, tolerance=0.05)["n_total"] == 7
+    # no λ kept every feature (n_full 12): the dense model is the reference
+    assert choose(t.assign(n_full=12, val_rmse_dense=0.99), tolerance=0.05)["n_total"] == 7
+    assert choose(t.assign(n_full=12, val_rmse_dense=0.9), tolerance=0.05)["n_total"] == 10   # none within: most accurate
     assert choose(t, n_features=5)["n_total"] == 4
     assert choose(t, lam=1.1e-3)["n_total"] == 10
     # nothing within the tolerance: the most accurate set, not the smallest

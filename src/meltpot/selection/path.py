@@ -311,7 +311,7 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
                      summary["val_rmse_penalised"], summary["val_rmse_retrained"])
         row = {**({"element": element} if element is not None else {}),
                "step": i, "lambda": lam, **{f"n_{el}": n for el, n in summary["n_kept"].items()},
-               "n_total": n_total, "val_rmse_dense": dense_val,
+               "n_total": n_total, "n_full": n_full, "val_rmse_dense": dense_val,
                "val_rmse_penalised": summary["val_rmse_penalised"],
                "val_rmse_retrained": summary["val_rmse_retrained"],
                "val_force_rmse_dense": dense_force,
@@ -335,8 +335,9 @@ def lambda_path(model, train, val, train_settings: TrainSettings, sel: Selection
 def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = None,
            n_features: int | None = None, metric: str = "val_rmse") -> pd.Series:
     """The chosen λ: by default the smallest feature set whose retrained validation RMSE is
-    within ``tolerance`` (relative) of the better of the dense model and the retrained
-    full-size set; or the row of a given λ, or the largest set with at most ``n_features``.
+    within ``tolerance`` (relative) of the retrained full-size set's (the dense model's when the
+    path has no retrained full-size set); or the row of a given λ, or the largest set with at
+    most ``n_features``.
     ``metric``: ``val_rmse`` (energy per atom) or ``val_force_rmse`` (force components); the
     returned row is the table's own (all its columns as they are)."""
     if metric != "val_rmse":
@@ -349,11 +350,12 @@ def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = Non
     if n_features is not None:
         cand = ok[ok["n_total"] <= n_features]
         return cand.sort_values(["n_total", "val_rmse_retrained"], ascending=[False, True]).iloc[0]
-    # reference: the dense model, or the full-size set after retraining if that is better (the
-    # retrained models get extra epochs; comparing them with a less-trained dense model would
-    # favour small sets)
-    full = ok[ok["n_total"] == ok["n_total"].max()]
-    reference = min(float(ok["val_rmse_dense"].iloc[0]), float(full["val_rmse_retrained"].min()))
+    # reference: the full-size set after the same retraining as every candidate (like for like:
+    # the dense model had another training budget, longer or shorter than the retraining, which
+    # would favour the full or the small sets); the dense model only when no λ kept every feature
+    n_full = int(table["n_full"].iloc[0]) if "n_full" in table else int(ok["n_total"].max())
+    full = ok[ok["n_total"] == n_full]
+    reference = float(full["val_rmse_retrained"].min()) if len(full) else float(table["val_rmse_dense"].iloc[0])
     within = ok[ok["val_rmse_retrained"] <= (1 + tolerance) * reference]
     if len(within):
         return within.sort_values(["n_total", "val_rmse_retrained"]).iloc[0]

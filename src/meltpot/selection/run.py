@@ -165,8 +165,9 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
                      metric=column)
         keep, lam = json.loads(row["kept"]), float(row["lambda"])
         chosen = {"rule": ("lambda" if sc["choose_lambda"] else "n_features" if sc["choose_n_features"]
-                           else f"smallest set within {sc['tolerance']:.0%} of the better of the dense model and the "
-                                f"retrained full set (validation {metric.replace('_', ' ')}); else the most accurate"),
+                           else f"smallest set within {sc['tolerance']:.0%} of the retrained full set (the same "
+                                f"retraining as every candidate; validation {metric.replace('_', ' ')}); else the most "
+                                f"accurate"),
                   "metric": metric,
                   "step": int(row["step"]), "lambda": lam, "n_features": int(row["n_total"]),
                   "val_rmse_dense": float(row["val_rmse_dense"]), "val_rmse_retrained": float(row["val_rmse_retrained"]),
