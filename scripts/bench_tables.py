@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The speed tables of docs/lammps.md, written from the benchmarks' JSON (never copied by hand).
+"""The speed tables of docs/lammps.md and README.md, written from the benchmarks' JSON (never
+copied by hand).
 
-    python scripts/bench_tables.py            # print the tables
-    python scripts/bench_tables.py --write    # replace them in docs/lammps.md
-    python scripts/bench_tables.py --check    # exit 1 if docs/lammps.md differs
+    python scripts/bench_tables.py            # print the docs/lammps.md tables
+    python scripts/bench_tables.py --write    # replace them in docs/lammps.md and README.md
+    python scripts/bench_tables.py --check    # exit 1 if either differs
 
+README.md's block ``<!-- bench:summary -->`` takes the headline ratios of the three runs
+(``benchmark-md.json``, ``benchmark-descriptors.json``, ``benchmark-training.json``).
 ``docs/results/benchmark-md.json`` (a copy of ``benchmarks/md.py``'s output) fills the block
 between ``<!-- bench:md -->`` and ``<!-- /bench -->``; ``docs/results/benchmark-descriptors.json``
 (``benchmarks/descriptors.py``) the block between ``<!-- bench:descriptors -->`` and
@@ -77,20 +80,65 @@ def descriptors_table(d: dict) -> str:
     return "\n".join([f"one thread, median of {d['repeats']} calls, {d['machine']}:", "", *lines])
 
 
+def readme_summary(md: dict, desc: dict, train: dict) -> str:
+    """One table of the headline ratios (README), from the three quoted benchmark runs."""
+    rows = ["| benchmark (one thread) | meltpot | peer in the same run | ratio |", "|---|---|---|---|"]
+    res = {(r["n_atoms"], r["variant"], r["tool"], r["cutoff"], r["dtype"]): r for r in desc["results"]}
+    sizes = sorted({k[0] for k in res})
+    for variant in ("narrow", "wide"):
+        ours = [res.get((n, variant, "meltpot", "cosine", "float64")) for n in sizes]
+        peer = [res.get((n, variant, "dscribe", "cosine", "float64")) for n in sizes]
+        if all(ours) and all(peer):
+            ratios = " / ".join("%.1f" % (a["env_per_s"] / b["env_per_s"]) for a, b in zip(ours, peer))
+            rows.append(f"| `descriptors.py`: al-thesis set, {variant} angular, cosine cutoff, float64, "
+                        f"{' / '.join(map(str, sizes))} atoms | {' / '.join(_num(r['env_per_s']) for r in ours)} env/s | "
+                        f"DScribe {' / '.join(_num(r['env_per_s']) for r in peer)} | "
+                        f"{ratios}× |")
+    def fastest(mode):
+        runs = [r for r in train["results"] if r["mode"] == mode]
+        return max(runs, key=lambda r: r["configs_per_s"]) if runs else None
+
+    store, pos = fastest("energy+forces/store"), fastest("energy+forces/positions")   # best batch of each
+    if store and pos:
+        rows.append(f"| `training.py`: energy + forces, 256-atom Al, derivative store | {_num(store['configs_per_s'])} "
+                    f"configs/s | through positions {_num(pos['configs_per_s'])} | "
+                    f"{store['configs_per_s'] / pos['configs_per_s']:.0f}× |")
+    large = md["runs"][-1]
+    for name, p in large["potentials"].items():
+        if name.startswith("meltpot:") and "/" not in name:
+            model = name.split(":", 1)[1]
+            nf = md["models"].get(model, {}).get("n_features")
+            rows.append(f"| `md.py`: liquid Al, {large['atoms']} atoms, pair style meltpot, `{model}` ({nf} functions) | "
+                        f"{_num(p['atom_steps_per_s'])} atom-steps/s | SNAP {_num(large['potentials']['snap']['atom_steps_per_s'])} | "
+                        f"{p['vs_snap']:.2f}× SNAP |")
+    return "\n".join(rows)
+
+
 BLOCKS = {"md": ("benchmark-md.json", md_table), "descriptors": ("benchmark-descriptors.json", descriptors_table)}
+README = ROOT / "README.md"
+SUMMARY_FILES = ("benchmark-md.json", "benchmark-descriptors.json", "benchmark-training.json")
+
+
+def _replace(text: str, key: str, body: str, where: Path) -> str:
+    pattern = re.compile(rf"(<!-- bench:{key} -->\n)(?:.*?\n)??(<!-- /bench -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{where}: no <!-- bench:{key} --> … <!-- /bench --> block")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def render(text: str) -> str:
+    """docs/lammps.md with its blocks written from the JSON."""
     for key, (name, fn) in BLOCKS.items():
         path = RESULTS / name
-        if not path.exists():
-            continue
-        body = fn(json.loads(path.read_text()))
-        pattern = re.compile(rf"(<!-- bench:{key} -->\n)(?:.*?\n)??(<!-- /bench -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{DOC}: no <!-- bench:{key} --> … <!-- /bench --> block")
-        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+        if path.exists():
+            text = _replace(text, key, fn(json.loads(path.read_text())), DOC)
     return text
+
+
+def render_readme(text: str) -> str:
+    """README.md with its summary block written from the JSON."""
+    data = [json.loads((RESULTS / name).read_text()) for name in SUMMARY_FILES]
+    return _replace(text, "summary", readme_summary(*data), README)
 
 
 def main(argv=None) -> int:
@@ -99,14 +147,19 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
     if args.check or args.write:
-        old = DOC.read_text()
-        new = render(old)
-    if args.check:
-        print("docs/lammps.md tables match the benchmark JSON" if new == old else "docs/lammps.md tables differ")
-        return 0 if new == old else 1
-    if args.write:
-        DOC.write_text(new)
-        print(f"wrote {DOC}")
+        pairs = [(DOC, render), (README, render_readme)]
+        differ = []
+        for path, fn in pairs:
+            old = path.read_text()
+            new = fn(old)
+            if new != old:
+                differ.append(path.name)
+                if args.write:
+                    path.write_text(new)
+                    print(f"wrote {path}")
+        if args.check:
+            print("the tables match the benchmark JSON" if not differ else f"tables differ in {', '.join(differ)}")
+            return 1 if differ else 0
     else:
         for key, (name, fn) in BLOCKS.items():
             if (RESULTS / name).exists():
