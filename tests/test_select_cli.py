@@ -30,6 +30,12 @@ def test_select_path_cli(data_dir, tmp_path, capsys):  # noqa: F811
     chosen = json.loads((out / "chosen.json").read_text())
     fs = load_featureset(out / "selected_featureset.yaml")
     assert fs.n_features("Al") == chosen["n_features"] == len(chosen["kept"]["Al"])
+    # every size's distance to the tolerance (how easily the choice flips), smallest first
+    margins = chosen["margins"]
+    assert [m["n_features"] for m in margins] == sorted({int(n) for n in table["n_total"] if n > 0})
+    mine = next(m for m in margins if m["n_features"] == chosen["n_features"])
+    if "within" in chosen["rule"]:
+        assert mine["ratio"] <= 1 + chosen["tolerance"] or all(m["ratio"] > 1 + chosen["tolerance"] for m in margins)
     retrained = load_model(chosen["model"])
     assert retrained.n_features == [chosen["n_features"]]      # the input layer really shrank
     assert (out / "path.png").stat().st_size > 5000

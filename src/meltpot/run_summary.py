@@ -61,6 +61,12 @@ def _selection(run: Path, units: str) -> list[str]:
         return ["not run"]
     out = [f"AGL chose {chosen['n_features']} features at λ = {chosen['lambda']:.4g} "
            f"({chosen.get('rule', 'rule')})"]
+    margins = chosen.get("margins")
+    if margins:   # how close each size is to the tolerance: how easily the choice would flip
+        limit = 1 + chosen.get("tolerance", float("nan"))
+        sizes = ", ".join(f"{m['n_features']}: {m['ratio']:.2f}×" for m in margins)
+        out += ["", f"best retrained validation error per feature count relative to the retrained full set "
+                    f"(the rule's limit {limit:.2f}×): {sizes}"]
     comp = run / "selection" / "comparison" / "comparison.csv"
     if comp.exists():
         scale = 1e3

@@ -365,6 +365,22 @@ def choose(table: pd.DataFrame, tolerance: float = 0.05, lam: float | None = Non
     return ok.sort_values(["val_rmse_retrained", "n_total"]).iloc[0]
 
 
+def choice_margins(table: pd.DataFrame, metric: str = "val_rmse") -> list[dict]:
+    """Every feature count of the path with its best retrained validation error relative to the
+    tolerance rule's reference (see :func:`choose`), smallest count first: how far each size is
+    from the tolerance, i.e. how easily the choice would flip (round-off, a seed, a machine)."""
+    col, dense = f"{metric}_retrained", f"{metric}_dense"
+    ok = table[np.isfinite(table[col])]
+    if not len(ok):
+        return []
+    n_full = int(table["n_full"].iloc[0]) if "n_full" in table else int(ok["n_total"].max())
+    full = ok[ok["n_total"] == n_full]
+    reference = float(full[col].min()) if len(full) else float(table[dense].iloc[0])
+    best = ok.sort_values(col).groupby("n_total", sort=True).head(1).sort_values("n_total")
+    return [{"n_features": int(r["n_total"]), "lambda": float(r["lambda"]), "error": float(r[col]),
+             "ratio": float(r[col]) / reference} for _, r in best.iterrows()]
+
+
 def per_element_search(model, train, val, train_settings: TrainSettings, sel: SelectionSettings,
                        out_dir: str | Path | None = None, units: str = "metal", tolerance: float = 0.05,
                        n_features: dict | None = None) -> tuple[pd.DataFrame, dict]:

@@ -105,7 +105,7 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
     from ..manifest import write_json
     from ..model.modelfile import check_featureset, load_model
     from ..seeds import derive_seed
-    from .path import SelectionSettings, choose, lambda_path
+    from .path import SelectionSettings, choice_margins, choose, lambda_path
     from .plots import plot_path
 
     model = load_model(model_path)
@@ -183,6 +183,9 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
                   noise_features=n_noise,
                   noise_kept={el: [labels[el][j] for j in idx if labels[el][j].startswith("noise")]
                               for el, idx in keep.items()})
+    if "n_full" in table and "element" not in table:   # the tolerance rule's view of every size (one λ path)
+        chosen["margins"] = choice_margins(table, column)
+        chosen["tolerance"] = float(sc["tolerance"])
     write_json(out / "chosen.json", chosen)
     plot_path(table, labels, out / "path.png", unit=unit, scale=scale, chosen=lam)
     return {"table": table, "chosen": chosen, "keep": keep, "lambda": lam, "n_total": n_total, "n_noise": n_noise,
