@@ -39,6 +39,13 @@ def package_versions() -> dict:
     return out
 
 
+def cpu_kernels() -> dict:
+    """torch's CPU capability and the kernel-pinning variables (:mod:`meltpot.reproducibility`)."""
+    from .reproducibility import cpu_kernels as info
+
+    return info()
+
+
 def build_manifest(cfg: dict, inputs=(), outputs=(), extra: dict | None = None) -> dict:
     """A JSON-able manifest of a run (see module docstring)."""
     return {
@@ -48,6 +55,7 @@ def build_manifest(cfg: dict, inputs=(), outputs=(), extra: dict | None = None) 
         "config": {k: v for k, v in cfg.items() if not str(k).startswith("_")},
         "git_commit": git_commit(Path(__file__).parent),
         "platform": platform.platform(),
+        "cpu_kernels": cpu_kernels(),
         "packages": package_versions(),
         "inputs": {str(p): file_sha256(p) for p in inputs},
         "outputs": {str(p): file_sha256(p) for p in outputs},
