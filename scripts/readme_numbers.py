@@ -69,7 +69,10 @@ def paragraph(run: Path) -> str:
     path = pd.read_csv(run / "selection" / "agl" / "path.csv")
     chosen = _json(run / "selection" / "agl" / "chosen.json")
     comp = pd.read_csv(run / "selection" / "comparison" / "comparison.csv").set_index("set")
-    counts = " → ".join(str(int(n)) for n in [22] + list(path["n_total"])) if "n_total" in path else "?"
+    n_full = int(path["n_full"].iloc[0]) if "n_full" in path else 22
+    counts = " → ".join(str(int(n)) for n in [n_full] + list(path["n_total"])) if "n_total" in path else "?"
+    refined = int(path["refined"].sum()) if "refined" in path else 0
+    angular = f" ({int(comp.loc['agl', 'n_angular'])} angular)" if "agl" in comp.index else ""
 
     def rmse(name):
         if name not in comp.index:
@@ -87,7 +90,9 @@ def paragraph(run: Path) -> str:
         f"trains the dense 22-10-10-1 HDNNP on energies and forces and evaluates it (energy RMSE "
         f"validation {_fmt(val['energy_rmse'])}, test {_fmt(test['energy_rmse'])} meV/atom; force RMSE "
         f"validation {_fmt(val.get('force_rmse'), 3)}, test {_fmt(test.get('force_rmse'), 3)} eV/Å), runs the "
-        f"AGL λ path with the same loss ({counts} features), chooses {chosen['n_features']} by the "
+        f"AGL λ path with the same loss ({counts} features in order of λ"
+        f"{f', {refined} of the λ refining the largest drops' if refined else ''}), chooses "
+        f"{chosen['n_features']}{angular} by the "
         f"validation {chosen.get('metric', 'energy_rmse').replace('_', ' ')}, trains the Pearson and CUR "
         f"baselines at that count and compares {int(comp['seeds'].iloc[0])} seeds per set (test energy RMSE: "
         f"full {rmse('full')}, AGL {rmse('agl')}, CUR {rmse('cur')}, Pearson {rmse('pearson')} meV/atom)",
