@@ -8,6 +8,7 @@ import yaml
 from meltpot.cli import main
 from meltpot.descriptors.featureset import load_featureset
 from meltpot.model.modelfile import load_model
+from meltpot.reproducibility import PINNED
 from test_trainer import _config, data_dir  # noqa: F401 - fixture
 
 
@@ -103,7 +104,7 @@ def test_select_noise_features_through_path_filter_and_compare(data_dir, tmp_pat
     assert "noise" in capsys.readouterr().out
 
 
-def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog):  # noqa: F811
+def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog, monkeypatch):  # noqa: F811
     """selection.forces: the λ path, retraining and comparison fit the training loss's force term
     from the derivative store; the choice rule then uses the validation force RMSE."""
     cfg_path = _config(tmp_path, data_dir / "tiny.yaml", loss={"forces": 0.1})
@@ -136,6 +137,20 @@ def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog):  # noq
                  str(tmp_path / "cmp")]) == 0
     comp = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert set(comp["set"]) == {"full", "agl"} and (comp["val_force_rmse_mean"] > 0).all()
+    # two worker processes (the workflow's): the same table, row for row and bit for bit. The
+    # workers must run the same CPU kernels as this process, whose torch was loaded before the
+    # command line could pin them (MKL_CBWR alone changes the last bits here): no pinning
+    for key in PINNED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MELTPOT_CPU_KERNELS", "native")
+    assert main(["select", "compare", str(cfg_path), *common, "--sets", f"agl={out / 'selected_featureset.yaml'}",
+                 "--seeds", "1", "--max-epochs", "2", "--derivatives", str(store), "--out-dir",
+                 str(tmp_path / "cmp1")]) == 0
+    comp = pd.read_csv(tmp_path / "cmp1" / "comparison.csv")
+    assert main(["select", "compare", str(cfg_path), *common, "--sets", f"agl={out / 'selected_featureset.yaml'}",
+                 "--seeds", "1", "--max-epochs", "2", "--derivatives", str(store), "--workers", "2", "--out-dir",
+                 str(tmp_path / "cmp2")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cmp2" / "comparison.csv"), comp, check_exact=True)
     # without the store the selection fits energies only, and says so
     assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir",
                  str(tmp_path / "energy-only")]) == 0

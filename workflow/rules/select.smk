@@ -21,6 +21,7 @@ checkpoint select_lambda:
     benchmark:
         f"{RUN}/benchmarks/select_lambda_{{step}}.tsv"
     threads: 1
+    priority: 10  # the critical path of a run: ahead of the validation MD, which fills the other cores
     resources:
         mem_mb=4000,
         runtime=240,
@@ -50,6 +51,7 @@ rule select_path:
     benchmark:
         f"{RUN}/benchmarks/select_path.tsv"
     threads: 1
+    priority: 10  # the critical path of a run: ahead of the validation MD, which fills the other cores
     resources:
         mem_mb=4000,
         runtime=600,
@@ -76,6 +78,7 @@ rule select_filter:
         method="pearson|cur|fps",
     log:
         f"{RUN}/logs/select_filter_{{method}}.log",
+    priority: 10
     conda:
         ENV
     shell:
@@ -108,10 +111,11 @@ rule select_compare:
         f"{RUN}/logs/select_compare.log",
     benchmark:
         f"{RUN}/benchmarks/select_compare.tsv"
-    threads: 1
+    threads: 2  # worker processes of one thread each: the sets train side by side (same numbers with 1)
+    priority: 10  # the critical path of a run: ahead of the validation MD, which fills the other cores
     conda:
         ENV
     shell:
         "meltpot select compare {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
-        " --sets {params.sets} --seeds {params.seeds} {params.epochs} --threads {threads}"
+        " --sets {params.sets} --seeds {params.seeds} {params.epochs} --threads 1 --workers {threads}"
         " --out-dir {params.out_dir} {params.derivatives} 2> {log}"

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from ..reproducibility import pin_cpu_kernels
 
-    pin_cpu_kernels()          # before the stages import torch: the same kernels on every x86 machine
+    if "torch" not in sys.modules:   # before the stages import torch: the same kernels on every x86 machine
+        pin_cpu_kernels()            # (once torch is loaded, pinning would only set this process apart from its children)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -46,6 +46,9 @@ def add_commands(sub) -> None:
     sc.add_argument("--splits", required=True, help="splits.parquet")
     sc.add_argument("--sets", nargs="*", help="NAME=featureset.yaml (subsets of the cached set); 'full' is always included")
     sc.add_argument("--seeds", type=int, default=4, help="initialisations per set (thesis: 4)")
+    sc.add_argument("--workers", type=int, default=1,
+                    help="processes training the sets side by side, one thread each (the numbers do not depend "
+                         "on it; default 1)")
     sc.add_argument("--without-full", action="store_true",
                     help="do not train the full set (e.g. to split the comparison over several processes)")
     sc.add_argument("--max-epochs", type=int, help="override training.max_epochs (default: the config's)")
@@ -109,7 +112,7 @@ def cmd_compare(args) -> int:
     set_threads(args.threads)
     table = compare_feature_sets(cfg, args.cache, args.index, args.splits, args.out_dir, sets=sets, seeds=args.seeds,
                                  without_full=args.without_full, max_epochs=args.max_epochs,
-                                 derivatives=args.derivatives)
+                                 derivatives=args.derivatives, workers=args.workers)
     scale, unit = energy_unit(cfg["units"])
     for r in table.itertuples():
         print(f"{r.set:>12s}: {r.n_features:3d} features ({r.n_angular} angular" + (f", {r.n_noise} noise" if r.n_noise else "") + "), test RMSE "

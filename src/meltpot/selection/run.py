@@ -229,16 +229,16 @@ def select_filter(cache_path, splits_path, method: str, out, *, n_features=None,
     return sel
 
 
-def compare_feature_sets(cfg: dict, cache_path, index_path, splits_path, out_dir, *, sets=(), seeds: int = 4,
-                         without_full: bool = False, max_epochs=None, derivatives=None):
-    """N seeds per feature set (full, AGL, filters: ``sets`` of (name, featureset.yaml)): test
-    RMSE mean ± std → ``comparison.csv``, ``comparison.json``, ``kept_features.png`` in ``out_dir``.
-    Returns the comparison table."""
-    from ..descriptors.cache import DescriptorCache
-    from ..descriptors.featureset import load_featureset
-    from ..manifest import write_json
-    from .compare import compare_sets, plot_kept_matrix, subset_indices
+def _compare_group(cfg: dict, cache_path, index_path, splits_path, chosen: dict, seeds: int, max_epochs,
+                   derivatives):
+    """Train and test the feature sets ``chosen`` (name → kept indices): one worker's share of
+    :func:`compare_feature_sets` (it loads the data itself)."""
+    import torch
 
+    from ..descriptors.cache import DescriptorCache
+    from .compare import compare_sets
+
+    torch.set_num_threads(1)
     settings = selection_settings(cfg, derivatives)
     if max_epochs:
         settings = settings.replace(max_epochs=max_epochs, restarts=None)
@@ -249,13 +249,64 @@ def compare_feature_sets(cfg: dict, cache_path, index_path, splits_path, out_dir
                                            derivatives=derivatives if settings.uses_forces else None,
                                            element_weights=settings.force_element_weights,
                                            force_frames=cfg["selection"]["force_frames"])
+    return compare_sets(chosen, full, stats, data["train"], data["validation"], data["test"], settings,
+                        seeds=range(seeds), hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
+
+
+def _groups(chosen: dict, workers: int) -> list[dict]:
+    """``chosen`` split into at most ``workers`` groups of about equal cost (features × sets); sets
+    with the same features stay together (they are trained once)."""
+    by_key: dict[str, dict] = {}
+    for name, keep in chosen.items():
+        key = json.dumps({el: sorted(map(int, v)) for el, v in keep.items()}, sort_keys=True)
+        by_key.setdefault(key, {})[name] = keep
+    loads = [0] * max(1, min(workers, len(by_key)))
+    groups: list[dict] = [{} for _ in loads]
+    for members in sorted(by_key.values(), key=lambda m: -sum(len(v) for v in next(iter(m.values())).values())):
+        k = loads.index(min(loads))
+        groups[k].update(members)
+        loads[k] += sum(len(v) for v in next(iter(members.values())).values()) + 10   # + a fixed cost per set
+    return [g for g in groups if g]
+
+
+def compare_feature_sets(cfg: dict, cache_path, index_path, splits_path, out_dir, *, sets=(), seeds: int = 4,
+                         without_full: bool = False, max_epochs=None, derivatives=None, workers: int = 1):
+    """N seeds per feature set (full, AGL, filters: ``sets`` of (name, featureset.yaml)): test
+    RMSE mean ± std → ``comparison.csv``, ``comparison.json``, ``kept_features.png`` in ``out_dir``.
+    ``workers`` > 1 trains the sets in that many processes (each model on one thread and with its
+    own seed, so the numbers do not depend on ``workers``). Returns the comparison table."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    import pandas as pd
+
+    from ..descriptors.cache import DescriptorCache
+    from ..descriptors.featureset import load_featureset
+    from ..manifest import write_json
+    from .compare import plot_kept_matrix, subset_indices
+
+    n_noise, noise_seed = noise_options(cfg)
+    with DescriptorCache(cache_path) as cache:   # the full set's columns, as split_datasets makes them
+        full = cache.featureset()
+        if n_noise:
+            from .noise import noise_featureset
+
+            full = noise_featureset(full, {el: cache.stats(el) for el in full.elements}, n_noise, noise_seed)
     chosen = {} if without_full else {"full": {el: list(range(full.n_features(el))) for el in full.elements}}
     for name, path in sets:
         chosen[name] = subset_indices(full, load_featureset(path), f"{path}")
     if not chosen:
         raise MeltpotError("nothing to compare: give --sets or drop --without-full")
-    table = compare_sets(chosen, full, stats, data["train"], data["validation"], data["test"], settings,
-                         seeds=range(seeds), hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
+    args = (cfg, cache_path, index_path, splits_path)
+    groups = _groups(chosen, workers)
+    if len(groups) == 1:
+        parts = [_compare_group(*args, chosen, seeds, max_epochs, derivatives)]
+    else:
+        log.info("comparison: %d sets in %d worker processes", len(chosen), len(groups))
+        with ProcessPoolExecutor(len(groups), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_compare_group, *args, g, seeds, max_epochs, derivatives) for g in groups]
+            parts = [f.result() for f in futures]
+    table = pd.concat(parts, ignore_index=True).set_index("set").loc[list(chosen)].reset_index()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["kept", "test_rmse_all"]).to_csv(out / "comparison.csv", index=False)
