@@ -48,7 +48,7 @@ def add_commands(sub) -> None:
     sc.add_argument("--seeds", type=int, default=4, help="initialisations per set (thesis: 4)")
     sc.add_argument("--workers", type=int, default=1,
                     help="processes training the sets side by side, one thread each (the numbers do not depend "
-                         "on it; default 1)")
+                         "on it)")
     sc.add_argument("--without-full", action="store_true",
                     help="do not train the full set (e.g. to split the comparison over several processes)")
     sc.add_argument("--max-epochs", type=int, help="override training.max_epochs (default: the config's)")

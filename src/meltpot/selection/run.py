@@ -256,9 +256,9 @@ def _compare_group(cfg: dict, cache_path, index_path, splits_path, chosen: dict,
 def _groups(chosen: dict, workers: int) -> list[dict]:
     """``chosen`` split into at most ``workers`` groups of about equal cost (features × sets); sets
     with the same features stay together (they are trained once)."""
-    by_key: dict[str, dict] = {}
+    by_key: dict[tuple, dict] = {}
     for name, keep in chosen.items():
-        key = json.dumps({el: sorted(map(int, v)) for el, v in keep.items()}, sort_keys=True)
+        key = tuple(sorted((el, tuple(sorted(map(int, v)))) for el, v in keep.items()))
         by_key.setdefault(key, {})[name] = keep
     loads = [0] * max(1, min(workers, len(by_key)))
     groups: list[dict] = [{} for _ in loads]
