@@ -125,9 +125,14 @@ def validation_sentence(comp: dict) -> str:
     for name, v in verdicts.items():
         if not isinstance(v, dict) or "pass" not in v:
             continue
-        value = v.get("value")
+        value, word = v.get("value"), v.get("verdict") or ("pass" if v["pass"] else "fail")
         shown = f"{value:.3g}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-        bits.append(f"{name} {shown} ({'pass' if v['pass'] else 'fail'})")
+        if v.get("interval"):
+            lo, hi = v["interval"]
+            shown += f" ({v.get('sigma_threshold', 2):g}σ interval {lo:.3g} … {hi:.3g}, limit ±{v['threshold']:g}: {word})"
+        else:
+            shown += f" ({word})"
+        bits.append(f"{name} {shown}")
     n = comp.get("replicas") or comp.get("n_replicas")
     head = f"then runs the EAM and the model in LAMMPS ({n} replicas each) and compares them: " if n else \
         "then runs the EAM and the model in LAMMPS and compares them: "

@@ -95,20 +95,20 @@ _VAL_QUANTITIES = ("density", "pe_per_atom", "T", "r_min", "g_peak_r", "g_peak",
 def _validation_condition(comp: dict) -> list[str]:
     """Checks, verdicts and the replica table (mean ± std per label, difference ± se) of one
     `meltpot md compare` comparison.json."""
-    from .md.compare import UNITS
+    from .md.compare import UNITS, verdict_shown
 
     runs, verdicts = comp["runs"], comp.get("verdicts") or {}
     labels = list(runs)
     ref, others = labels[0], labels[1:]
     unit = UNITS.get(comp.get("units"), {})
     counts = ", ".join(f"{lab} {runs[lab]['n_replicas']}" for lab in labels)
-    out = [f"replicas: {counts} ({runs[ref]['n_atoms']} atoms each); overall: "
-           f"{'pass' if comp.get('pass') else 'FAIL'}"]
+    overall = comp.get("outcome") or ("pass" if comp.get("pass") else "fail")
+    out = [f"replicas: {counts} ({runs[ref]['n_atoms']} atoms each); overall: {verdict_shown({'verdict': overall})}"]
     for label, chk in (comp.get("checks") or {}).items():
         verdict = "stable" if chk["stable"] else "NOT stable: " + "; ".join(chk["problems"])
         out.append(f"- {label}: {verdict}" + (f" ({'; '.join(chk['notes'])})" if chk.get("notes") else ""))
     for name, v in verdicts.items():
-        out.append(f"- {name}: {'pass' if v.get('pass') else 'FAIL'} — {v.get('detail', '')}")
+        out.append(f"- {name}: {verdict_shown(v)} — {v.get('detail', '')}")
     rows = []
     for q in _VAL_QUANTITIES:
         if q == "extrapolation_atom_steps" and all(runs[lab]["mean"].get(q) is None for lab in labels):
@@ -123,8 +123,7 @@ def _validation_condition(comp: dict) -> list[str]:
                 d = comp["differences"][lab][q]
                 row[f"{lab} − {ref} (± se)"] = _pm(d["difference"], d["se"], ".3g")
             v = verdicts.get(q if len(others) == 1 else f"{lab}:{q}")
-            row[f"{lab} verdict" if len(others) > 1 else "verdict"] = "" if v is None else \
-                ("pass" if v["pass"] else "FAIL")
+            row[f"{lab} verdict" if len(others) > 1 else "verdict"] = "" if v is None else verdict_shown(v)
         rows.append(row)
     return out + [""] + _table(pd.DataFrame(rows))
 

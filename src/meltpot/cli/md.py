@@ -120,7 +120,8 @@ def add_commands(sub) -> None:
     c.add_argument("--rmax", type=float, help="g(r) range (length units: Å in metal, σ in lj; default: half the "
                                                 "narrowest cell of all runs)")
     for key, what in (("D_relative", "|ΔD|/D_ref (dimensionless)"),
-                      ("D_sigmas", "|ΔD| in combined standard errors (dimensionless)"),
+                      ("sigmas", "k of the Δ ± kσ interval tested against each tolerance (σ: combined standard "
+                                 "error)"),
                       ("pe_per_atom", "|ΔE_pot| per atom (energy units)"), ("gr_mse", "g(r) MSE (dimensionless)"),
                       ("density_relative", "|Δρ|/ρ_ref (dimensionless)")):
         c.add_argument(f"--{key.replace('_', '-')}", dest=key, type=float, metavar="X",
@@ -157,7 +158,7 @@ def _pairs(specs, what):
 def cmd_compare(args) -> int:
     from ..config import load_config
     from ..errors import MeltpotError
-    from ..md.compare import THRESHOLDS, combine_comparisons, compare_runs
+    from ..md.compare import THRESHOLDS, combine_comparisons, compare_runs, verdict_shown
 
     if args.combine:
         if args.runs:
@@ -180,7 +181,7 @@ def cmd_compare(args) -> int:
                              thresholds=thresholds, bins=args.bins, rmax=args.rmax)
         verdict = json.loads((args.out_dir / "comparison.json").read_text())
         for name, v in verdict["verdicts"].items():
-            print(f"{name}: {'pass' if v['pass'] else 'FAIL'} — {v['detail']}")
-        print(f"overall: {'pass' if verdict['pass'] else 'FAIL'}")
+            print(f"{name}: {verdict_shown(v)} — {v['detail']}")
+        print(f"overall: {verdict_shown({'verdict': verdict['outcome']})}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0

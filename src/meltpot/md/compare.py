@@ -15,12 +15,17 @@ grid (the same r_max — half the narrowest cell of all runs unless given — an
 its noise floor (the MSE two equal potentials would show: the mean over bins of the squared
 standard errors of both averages).
 
-Verdicts (:data:`THRESHOLDS`, config ``validation_md.thresholds``): D passes when |ΔD|/D_ref ≤
-``D_relative`` and |ΔD| ≤ ``D_sigmas`` σ (σ the combined standard error; skipped with one replica
-per label); the potential energy when |ΔE_pot| ≤ ``pe_per_atom`` (default 0.005 eV/atom in metal
-units, 0.01 ε/atom in lj); g(r) when the MSE ≤ ``gr_mse``; the density when |Δρ|/ρ_ref ≤
-``density_relative``. A value that could not be computed fails. The overall ``pass`` needs every
-verdict and the stability checks (:func:`stability_checks`, per replica) of every compared label.
+Verdicts (:data:`THRESHOLDS`, config ``validation_md.thresholds``) compare each difference with
+a tolerance — |ΔD|/D_ref ≤ ``D_relative``, |ΔE_pot| ≤ ``pe_per_atom`` (default 0.005 eV/atom in
+metal units, 0.01 ε/atom in lj), |Δρ|/ρ_ref ≤ ``density_relative`` — as an equivalence test on
+the interval Δ ± k σ (k = ``sigmas``, σ the combined standard error): **pass** when the whole
+interval lies within the tolerance, **fail** when it lies wholly outside, **inconclusive** when it
+straddles the limit (the replicas are too few or too short to tell; run more or longer). So a
+small but significant difference passes and a large difference that is noise is not called a
+failure. With one replica per label there is no σ and the point estimate decides (pass/fail).
+g(r) passes when the MSE of the replica-averaged curves ≤ ``gr_mse``. A value that could not be
+computed fails. The overall ``pass`` needs every verdict to pass and the stability checks
+(:func:`stability_checks`, per replica) of every compared label.
 
 Writes ``comparison.csv`` (one row per quantity: per label the mean, ``_std`` and ``_sem``, per
 compared label the difference ``LABEL-REF``, its ``_se`` and ``LABEL_verdict``; the g(r) MSE as
@@ -55,7 +60,7 @@ log = logging.getLogger(__name__)
 PRODUCTION_STAGES = ("produce", "production")
 
 #: default verdict thresholds (config ``validation_md.thresholds``); ``pe_per_atom`` None: by units
-THRESHOLDS = {"D_relative": 0.10, "D_sigmas": 2.0, "pe_per_atom": None, "gr_mse": 1.0e-3, "density_relative": 0.01}
+THRESHOLDS = {"D_relative": 0.10, "sigmas": 2.0, "pe_per_atom": None, "gr_mse": 1.0e-3, "density_relative": 0.01}
 #: default |ΔE_pot| per atom by units: 5 meV/atom (metal), 0.01 ε/atom (lj; about 0.2 % of a
 #: dense LJ liquid's energy, the same fraction as 5 meV of liquid Al's)
 PE_PER_ATOM = {"metal": 0.005, "lj": 0.01}
@@ -191,60 +196,87 @@ def resolve_thresholds(thresholds: Mapping | None = None, units: str = "metal") 
     return out
 
 
+def verdict_word(v: Mapping) -> str:
+    """'pass', 'fail' or 'inconclusive' of one verdict dict (older files carry only ``pass``)."""
+    return v.get("verdict") or ("pass" if v.get("pass") else "fail")
+
+
+def overall_outcome(verdicts, checks) -> str:
+    """'fail' when a verdict fails or a run is not stable, else 'inconclusive' when a verdict is,
+    else 'pass'."""
+    words = [verdict_word(v) for v in verdicts]
+    if "fail" in words or not all(c["stable"] for c in checks):
+        return "fail"
+    return "inconclusive" if "inconclusive" in words else "pass"
+
+
+def verdict_shown(v: Mapping) -> str:
+    """The verdict as printed for people: 'pass', 'FAIL' or 'INCONCLUSIVE'."""
+    w = verdict_word(v)
+    return w if w == "pass" else w.upper()
+
+
 def _finite(*xs) -> bool:
     return all(x is not None and math.isfinite(x) for x in xs)
 
 
+def _tolerance_verdict(d: float, se: float, limit: float, k: float, *, scale: float | None = None,
+                       what: str, unit: str, missing: str) -> dict:
+    """Equivalence test of a difference ``d`` ± ``k``·``se`` against the tolerance ``limit`` (relative
+    to ``scale`` when given, else absolute): pass / fail / inconclusive (module docstring).
+    ``value`` is the difference in the tolerance's terms (relative when ``scale`` is given)."""
+    rel = scale is not None
+    f = (1.0 / scale) if rel and _finite(scale) and scale != 0 else (1.0 if not rel else float("nan"))
+    value, sigma = d * f, abs(se * f) if _finite(se) else float("nan")
+    res = {"value": value, "threshold": limit, "difference": d, "se": se, "sigma_threshold": k,
+           "sigmas": abs(d) / se if _finite(d, se) and se > 0 else None}
+    if not _finite(value):
+        return {**res, "pass": False, "verdict": "fail", "interval": None, "detail": missing}
+    shown = (lambda x: f"{100 * x:+.1f} %") if rel else (lambda x: f"{x:+.3g} {unit}".rstrip())
+    lim_shown = f"{100 * limit:g} %" if rel else f"{limit:g} {unit}".rstrip()
+    head = f"{what} = {d:.3g} {unit}".rstrip() + (f" = {shown(value)}" if rel else "")
+    if not _finite(sigma):
+        verdict = "pass" if abs(value) <= limit else "fail"
+        return {**res, "pass": verdict == "pass", "verdict": verdict, "interval": None,
+                "detail": f"{head} (limit ±{lim_shown}); one replica per label: no σ, the value decides"}
+    lo, hi = value - k * sigma, value + k * sigma
+    if max(abs(lo), abs(hi)) <= limit:
+        verdict, why = "pass", "inside"
+    elif lo > limit or hi < -limit:
+        verdict, why = "fail", "outside"
+    else:
+        verdict, why = "inconclusive", "across the limit: more or longer replicas needed to decide"
+    return {**res, "pass": verdict == "pass", "verdict": verdict, "interval": [lo, hi],
+            "detail": f"{head}, {k:g}σ interval [{shown(lo)}, {shown(hi)}] {why} (limit ±{lim_shown})"}
+
+
 def verdicts(ref: dict, run: dict, diff: dict, gr_mse: dict, thresholds: dict, units: str = "metal") -> dict:
-    """The pass/fail verdicts of one compared label (see module docstring). ``ref``/``run``: the
+    """The verdicts (pass / fail / inconclusive) of one compared label (see module docstring). ``ref``/``run``: the
     per-quantity statistics (:func:`replica_stats`) of the reference and of the label; ``diff``:
     ``{quantity: {"difference", "se"}}``; ``gr_mse``: ``{"value", "noise"}``; ``thresholds``
     resolved (:func:`resolve_thresholds`)."""
     u = UNITS.get(units, {})
+    k = thresholds["sigmas"]
     out = {}
-    # D: relative difference and consistency with zero within D_sigmas combined standard errors
     d, se, d_ref = diff["D"]["difference"], diff["D"]["se"], ref["D"]["mean"]
-    rel = d / d_ref if _finite(d, d_ref) and d_ref != 0 else float("nan")
-    k, lim = thresholds["D_sigmas"], thresholds["D_relative"]
-    if not _finite(rel):
-        out["D"] = {"value": rel, "threshold": lim, "pass": False, "detail": "D not computed"}
-    else:
-        ok_rel = abs(rel) <= lim
-        if _finite(se):
-            ok_sig = abs(d) <= k * se
-            sig = f"|ΔD| {'≤' if ok_sig else '>'} {k:g}σ (σ = {se:.3g})"
-        else:
-            ok_sig, sig = True, "no σ with one replica per label: the σ test is skipped"
-        out["D"] = {"value": rel, "threshold": lim, "pass": bool(ok_rel and ok_sig),
-                    "difference": d, "se": se, "sigmas": abs(d) / se if _finite(se) and se > 0 else None,
-                    "sigma_threshold": k,
-                    "detail": f"ΔD = {d:.3g} {u.get('D', '')} = {100 * rel:+.1f} % of D_ref "
-                              f"(limit {100 * lim:g} %); {sig}"}
-    # potential energy per atom: absolute difference
-    d, se, lim = diff["pe_per_atom"]["difference"], diff["pe_per_atom"]["se"], thresholds["pe_per_atom"]
-    unit = u.get("pe_per_atom", "")
-    if not _finite(d):
-        detail = "E_pot not computed"
-    else:
-        detail = f"ΔE_pot = {d:.3g}" + (f" ± {se:.2g}" if _finite(se) else "") + f" {unit} (limit {lim:g})"
-    out["pe_per_atom"] = {"value": d, "threshold": lim, "pass": bool(_finite(d) and abs(d) <= lim), "se": se,
-                          "detail": detail}
+    out["D"] = _tolerance_verdict(d, se, thresholds["D_relative"], k, scale=d_ref, what="ΔD",
+                                  unit=u.get("D", ""), missing="D not computed")
+    d, se = diff["pe_per_atom"]["difference"], diff["pe_per_atom"]["se"]
+    out["pe_per_atom"] = _tolerance_verdict(d, se, thresholds["pe_per_atom"], k, what="ΔE_pot",
+                                            unit=u.get("pe_per_atom", ""), missing="E_pot not computed")
     # g(r): MSE of the replica-averaged curves on the common grid
     mse, noise, lim = gr_mse["value"], gr_mse["noise"], thresholds["gr_mse"]
     if not _finite(mse):
         detail = "g(r) not computed"
     else:
         detail = f"MSE {mse:.3g} (limit {lim:g}" + (f"; noise floor {noise:.2g})" if _finite(noise) else ")")
-    out["gr_mse"] = {"value": mse, "threshold": lim, "pass": bool(_finite(mse) and mse <= lim), "noise": noise,
-                     "detail": detail}
-    # density: relative difference
-    d, rho = diff["density"]["difference"], ref["density"]["mean"]
-    rel = d / rho if _finite(d, rho) and rho != 0 else float("nan")
-    lim = thresholds["density_relative"]
-    out["density"] = {"value": rel, "threshold": lim, "pass": bool(_finite(rel) and abs(rel) <= lim),
-                      "difference": d, "se": diff["density"]["se"],
-                      "detail": f"Δρ = {d:.3g} {u.get('density', '')} = {100 * rel:+.2f} % (limit {100 * lim:g} %)"
-                      if _finite(rel) else "density not computed (no Density column)"}
+    ok = _finite(mse) and mse <= lim
+    out["gr_mse"] = {"value": mse, "threshold": lim, "pass": bool(ok), "verdict": "pass" if ok else "fail",
+                     "noise": noise, "detail": detail}
+    d, se, rho = diff["density"]["difference"], diff["density"]["se"], ref["density"]["mean"]
+    out["density"] = _tolerance_verdict(d, se, thresholds["density_relative"], k, scale=rho, what="Δρ",
+                                        unit=u.get("density", ""),
+                                        missing="density not computed (no Density column)")
     return out
 
 
@@ -306,7 +338,7 @@ def compare_runs(runs: Mapping[str, str | Path | Sequence[str | Path]], out_dir:
             else:
                 row[f"{lab}-{ref}"], row[f"{lab}-{ref}_se"] = diffs[lab][q]["difference"], diffs[lab][q]["se"]
             v = verdict[lab].get(q)
-            row[f"{lab}_verdict"] = "" if v is None else "pass" if v["pass"] else "fail"
+            row[f"{lab}_verdict"] = "" if v is None else verdict_word(v)
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "comparison.csv", index=False)
@@ -328,6 +360,7 @@ def compare_runs(runs: Mapping[str, str | Path | Sequence[str | Path]], out_dir:
                  for lab in labels},
         "differences": diffs, "gr_mse": mse, "checks": checks, "verdicts": flat,
         "pass": all(v["pass"] for v in flat.values()) and all(c["stable"] for c in checks.values()),
+        "outcome": overall_outcome(flat.values(), checks.values()),
     }
     write_json(out / "comparison.json", summary)
     _plots(res, g_mean, out, labels, units, stats)
@@ -407,5 +440,7 @@ def combine_comparisons(parts: Mapping[str, str | Path], out_dir: str | Path) ->
         "verdicts": {f"{obs}@{name}": v for name, d in data.items() for obs, v in (d.get("verdicts") or {}).items()},
         "checks": {f"{lab}@{name}": c for name, d in data.items() for lab, c in (d.get("checks") or {}).items()},
         "pass": all(bool(d.get("pass")) for d in data.values()),
+        "outcome": overall_outcome([{"verdict": d.get("outcome") or ("pass" if d.get("pass") else "fail")}
+                                    for d in data.values()], []),
     })
     return table
