@@ -80,6 +80,15 @@ def paragraph(run: Path) -> str:
         row = comp.loc[name]
         return f"{row['test_rmse_mean'] * 1e3:.2f} ± {row['test_rmse_std'] * 1e3:.2f}"
 
+    def frmse(name):
+        if name not in comp.index or "val_force_rmse_mean" not in comp:
+            return "n/a"
+        row = comp.loc[name]
+        return f"{row['val_force_rmse_mean']:.3f} ± {row['val_force_rmse_std']:.3f}"
+
+    forces = (f"; validation force RMSE: full {frmse('full')}, AGL {frmse('agl')}, CUR {frmse('cur')}, "
+              f"Pearson {frmse('pearson')} eV/Å") if "val_force_rmse_mean" in comp else ""
+
     parts = [
         f"`make run` runs the whole chain on a small scale: it samples the default Al states "
         f"({n_states}) with the Mendelev EAM reference in LAMMPS, validates every frame, writes the "
@@ -95,7 +104,7 @@ def paragraph(run: Path) -> str:
         f"{chosen['n_features']}{angular} by the "
         f"validation {chosen.get('metric', 'energy_rmse').replace('_', ' ')}, trains the Pearson and CUR "
         f"baselines at that count and compares {int(comp['seeds'].iloc[0])} seeds per set (test energy RMSE: "
-        f"full {rmse('full')}, AGL {rmse('agl')}, CUR {rmse('cur')}, Pearson {rmse('pearson')} meV/atom)",
+        f"full {rmse('full')}, AGL {rmse('agl')}, CUR {rmse('cur')}, Pearson {rmse('pearson')} meV/atom{forces})",
     ]
     vcomp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
     if vcomp:
@@ -136,7 +145,12 @@ def validation_sentence(comp: dict) -> str:
     n = comp.get("replicas") or comp.get("n_replicas")
     head = f"then runs the EAM and the model in LAMMPS ({n} replicas each) and compares them: " if n else \
         "then runs the EAM and the model in LAMMPS and compares them: "
-    return head + ", ".join(bits)
+    outcome = comp.get("outcome")
+    tail = f"; overall {outcome}" if outcome else ""
+    if outcome == "inconclusive":
+        tail += (" (the replicas are too few or too short to resolve the tolerances; "
+                 "config/presets/al-validation-full.yaml runs ones that do)")
+    return head + ", ".join(bits) + tail
 
 
 def main(argv=None) -> int:
