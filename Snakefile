@@ -36,6 +36,7 @@ rule all:
         DESCRIPTORS,
         f"{RUN}/evaluation/dense/metrics.json",
         f"{RUN}/selection/comparison/comparison.csv",
+        *STABILITY,
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
         *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),

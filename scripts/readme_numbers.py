@@ -86,6 +86,13 @@ def paragraph(run: Path) -> str:
         row = comp.loc[name]
         return f"{row['val_force_rmse_mean']:.3f} ± {row['val_force_rmse_std']:.3f}"
 
+    stab = _json(run / "selection" / "stability" / "stability.json")
+    seeds = ""
+    if stab:
+        others = ", ".join(f"{n} ({a} angular)" for n, a in zip(stab["n_features"][1:], stab["n_angular"][1:]))
+        jac = ", ".join(f"{j:.2f}" for j in stab["jaccard_vs_first"][1:])
+        seeds = (f" (the same path with {len(stab['path_seeds']) - 1} other seed{'s' if len(stab['path_seeds']) > 2 else ''} "
+                 f"chose {others}; overlap of the kept sets {jac})")
     forces = (f"; validation force RMSE: full {frmse('full')}, AGL {frmse('agl')}, CUR {frmse('cur')}, "
               f"Pearson {frmse('pearson')} eV/Å") if "val_force_rmse_mean" in comp else ""
 
@@ -102,7 +109,7 @@ def paragraph(run: Path) -> str:
         f"AGL λ path with the same loss ({counts} features in order of λ"
         f"{f', {refined} of the λ refining the largest drops' if refined else ''}), chooses "
         f"{chosen['n_features']}{angular} by the "
-        f"validation {chosen.get('metric', 'energy_rmse').replace('_', ' ')}, trains the Pearson and CUR "
+        f"validation {chosen.get('metric', 'energy_rmse').replace('_', ' ')}{seeds}, trains the Pearson and CUR "
         f"baselines at that count and compares {int(comp['seeds'].iloc[0])} seeds per set (test energy RMSE: "
         f"full {rmse('full')}, AGL {rmse('agl')}, CUR {rmse('cur')}, Pearson {rmse('pearson')} meV/atom{forces})",
     ]

@@ -155,3 +155,52 @@ def test_select_path_and_compare_with_forces(data_dir, tmp_path, caplog, monkeyp
     assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir",
                  str(tmp_path / "energy-only")]) == 0
     assert "fits energies only" in caplog.text
+
+
+def test_path_seeds_and_the_stability_of_the_choice(data_dir, tmp_path, capsys):  # noqa: F811
+    """--path-seed K reruns the λ path with other random parts (reproducibly); `select stability`
+    puts the choices side by side."""
+    import pytest
+
+    from meltpot.errors import MeltpotError
+    from meltpot.selection.stability import path_stability
+
+    cfg_path = _config(tmp_path, data_dir / "tiny.yaml")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["selection"] = {"gl_epochs": 6, "agl_epochs": 6, "retrain_epochs": 6, "lambda_factor": 20.0,
+                        "max_lambdas": 8, "tolerance": 10.0, "refine_steps": 0}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    common = ["--cache", str(data_dir / "tiny.h5"), "--index", str(data_dir / "index.parquet"),
+              "--splits", str(data_dir / "splits.parquet")]
+    dense = tmp_path / "dense.pt"
+    assert main(["train", str(cfg_path), *common, "--out", str(dense), "--no-progress"]) == 0
+    runs = {}
+    for name, seed in (("own", 0), ("seed1", 1), ("seed1_again", 1)):
+        runs[name] = tmp_path / name
+        assert main(["select", "path", str(cfg_path), "--model", str(dense), *common, "--out-dir", str(runs[name]),
+                     "--path-seed", str(seed)]) == 0
+    step = {n: json.loads((d / "lambda_00" / "result.json").read_text()) for n, d in runs.items()}
+    assert step["own"]["fingerprint"] != step["seed1"]["fingerprint"]            # other seeds, another path
+    assert step["seed1"] == step["seed1_again"]                                  # … and reproducible
+    assert json.loads((runs["seed1"] / "chosen.json").read_text())["path_seed"] == 1
+    capsys.readouterr()
+    out = tmp_path / "stability"
+    assert main(["select", "stability", "--paths", str(runs["own"]), str(runs["seed1"]), "--out-dir", str(out)]) == 0
+    assert "λ paths with 2 seeds chose" in capsys.readouterr().out
+    data = json.loads((out / "stability.json").read_text())
+    chosen = [json.loads((runs[n] / "chosen.json").read_text()) for n in ("own", "seed1")]
+    assert data["path_seeds"] == [0, 1] and data["n_features"] == [c["n_features"] for c in chosen]
+    assert data["same_count"] == (chosen[0]["n_features"] == chosen[1]["n_features"])
+    sets = [set(c["kept_labels"]["Al"]) for c in chosen]
+    assert data["jaccard_vs_first"][0] == 1.0
+    assert data["jaccard_vs_first"][1] == pytest.approx(len(sets[0] & sets[1]) / len(sets[0] | sets[1]))
+    assert set(data["kept_by_all"]) == sets[0] & sets[1]
+    assert set(data["kept_by_some"]) == (sets[0] | sets[1]) - (sets[0] & sets[1])
+    table = pd.read_csv(out / "stability.csv")
+    assert list(table["path_seed"]) == [0, 1] and table["path"].str.contains("→").all()
+    with pytest.raises(MeltpotError, match="seeds repeat"):
+        path_stability([runs["seed1"], runs["seed1_again"]], tmp_path / "bad")
+    with pytest.raises(MeltpotError, match="chosen.json does not exist"):
+        path_stability([runs["own"], tmp_path], tmp_path / "bad")
+    with pytest.raises(MeltpotError, match="at least two"):
+        path_stability([runs["own"]], tmp_path / "bad")

@@ -231,6 +231,23 @@ def test_snakemake_runs_tiny_config_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "up to date" in (run / "logs" / "descriptors.log").read_text()
     assert os.stat(h5).st_ino == before.st_ino and os.stat(h5).st_size == before.st_size
+    # a second λ path with other seeds (selection.path_seeds): the run's own path is not redone,
+    # the choices are compared (selection/stability/) and the summary says how stable the choice is
+    changed = yaml.safe_load(TINY.read_text())
+    changed["selection"]["path_seeds"] = 2
+    (tmp_path / "changed_seeds.yaml").write_text(yaml.safe_dump(changed))
+    kept = [run / "models" / "dense.pt", run / "selection" / "agl" / "lambda_00" / "result.json",
+            run / "selection" / "comparison" / "comparison.csv"]
+    mtimes = [os.stat(f).st_mtime_ns for f in kept]
+    res = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(tmp_path / "changed_seeds.yaml"),
+                          "--quiet", "rules"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "select_path_seed" in log and "select_stability" in log, log[-3000:]
+    assert [os.stat(f).st_mtime_ns for f in kept] == mtimes      # the run's own path and models untouched
+    stability = json.loads((run / "selection" / "stability" / "stability.json").read_text())
+    assert stability["path_seeds"] == [0, 1] and stability["n_features"][0] == chosen["n_features"]
+    assert "λ paths with 2 seeds chose" in (run / "summary.md").read_text()
 
 
 def test_snakemake_rejects_bad_config_before_any_rule(tmp_path):

@@ -67,6 +67,11 @@ def _selection(run: Path, units: str) -> list[str]:
         sizes = ", ".join(f"{m['n_features']}: {m['ratio']:.2f}×" for m in margins)
         out += ["", f"best retrained validation error per feature count relative to the retrained full set "
                     f"(the rule's limit {limit:.2f}×): {sizes}"]
+    stability = _json(run / "selection" / "stability" / "stability.json")
+    if stability:   # the same path with other seeds: does the choice hold?
+        from .selection.stability import stability_sentence
+
+        out += ["", stability_sentence(stability) + " (selection/stability/)"]
     comp = run / "selection" / "comparison" / "comparison.csv"
     if comp.exists():
         scale = 1e3

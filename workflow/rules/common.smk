@@ -192,7 +192,7 @@ STAGE_KEYS = {
                     "descriptors.chunk_frames"),
     "derivatives": ("seed", "elements", "descriptors.featureset", "descriptors.derivatives"),
     "training": ("seed", "model", "training"),
-    "selection": ("seed", "model", "training", "selection"),
+    "selection": ("seed", "model", "training", "selection", "!selection.path_seeds"),
     # the settings of the runs (replicas and, with several temperatures, the temperatures only add
     # or drop runs; the thresholds rerun only the comparison: validation_compare)
     "validation_md": ("seed", "units", "elements", "reference", "md", "validation_md.model",
@@ -216,9 +216,14 @@ STAGE_KEYS = {
 
 
 def stage_slice(stage):
-    """The config keys of a stage (dotted paths such as md.timestep pick one sub-key) as a dict."""
+    """The config keys of a stage (dotted paths such as md.timestep pick one sub-key; !a.b drops
+    sub-key b of a key taken whole) as a dict."""
     out = {}
     for key in STAGE_KEYS[stage]:
+        if key.startswith("!"):
+            head, _, sub = key[1:].partition(".")
+            out[head] = {k: v for k, v in out[head].items() if k != sub}
+            continue
         head, _, sub = key.partition(".")
         if sub:
             out.setdefault(head, {})[sub] = (CFG.get(head) or {}).get(sub)
@@ -236,6 +241,9 @@ def stage_config(stage):
 # feature selection (workflow/rules/select.smk): the λ path as one job per λ
 SELECT = f"{RUN}/selection"
 PER_ELEMENT = CFG["selection"]["lambda_per_element"] and len(CFG["elements"]) > 1
+#: λ paths with other seeds (select_path_seed) and their comparison (select_stability)
+PATH_SEEDS = int(CFG["selection"]["path_seeds"])
+STABILITY = [f"{SELECT}/stability/stability.json"] if PATH_SEEDS > 1 and not PER_ELEMENT else []
 N_LAMBDAS = (len(CFG["selection"]["lambdas"]) if CFG["selection"]["lambdas"] else CFG["selection"]["max_lambdas"]) + CFG["selection"]["refine_steps"]
 SELECT_INPUTS = dict(config=run_config(), model=f"{RUN}/models/dense.pt", cache=DESCRIPTORS,
                      index=f"{RUN}/dataset/index.parquet", splits=f"{RUN}/dataset/splits.parquet",

@@ -108,6 +108,7 @@ rule manifest:
         outputs=FRAME_FILES + [f"{RUN}/dataset/index.parquet", f"{RUN}/dataset/splits.parquet", DESCRIPTORS,
                                f"{RUN}/models/dense.pt", f"{RUN}/evaluation/dense/metrics.json",
                                f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"]
+        + STABILITY
         + ([ML_POTENTIAL, f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else [])
         + ([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else [])
         + ([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),

@@ -119,3 +119,53 @@ rule select_compare:
         "meltpot select compare {input.config} --cache {input.cache} --index {input.index} --splits {input.splits}"
         " --sets {params.sets} --seeds {params.seeds} {params.epochs} --threads 1 --workers {threads}"
         " --out-dir {params.out_dir} {params.derivatives} 2> {log}"
+
+
+# How stable the choice is: the whole λ path again with other seeds (selection.path_seeds − 1
+# extra paths, one job each, beside the run's own per-λ jobs), then the choices side by side.
+# (PATH_SEEDS and STABILITY, the target, in common.smk)
+
+
+rule select_path_seed:
+    input:
+        unpack(lambda wc: SELECT_INPUTS),
+    output:
+        f"{SELECT}/stability/path{{seed}}/chosen.json",
+    wildcard_constraints:
+        seed=r"[1-9][0-9]*",
+    log:
+        f"{RUN}/logs/select_path_seed{{seed}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/select_path_seed{{seed}}.tsv"
+    threads: 1
+    priority: 5  # after the run's own λ path and comparison, ahead of the validation MD
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    params:
+        out_dir=lambda wc, output: Path(output[0]).parent,
+        derivatives=lambda wc, input: derivatives_arg(input),
+    conda:
+        ENV
+    shell:
+        "meltpot select path {input.config} --model {input.model} --cache {input.cache} --index {input.index}"
+        " --splits {input.splits} --out-dir {params.out_dir} --threads {threads} --path-seed {wildcards.seed}"
+        " {params.derivatives} 2> {log}"
+
+
+rule select_stability:
+    input:
+        first=f"{SELECT}/agl/chosen.json",
+        others=[f"{SELECT}/stability/path{k}/chosen.json" for k in range(1, PATH_SEEDS)],
+    output:
+        f"{SELECT}/stability/stability.json",
+        f"{SELECT}/stability/stability.csv",
+    log:
+        f"{RUN}/logs/select_stability.log",
+    params:
+        paths=lambda wc, input: " ".join(str(Path(f).parent) for f in [input.first, *input.others]),
+        out_dir=lambda wc, output: Path(output[0]).parent,
+    conda:
+        ENV
+    shell:
+        "meltpot select stability --paths {params.paths} --out-dir {params.out_dir} > {log} 2>&1"

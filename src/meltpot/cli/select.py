@@ -21,7 +21,16 @@ def add_commands(sub) -> None:
     sp.add_argument("--until-step", type=int, help="compute the path only up to this λ step (0-based; earlier "
                                                    "steps are reused) and stop: one λ per workflow job "
                                                    "(default: the whole path)")
+    sp.add_argument("--path-seed", type=int, default=0,
+                    help="K > 0: the same path with seeds derived from K (minibatch order, cold starts), to "
+                         "see how stable the choice is (`meltpot select stability`); 0 is the run's own path")
     sp.set_defaults(func=cmd_path)
+
+    st = command(ssub, "stability", "how stable the AGL choice is across λ paths of different --path-seed")
+    st.add_argument("--paths", nargs="+", required=True, metavar="DIR",
+                    help="`meltpot select path` output folders (chosen.json, path.csv); the first is the reference")
+    st.add_argument("--out-dir", required=True, help="stability.csv and stability.json")
+    st.set_defaults(func=cmd_stability)
 
     sf = command(ssub, "filter", "unsupervised filter baseline: pearson, cur or fps at a feature count")
     sf.add_argument("--cache", required=True, help="descriptor cache (HDF5) of the dataset")
@@ -59,6 +68,14 @@ def add_commands(sub) -> None:
     sc.set_defaults(func=cmd_compare)
 
 
+def cmd_stability(args) -> int:
+    """The choices of several λ paths side by side (stability.csv, stability.json)."""
+    from ..selection.stability import path_stability, stability_sentence
+
+    print(stability_sentence(path_stability(args.paths, args.out_dir)))
+    return 0
+
+
 def cmd_path(args) -> int:
     """λ path (GL → AGL → retrain) from a trained dense model; resumes in --out-dir."""
     from ..config import load_config
@@ -68,7 +85,7 @@ def cmd_path(args) -> int:
     cfg = load_config(args.config)
     set_threads(args.threads)
     res = select_path(cfg, args.model, args.cache, args.index, args.splits, args.out_dir,
-                      derivatives=args.derivatives, until_step=args.until_step)
+                      derivatives=args.derivatives, until_step=args.until_step, path_seed=args.path_seed)
     if "step" in res:   # one λ of the workflow's per-λ rules
         print(json_text(res, indent=None))
         return 0

@@ -89,14 +89,18 @@ def _finite(x) -> float | None:
 
 
 def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_dir, *, derivatives=None,
-                until_step: int | None = None) -> dict:
+                until_step: int | None = None, path_seed: int = 0) -> dict:
     """λ path (GL → AGL → retrain) from a trained dense model, resuming in ``out_dir``, and the
     choice of a feature set by the config's ``selection`` rule (``chosen.json``,
     ``selected_featureset.yaml``, ``path.png``).
 
     With ``until_step`` only the path up to that λ step is computed (one λ per workflow job);
     returns ``{"step", "lambda", "n_total", "end"}`` of the last step then. Otherwise returns
-    ``{"table", "chosen", "keep", "lambda", "n_total", "n_noise", "out"}``."""
+    ``{"table", "chosen", "keep", "lambda", "n_total", "n_noise", "out"}``.
+
+    ``path_seed`` K > 0 derives the path's seeds (minibatch order, cold initialisations) from K as
+    well: the same path with other random parts, to see how stable the choice is
+    (:mod:`meltpot.selection.stability`); 0 is the run's own path."""
     import dataclasses
 
     import numpy as np
@@ -111,11 +115,18 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
     model = load_model(model_path)
     sc = cfg["selection"]
     names = {f.name for f in dataclasses.fields(SelectionSettings)}
+    if path_seed < 0:
+        raise MeltpotError(f"path_seed {path_seed}: need 0 (the run's path) or a positive integer")
+    extra = (f"path{path_seed}",) if path_seed else ()
     sel = SelectionSettings(**{k: v for k, v in sc.items() if k in names},
-                            seed=derive_seed(cfg["seed"], "select-cold-init"))
+                            seed=derive_seed(cfg["seed"], "select-cold-init", *extra))
     tcfg = cfg["training"]
-    settings = selection_settings(cfg, derivatives, **({} if tcfg.get("seed") is not None
-                                                       else {"seed": derive_seed(cfg["seed"], "select")}))
+    if path_seed:
+        base = tcfg["seed"] if tcfg.get("seed") is not None else cfg["seed"]
+        settings = selection_settings(cfg, derivatives, seed=derive_seed(base, "select", *extra))
+    else:
+        settings = selection_settings(cfg, derivatives, **({} if tcfg.get("seed") is not None
+                                                           else {"seed": derive_seed(cfg["seed"], "select")}))
     n_noise, noise_seed = noise_options(cfg)
     with DescriptorCache(cache_path) as cache:
         check_featureset(model, cache.info()["featureset_hash"], what=f"the descriptors in {cache_path}",
@@ -179,7 +190,8 @@ def select_path(cfg: dict, model_path, cache_path, index_path, splits_path, out_
                            "set selection.choose_lambda or choose_n_features")
     n_total = sum(map(len, keep.values()))
     model.featureset.subset(keep, name=f"{model.featureset.name}-agl{n_total}").save(out / "selected_featureset.yaml")
-    chosen.update(kept=keep, kept_labels={el: [labels[el][j] for j in idx] for el, idx in keep.items()},
+    chosen.update(path_seed=int(path_seed),
+                  kept=keep, kept_labels={el: [labels[el][j] for j in idx] for el, idx in keep.items()},
                   noise_features=n_noise,
                   noise_kept={el: [labels[el][j] for j in idx if labels[el][j].startswith("noise")]
                               for el, idx in keep.items()})
