@@ -271,6 +271,14 @@ def _edit(path, old, new, count=1):
      r"input\.nn, line \d+: symfunction_short: neighbour element 'Cu'"),
     (lambda d: _edit(d / "input.nn", "global_nodes_short 7 5", "global_nodes_short 7"),
      r"input\.nn, line \d+: global_nodes_short: needs 2 value"),
+    (lambda d: _edit(d / "input.nn", "global_nodes_short 7 5", "global_nodes_short 7 5 3"),
+     r"input\.nn, line \d+: global_nodes_short: 3 values for 2 hidden layers"),
+    (lambda d: _edit(d / "input.nn", "global_activation_short t t l", "global_activation_short t t"),
+     r"input\.nn, line \d+: global_activation_short: needs 3 value"),
+    (lambda d: _edit(d / "input.nn", "global_activation_short t t l", "global_activation_short t t l l"),
+     r"input\.nn, line \d+: global_activation_short: 4 letters: one per layer, the output layer included, makes 3"),
+    (lambda d: _edit(d / "input.nn", "global_activation_short t t l", "global_activation_short t t x"),
+     r"input\.nn, line \d+: global_activation_short: letter 'x' not evaluated"),
     (lambda d: _edit(d / "input.nn", "cutoff_type 6 0.0", "cutoff_type 4 0.0"),
      r"input\.nn, line \d+: cutoff_type: 4 is not supported"),
     (lambda d: _edit(d / "input.nn", "number_of_elements 2\n", ""), r"input\.nn: number_of_elements: keyword missing"),
@@ -285,6 +293,22 @@ def test_malformed_files_name_file_line_and_key(exported, damage, message):
     damage(exported)
     with pytest.raises(N2p2FormatError, match=message):
         read_n2p2(exported)
+
+
+def test_the_output_layer_activation_is_read_and_applied(exported):
+    """n2p2 applies the output layer's letter too: a file with ``t`` there gives tanh of the
+    linear output (the reader used to assume ``l`` whatever the file said)."""
+    from meltpot.export.n2p2 import n2p2_atomic_energies
+
+    pot = read_n2p2(exported)
+    assert pot.activations == ["t", "t", "l"]
+    G = np.random.default_rng(5).uniform(0.0, 2.0, (4, len(pot.functions["Al"])))
+    linear = n2p2_atomic_energies(pot, "Al", G, with_offset=False)
+    _edit(exported / "input.nn", "global_activation_short t t l", "global_activation_short t t t")
+    squashed = read_n2p2(exported)
+    assert squashed.activations == ["t", "t", "t"]
+    np.testing.assert_allclose(n2p2_atomic_energies(squashed, "Al", G, with_offset=False), np.tanh(linear),
+                               rtol=1e-14, atol=0)
 
 
 @pytest.fixture(scope="module")

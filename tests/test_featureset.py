@@ -103,3 +103,37 @@ def test_grid_generator():
     assert len(shifted) == 5 and shifted[-1] < 6.0
     centred = sorted({f.eta for f in radial if f.rs == 0})
     assert len(centred) == 4 and centred[0] == pytest.approx(1 / (2 * 3.0**2))
+
+
+def test_an_angular_pair_is_unordered():
+    """(Al, Ni) and (Ni, Al) name the same angular function: listing both is a duplicate, and
+    either spelling gives the same descriptor values."""
+    import numpy as np
+    from ase import Atoms
+
+    from meltpot.descriptors.compute import AtomsDescriptor
+
+    g = dict(type="angular_narrow", eta=0.01, rc=6.0, zeta=2.0, lam=-1.0)
+    radial = [SymmetryFunction("radial", 0.1, 6.0, neighbors=(e,)) for e in ("Al", "Ni")]
+    with pytest.raises(ConfigError, match=r"lists G.*twice.*unordered"):
+        FeatureSet({"Al": radial + [SymmetryFunction(**g, neighbors=("Al", "Ni")),
+                                    SymmetryFunction(**g, neighbors=("Ni", "Al"))], "Ni": radial})
+    rng = np.random.default_rng(3)
+    pos = np.array([[i, j, k] for i in range(3) for j in range(3) for k in range(3)], float) * 2.7
+    atoms = Atoms(["Al", "Ni"] * 13 + ["Al"], positions=pos + rng.normal(0, 0.1, pos.shape), cell=[8.1] * 3, pbc=True)
+    values = []
+    for pair in (("Al", "Ni"), ("Ni", "Al")):
+        fs = FeatureSet({el: radial + [SymmetryFunction(**g, neighbors=pair)] for el in ("Al", "Ni")})
+        G, _ = AtomsDescriptor(fs).features(atoms)
+        values.append(np.asarray(G))
+    assert np.abs(values[0][:, -1]).max() > 0
+    np.testing.assert_array_equal(values[0], values[1])
+
+
+def test_lam_is_another_name_of_lambda():
+    base = {"type": "angular_narrow", "eta": 0.01, "rc": 6.0, "zeta": 2}
+    a = SymmetryFunction.from_dict({**base, "lambda": -1})
+    assert SymmetryFunction.from_dict({**base, "lam": -1}) == a == SymmetryFunction(**base, lam=-1.0)
+    assert a.to_dict()["lambda"] == -1.0 and "lam" not in a.to_dict()
+    with pytest.raises(ConfigError, match="lambda 1 and lam -1 differ"):
+        SymmetryFunction.from_dict({**base, "lambda": 1, "lam": -1})

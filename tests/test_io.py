@@ -242,10 +242,26 @@ def test_guess_format_and_unknown_name(tmp_path):
     assert guess_format("a/vasprun_12.xml") == "vasp-xml"
     assert guess_format("x.xyz") == guess_format("x.extxyz") == "extxyz"
     assert guess_format("input.data") == guess_format("train.data") == "n2p2"
+    assert guess_format("input.data.train") == guess_format("run/input.data-old") == "n2p2"
     odd = tmp_path / "frames.pdb"
     odd.write_text("")
-    with pytest.raises(FrameError, match=r"frames\.pdb.*cannot guess"):
+    with pytest.raises(FrameError, match=r"frames\.pdb.*cannot tell the file format.*--format"):
         read_frames(odd)
+
+
+def test_the_format_of_an_unknown_name_comes_from_the_content(tmp_path):
+    """Files under names that say nothing are read by content: n2p2, OUTCAR, vasprun.xml, extxyz."""
+    import shutil
+
+    data = Path(__file__).parent / "data"
+    for src, fmt in (("input.data", "n2p2"), ("OUTCAR_Al4_md", "vasp-out"), ("vasprun_Al4_md.xml", "vasp-xml"),
+                     ("AlNi_liquid.extxyz", "extxyz")):
+        blind = tmp_path / f"frames_{fmt}.txt"
+        shutil.copy(data / src, blind)
+        assert guess_format(blind) == fmt, src
+        got, want = read_frames(blind), read_frames(data / src)
+        assert len(got) == len(want) > 0
+        assert got[0].get_potential_energy() == want[0].get_potential_energy()
     with pytest.raises(ValueError, match="unknown format"):
         read_frames(EXTXYZ, format="cif")
 

@@ -167,3 +167,52 @@ def test_cell_heights_and_degenerate_input():
     with pytest.raises(ValueError, match="volume"):
         neighbor_pairs(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(3, 3, dtype=torch.float64),
                        (True,) * 3, 3.0)
+
+
+def test_clusters_and_slabs_without_cell_vectors():
+    """A cluster without a cell (all zeros, pbc False) and a slab whose open axis has no vector:
+    the same pairs as the same atoms in a box, and a zero vector along a periodic axis is an error."""
+    from ase.cluster import Icosahedron
+
+    cluster = Icosahedron("Al", 2)
+    cluster.rattle(0.05, seed=2)
+    assert cluster.cell.volume == 0 and not cluster.pbc.any()
+    boxed = cluster.copy()
+    boxed.center(vacuum=8.0)
+    _, _, (i, j, s) = our_pairs(cluster, 4.0)
+    assert len(i) > 0 and as_set(i, j, s) == ase_pairs(boxed, 4.0)
+    slab = Atoms("Al4", positions=[[0, 0, 0], [2, 0, 1], [0, 2, 2], [2, 2, 3]], cell=[[4, 0, 0], [0, 4, 0], [0, 0, 0]],
+                 pbc=(True, True, False))
+    padded = slab.copy()
+    padded.cell[2] = [0, 0, 20.0]
+    _, _, (i, j, s) = our_pairs(slab, 3.5)
+    assert as_set(i, j, s) == ase_pairs(padded, 3.5)
+    with pytest.raises(ValueError, match="vector c is zero but the axis is periodic"):
+        neighbor_pairs(torch.zeros(2, 3, dtype=torch.float64), torch.tensor(slab.cell[:], dtype=torch.float64),
+                       (True, True, True), 3.0)
+
+
+def test_descriptors_and_calculator_of_a_cluster_equal_those_in_a_box():
+    from ase.cluster import Icosahedron
+
+    from meltpot.descriptors import load_featureset
+    from meltpot.descriptors.compute import AtomsDescriptor
+    from meltpot.model import HDNNP
+    from meltpot.model.calculator import MeltpotCalculator
+
+    fs = load_featureset("al-thesis", ["Al"])
+    cluster = Icosahedron("Al", 3)
+    cluster.rattle(0.05, seed=1)
+    boxed = cluster.copy()
+    boxed.center(vacuum=8.0)
+    boxed.pbc = True                                  # vacuum wider than r_c: no image within reach
+    G, _ = AtomsDescriptor(fs).features(cluster)
+    G_box, _ = AtomsDescriptor(fs).features(boxed)
+    np.testing.assert_allclose(np.asarray(G), np.asarray(G_box), rtol=0, atol=1e-12)
+    torch.manual_seed(0)
+    model = HDNNP(fs, hidden=(5,))
+    for atoms in (cluster, boxed):
+        atoms.calc = MeltpotCalculator(model)
+    assert cluster.get_potential_energy() == pytest.approx(boxed.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(cluster.get_forces(), boxed.get_forces(), atol=1e-12)
+    assert np.abs(cluster.get_forces().sum(0)).max() < 1e-12

@@ -67,10 +67,11 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 
 def guess_format(path: str | os.PathLike) -> str:
-    """Format from the file name: ``OUTCAR*`` → vasp-out, ``vasprun*.xml`` → vasp-xml,
-    ``*.xyz``/``*.extxyz`` → extxyz, ``input.data``/``*.data`` → n2p2.
+    """Format from the file name — ``OUTCAR*`` → vasp-out, ``vasprun*.xml`` → vasp-xml,
+    ``*.xyz``/``*.extxyz`` → extxyz, ``input.data*`` (n2p2 also writes ``input.data.<suffix>``)
+    and ``*.data`` → n2p2 — else from the content of an existing file (:func:`sniff_format`).
 
-    Raises :class:`FrameError` naming the file when no rule matches.
+    Raises :class:`FrameError` naming the file when neither tells.
     """
     name = Path(path).name
     lower = name.lower()
@@ -80,11 +81,43 @@ def guess_format(path: str | os.PathLike) -> str:
         return "vasp-xml"
     if lower.endswith((".xyz", ".extxyz")):
         return "extxyz"
-    if lower == "input.data" or lower.endswith(".data"):
+    if lower.startswith("input.data") or lower.endswith(".data"):
         return "n2p2"
+    fmt = sniff_format(path) if Path(path).is_file() else None
+    if fmt:
+        return fmt
     raise FrameError(str(path), None,
-                     "cannot guess the file format from the name; pass format= one of "
-                     + ", ".join(FORMATS))
+                     "cannot tell the file format from the name or the content; give it (one of "
+                     + ", ".join(FORMATS) + ": --format or --input-format on the command line, "
+                     "imports[].format in a config, format= in Python)")
+
+
+def sniff_format(path: str | os.PathLike, max_lines: int = 400) -> str | None:
+    """The format from the first lines of a file, or None: n2p2 (``begin`` … ``atom`` lines),
+    vasprun.xml (an XML ``<modeling>`` document), OUTCAR (the ``vasp.`` version header or
+    ``POTCAR:`` lines), extended XYZ (an atom count, then a comment line)."""
+    lines = []
+    try:
+        with open(path, errors="replace") as fh:
+            for _ in range(max_lines):
+                line = fh.readline()
+                if not line:
+                    break
+                lines.append(line.strip())
+    except OSError:
+        return None
+    words = [ln.split()[0].lower() for ln in lines if ln and not ln.startswith("#")]
+    if words and words[0] == "begin" and any(w == "atom" for w in words):
+        return "n2p2"
+    head = "\n".join(lines[:20])
+    if head.startswith("<?xml") and "<modeling" in head:
+        return "vasp-xml"
+    if any(ln.startswith("vasp.") for ln in lines[:5]) or any("POTCAR:" in ln for ln in lines):
+        return "vasp-out"
+    content = [ln for ln in lines if ln]
+    if len(content) >= 2 and content[0].isdigit() and int(content[0]) > 0:
+        return "extxyz"
+    return None
 
 
 _ALIASES = {"xyz": "extxyz", "outcar": "vasp-out", "vasprun": "vasp-xml",

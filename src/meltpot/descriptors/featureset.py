@@ -115,6 +115,11 @@ class SymmetryFunction:
     @classmethod
     def from_dict(cls, d: dict, where: str = "function") -> "SymmetryFunction":
         allowed = {"type", "eta", "rs", "rc", "zeta", "lambda", "neighbors"}
+        if "lam" in d:   # the Python attribute's name (lambda is a keyword there); files say lambda
+            if "lambda" in d and d["lambda"] != d["lam"]:
+                raise ConfigError(f"{where}: lambda {d['lambda']!r} and lam {d['lam']!r} differ (lam is another "
+                                  "name of lambda: give one)")
+            d = {**{k: v for k, v in d.items() if k != "lam"}, "lambda": d["lam"]}
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise ConfigError(f"{where}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -178,6 +183,16 @@ def is_noise(f) -> bool:
     return getattr(f, "type", None) == "noise"
 
 
+def _identity(f) -> tuple:
+    """What makes two functions the same: every parameter, and the neighbour elements as an
+    unordered pair for angular functions (the pair block sums the atom pairs {j, k} with those
+    elements, so (Al, Ni) and (Ni, Al) compute the same values)."""
+    if is_noise(f):
+        return ("noise", f.index)
+    nb = tuple(sorted(f.neighbors)) if f.is_angular else f.neighbors
+    return (f.type, f.eta, f.rc, f.rs, f.zeta, f.lam, nb)
+
+
 @dataclass
 class FeatureSet:
     """Element-resolved symmetry functions per centre element, and the cutoff function."""
@@ -203,9 +218,13 @@ class FeatureSet:
                 if unknown:
                     raise ConfigError(f"feature set {self.name}: {el} function {f.label()} names "
                                       f"{', '.join(unknown)}, not an element of the set {sorted(elements)}")
-            dup = len({f for f in fns}) != len(fns)
-            if dup:
-                raise ConfigError(f"feature set {self.name}: element {el} lists a function twice")
+            seen: dict = {}
+            for i, f in enumerate(fns):
+                key = _identity(f)
+                if key in seen:
+                    raise ConfigError(f"feature set {self.name}: element {el} lists {f.label()} twice (functions "
+                                      f"{seen[key]} and {i}; an angular function's neighbour pair is unordered)")
+                seen[key] = i
 
     # ------------------------------------------------------------------ construction
     @classmethod

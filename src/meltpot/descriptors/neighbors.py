@@ -30,6 +30,35 @@ def cell_heights(cell: torch.Tensor) -> torch.Tensor:
     return volume / areas
 
 
+def complete_cell(cell: torch.Tensor, pbc) -> torch.Tensor:
+    """``cell`` with the zero vectors of open (non-periodic) axes replaced by unit vectors
+    perpendicular to the others, so that a cluster or molecule without a cell (all zeros, pbc
+    False) or a slab without a vacuum vector gets a searchable frame. Open axes never carry an
+    image shift, so the replacement does not change any pair or shift. Raises ValueError when
+    a periodic axis has no length or the cell stays flat."""
+    cell = cell.clone()
+    norms = cell.norm(dim=-1)
+    for ax in range(3):
+        if norms[ax] < 1e-12 and pbc[ax]:
+            raise ValueError(f"cell vector {'abc'[ax]} is zero but the axis is periodic: a periodic cell needs "
+                             "non-zero volume")
+    open_zero = [ax for ax in range(3) if norms[ax] < 1e-12]
+    if len(open_zero) == 3:
+        return torch.eye(3, dtype=cell.dtype, device=cell.device)
+    for ax in open_zero:
+        others = [cell[b] for b in range(3) if b != ax and cell[b].norm() > 1e-12]
+        if len(others) == 2:
+            v = torch.linalg.cross(others[0], others[1])
+        else:                      # one vector left: any unit vector perpendicular to it
+            u = others[0] / others[0].norm()
+            trial = torch.eye(3, dtype=cell.dtype, device=cell.device)[int(torch.argmin(u.abs()))]
+            v = trial - (trial @ u) * u
+        cell[ax] = v / v.norm()
+    if torch.linalg.det(cell).abs() < 1e-12:
+        raise ValueError("neighbour search needs a cell with non-zero volume (or zero vectors along open axes)")
+    return cell
+
+
 @torch.no_grad()
 def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: float,
                    chunk: int = 128, allow_images: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,7 +67,8 @@ def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: flo
     Parameters
     ----------
     positions: (N, 3) Cartesian positions (any float dtype, any device).
-    cell: (3, 3) cell vectors as rows; must have non-zero volume.
+    cell: (3, 3) cell vectors as rows; non-zero volume, except zero vectors along open axes
+        (a cluster without a cell: :func:`complete_cell`).
     pbc: three booleans.
     cutoff: pair cutoff (same length unit).
     allow_images: if False, a cutoff above half a periodic cell width (where an atom would
@@ -55,8 +85,7 @@ def neighbor_pairs(positions: torch.Tensor, cell: torch.Tensor, pbc, cutoff: flo
     if n == 0:
         return empty
     periodic = torch.as_tensor([bool(p) for p in pbc], device=device)
-    if torch.linalg.det(cell).abs() < 1e-12:
-        raise ValueError("neighbour search needs a cell with non-zero volume")
+    cell = complete_cell(cell, [bool(p) for p in pbc])
     heights = cell_heights(cell)
     if not allow_images:
         for ax in range(3):

@@ -52,8 +52,9 @@ n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the sour
    For an ``nn.Linear`` weight W (out, in) that is ``W.T.ravel()`` followed by ``b``.
 6. **Activations** (``Mode::setupNeuralNetwork``): ``global_activation_short`` letters l
    (identity), t (tanh), s (logistic), p (softplus ln(1+eˣ), with x > 35 → x and x < −35 → 0 in
-   ``NeuralNetwork::propagateLayer``), r, g, c, S, e, h; one letter per hidden layer (the output
-   layer is always identity; we write its ``l`` too, as n2p2's examples do). Our
+   ``NeuralNetwork::propagateLayer``), r, g, c, S, e, h; one letter per layer, the output layer
+   included (n2p2 applies that one too; meltpot's output layer is linear, so the writer gives it
+   ``l``, and :func:`read_n2p2` evaluates whatever letter a file names there). Our
    ``shifted_softplus`` (softplus − ln 2) is exported as ``p`` with the −ln 2 folded into the next
    layer's bias (b' = b − ln2·Σ_j W_kj); n2p2 has no SiLU, so ``silu`` models are refused.
    (PyTorch's softplus returns x above 20, n2p2's above 35: the difference, < 2·10⁻⁹ per
@@ -512,12 +513,18 @@ def read_n2p2(directory) -> N2p2Potential:
     line, args = _one(path, keys, "global_hidden_layers_short", 1)
     n_hidden = _int(path, line, "global_hidden_layers_short", args[0])
     line, args = _one(path, keys, "global_nodes_short", n_hidden)
-    hidden = [_int(path, line, "global_nodes_short", a) for a in args[:n_hidden]]
-    line, args = _one(path, keys, "global_activation_short", n_hidden)
-    for a in args[:n_hidden]:
+    if len(args) != n_hidden:
+        _fail(path, line, "global_nodes_short", f"{len(args)} values for {n_hidden} hidden layers "
+                                                f"(global_hidden_layers_short)")
+    hidden = [_int(path, line, "global_nodes_short", a) for a in args]
+    line, args = _one(path, keys, "global_activation_short", n_hidden + 1)
+    if len(args) != n_hidden + 1:
+        _fail(path, line, "global_activation_short", f"{len(args)} letters: one per layer, the output layer "
+                                                     f"included, makes {n_hidden + 1}")
+    for a in args:
         if a not in _LETTERS:
             _fail(path, line, "global_activation_short", f"letter {a!r} not evaluated here (supported: {_LETTERS})")
-    activations = list(args[:n_hidden]) + ["l"]
+    activations = list(args)             # the output layer's too: n2p2 applies it
     functions = {el: [] for el in elements}
     for line, args in keys.get("symfunction_short", []):
         ec, fn = _parse_function(path, line, args, elements)
