@@ -18,6 +18,9 @@
 
 MODEL is a model file (.pt) or, for torchscript and mliap, the ``chosen.json`` of ``meltpot
 select path`` (its chosen λ's retrained model).
+
+``meltpot model import n2p2 DIR --out MODEL.pt``: the way back: a trained n2p2 potential directory as a
+meltpot model file (:mod:`meltpot.export.n2p2_import`), usable wherever a trained model is.
 """
 
 from __future__ import annotations
@@ -55,6 +58,32 @@ def add_commands(sub) -> None:
     p.add_argument("--tolerance", type=float, default=1e-9, help="largest allowed |E_n2p2 - E_model| per atom "
                                                                  "(energy units)")
     p.set_defaults(func=cmd_n2p2)
+
+    msub = group(sub, "model", "model files: bring in a potential trained elsewhere")
+    p = command(msub, "import", "a potential of another code as a meltpot model file (n2p2: a directory with "
+                                "input.nn, scaling.data, weights.NNN.data)")
+    p.add_argument("format", choices=["n2p2"], help="the potential's code")
+    p.add_argument("directory", help="the potential's directory")
+    p.add_argument("--out", required=True, help="meltpot model file to write (.pt)")
+    p.add_argument("--units", choices=["metal", "lj"], help="unit system of the potential (n2p2 has none; default: "
+                                                            "the file's meltpot_units comment, else metal)")
+    p.set_defaults(func=cmd_import_n2p2)
+
+
+def cmd_import_n2p2(args) -> int:
+    """n2p2 potential directory → meltpot model file."""
+    from ..export.n2p2_import import import_n2p2
+
+    res = import_n2p2(args.directory, args.out, units=args.units)
+    model, pot = res["model"], res["potential"]
+    norm = (f"; normalisation mean_energy {pot.mean_energy:g}, conv_energy {pot.conv_energy:g}, "
+            f"conv_length {pot.conv_length:g} folded in" if pot.conv_energy != 1.0 or pot.mean_energy else "")
+    print(f"wrote {res['out']}: elements {' '.join(model.elements)}; functions "
+          + ", ".join(f"{el} {n}" for el, n in zip(model.elements, model.n_features))
+          + f"; {'-'.join(map(str, model.hidden))} {model.activation}; cutoff {model.featureset.cutoff} "
+            f"{model.cutoff:g}; scaling {pot.scaling_type}{norm}; units {model.units}")
+    print(f"feature set: {res['featureset']} (for `meltpot descriptors compute --featureset`)")
+    return 0
 
 
 def cmd_torchscript(args) -> int:

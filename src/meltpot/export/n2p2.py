@@ -59,8 +59,8 @@ n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the sour
    layer's bias (b' = b − ln2·Σ_j W_kj); n2p2 has no SiLU, so ``silu`` models are refused.
    (PyTorch's softplus returns x above 20, n2p2's above 35: the difference, < 2·10⁻⁹ per
    neuron, arises only for pre-activations beyond 20.)
-7. **Energies and units.** n2p2 is unit-agnostic (no ``mean_energy``/``conv_*`` keywords are
-   written, so no normalisation); ``atom_energy <El> <E>`` offsets are added to the total energy
+7. **Energies and units.** n2p2 is unit-agnostic (the writer gives no ``mean_energy``/``conv_*``
+   keywords, so no normalisation; the reader applies them: output / conv_energy + mean_energy); ``atom_energy <El> <E>`` offsets are added to the total energy
    (``Mode::addEnergyOffset`` in ``InterfaceLammps::process``) but *not* to LAMMPS per-atom
    energies (``InterfaceLammps::getAtomicEnergy``). The model's units (metal: eV, Å; lj: ε, σ)
    are stated in an ``input.nn`` comment; in LAMMPS use ``cflength``/``cfenergy`` 1.0 in the
@@ -96,10 +96,12 @@ CUTOFF_OF_N2P2 = {v: k for k, v in N2P2_CUTOFF.items()}
 #: elements n2p2 knows (``ElementMap::knownElements``: H … No, Z = 1 … 102)
 MAX_Z = 102
 _SCALING_KEYS = ("scale_symmetry_functions", "center_symmetry_functions", "scale_symmetry_functions_sigma")
-_UNSUPPORTED_KEYS = ("normalize_nodes", "mean_energy", "conv_energy", "conv_length", "element_nodes_short")
+_UNSUPPORTED_KEYS = ("normalize_nodes", "element_nodes_short")
+#: n2p2's data-set normalisation (``nnp-norm``): all three or none
+_NORM_KEYS = ("mean_energy", "conv_energy", "conv_length")
 _UNIQUE_KEYS = ("number_of_elements", "elements", "cutoff_type", "global_hidden_layers_short",
                 "global_nodes_short", "global_activation_short", "scale_min_short", "scale_max_short",
-                "nnp_type", *_SCALING_KEYS, *_UNSUPPORTED_KEYS)
+                "nnp_type", *_SCALING_KEYS, *_UNSUPPORTED_KEYS, *_NORM_KEYS)
 UNIT_NOTE = {"metal": "metal (energies eV, lengths Angstrom)",
              "lj": "lj (energies epsilon, lengths sigma; element Ar is a placeholder)"}
 
@@ -324,6 +326,13 @@ class N2p2Potential:
     scaling: dict[str, np.ndarray]
     layers: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     units: str | None = None
+    #: n2p2's normalisation (``mean_energy``, ``conv_energy``, ``conv_length``): the network's
+    #: output is in normalised units, E_atom = output / conv_energy + mean_energy (physical).
+    #: conv_length changes no symmetry-function value (n2p2 converts positions and parameters
+    #: alike, ``SymFnc::changeLengthUnit``), so it enters nothing here.
+    mean_energy: float = 0.0
+    conv_energy: float = 1.0
+    conv_length: float = 1.0
 
     @property
     def cutoff(self) -> str | None:
@@ -485,6 +494,16 @@ def read_n2p2(directory) -> N2p2Potential:
     for k in _UNSUPPORTED_KEYS:
         if k in keys:
             _fail(path, keys[k][0][0], k, "not supported by this reader (meltpot never writes it)")
+    norm = {}
+    present = [k for k in _NORM_KEYS if k in keys]
+    if present and len(present) != len(_NORM_KEYS):
+        _fail(path, keys[present[0]][0][0], present[0], f"normalisation needs all of {', '.join(_NORM_KEYS)}; "
+                                                        f"missing {', '.join(k for k in _NORM_KEYS if k not in keys)}")
+    for k in present:
+        line, args = _one(path, keys, k, 1)
+        norm[k] = _float(path, line, k, args[0])
+        if k != "mean_energy" and norm[k] <= 0:
+            _fail(path, line, k, f"{args[0]}: must be > 0")
     if "nnp_type" in keys and keys["nnp_type"][0][1] not in (["1"], []):
         _fail(path, keys["nnp_type"][0][0], "nnp_type", "only 1 (short range only) is supported")
     line, args = _one(path, keys, "elements", 1)
@@ -547,7 +566,8 @@ def read_n2p2(directory) -> N2p2Potential:
               for el in elements}
     return N2p2Potential(directory=d, elements=elements, atom_energy=atom_energy, cutoff_type=cutoff_type,
                          cutoff_alpha=cutoff_alpha, scaling_type=scaling_type, smin=smin, smax=smax, hidden=hidden,
-                         activations=activations, functions=functions, scaling=scaling, layers=layers, units=units)
+                         activations=activations, functions=functions, scaling=scaling, layers=layers, units=units,
+                         **norm)
 
 
 # ----------------------------------------------------------------------------------------
@@ -590,7 +610,7 @@ def n2p2_atomic_energies(pot: N2p2Potential, element: str, G_n2p2_order, with_of
     x = n2p2_scale(pot, element, np.asarray(G_n2p2_order, dtype=np.float64))
     for (W, b), letter in zip(pot.layers[element], pot.activations):
         x = _activate(letter, x @ W.T + b)
-    e = x[:, 0]
+    e = x[:, 0] / pot.conv_energy + pot.mean_energy     # normalised → physical units
     return e + pot.atom_energy[element] if with_offset else e
 
 
