@@ -148,3 +148,34 @@ def test_cli(tmp_path, capsys):
 
     fs = load_featureset(tmp_path / "m.featureset.yaml")      # for a descriptor cache of the model's functions
     assert fs.content_hash() == back.featureset.content_hash() and "m.featureset.yaml" in out
+
+
+def test_symfunction_lines_to_and_from_a_feature_set(tmp_path, capsys):
+    """al-thesis for Al–Ni as n2p2 lines and back: the same functions, the same lines again; an
+    angular pair written either way round is one function."""
+    from meltpot.descriptors.featureset import load_featureset
+    from meltpot.export.n2p2 import featureset_from_n2p2
+
+    assert main(["descriptors", "featureset", "--preset", "al-thesis", "--elements", "Al", "Ni", "--out",
+                 str(tmp_path / "fs.yaml"), "--n2p2-lines", str(tmp_path / "sf.nn")]) == 0
+    text = (tmp_path / "sf.nn").read_text()
+    assert text.count("symfunction_short Al ") == text.count("symfunction_short Ni ") == 54
+    assert "cutoff_type 6 0.0" in text
+    assert main(["descriptors", "featureset", "--n2p2", str(tmp_path / "sf.nn"), "--out", str(tmp_path / "back.yaml"),
+                 "--n2p2-lines", str(tmp_path / "again.nn")]) == 0
+    fs, back = load_featureset(tmp_path / "fs.yaml"), load_featureset(tmp_path / "back.yaml")
+    assert back.cutoff == "polynomial" and back.elements == ["Al", "Ni"]
+    for el in ("Al", "Ni"):
+        assert set(back.per_element[el]) == set(fs.per_element[el])
+    assert _body(tmp_path / "again.nn") == _body(tmp_path / "sf.nn")
+    # (Ni, Al) and (Al, Ni): one function, so both lines are a duplicate
+    line = next(ln for ln in text.splitlines() if ln.startswith("symfunction_short Al 3 Al Ni"))
+    w = line.split()
+    swapped = " ".join(w[:3] + [w[4], w[3]] + w[5:])
+    (tmp_path / "dup.nn").write_text(f"cutoff_type 6 0.0\n{line}\n{swapped}\nsymfunction_short Ni 2 Al 0.1 0.0 6.8\n")
+    with pytest.raises(N2p2FormatError, match=r"dup\.nn, line 3: symfunction_short: element Al: this function is "
+                                              r"given twice"):
+        featureset_from_n2p2(tmp_path / "dup.nn")
+    (tmp_path / "odd.nn").write_text("cutoff_type 2 0.0\n" + line + "\n")
+    with pytest.raises(N2p2FormatError, match=r"odd\.nn, line 1: cutoff_type: 2 0\.0: meltpot computes 1"):
+        featureset_from_n2p2(tmp_path / "odd.nn")

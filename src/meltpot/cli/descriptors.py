@@ -35,12 +35,17 @@ def add_commands(sub) -> None:
     de.add_argument("--element", help="only this element (default: all)")
     de.set_defaults(func=cmd_export)
 
-    dfs = command(dsub, "featureset", "write a resolved feature-set YAML from a preset or a grid")
+    dfs = command(dsub, "featureset", "write a resolved feature-set YAML from a preset, a grid or n2p2 "
+                                      "symfunction_short lines (and those lines from any of them)")
     src = dfs.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="preset name or feature-set YAML")
     src.add_argument("--grid", action="store_true", help="generate a grid (needs --elements and --rc)")
+    src.add_argument("--n2p2", metavar="INPUT_NN", help="the symfunction_short lines of an n2p2 settings file "
+                                                        "(input.nn or just those lines; physical lengths)")
     dfs.add_argument("--elements", nargs="+", help="elements to resolve the functions for")
     dfs.add_argument("--out", required=True)
+    dfs.add_argument("--n2p2-lines", metavar="FILE", help="also write the set as n2p2 cutoff_type and "
+                                                          "symfunction_short lines (for an input.nn)")
     dfs.add_argument("--name", help="name of the feature set (default: the preset's, or 'grid')")
     dfs.add_argument("--rc", type=float, help="grid: cutoff radius (Å, σ in lj units; no default: required with --grid)")
     dfs.add_argument("--n-radial", type=int, default=8, help="grid: centred radial functions")
@@ -54,7 +59,8 @@ def add_commands(sub) -> None:
     dfs.add_argument("--angular-etas", type=float, nargs="+", help="grid: angular η values (1/length²; default one, "
                                                                    "1/(2(r_c/2)²))")
     dfs.add_argument("--angular-type", choices=["angular_narrow", "angular_wide"], default="angular_narrow")
-    dfs.add_argument("--cutoff", choices=["polynomial", "cosine"], default="polynomial")
+    dfs.add_argument("--cutoff", choices=["polynomial", "cosine"], default="polynomial",
+                     help="grid, or --n2p2 lines without a cutoff_type line")
     dfs.set_defaults(func=cmd_featureset)
 
     p = command(dsub, "derivatives", "compute (or reuse) the derivative store ∂G/∂r for force training "
@@ -149,6 +155,10 @@ def cmd_featureset(args) -> int:
         fs = grid(args.elements, rc=args.rc, n_radial=args.n_radial, n_shifted=args.n_shifted, r_min=args.r_min,
                   zetas=tuple(args.zetas), lambdas=tuple(args.lambdas), angular_etas=args.angular_etas,
                   angular_type=args.angular_type, cutoff=args.cutoff, name=args.name or "grid")
+    elif args.n2p2:
+        from ..export.n2p2 import featureset_from_n2p2
+
+        fs = featureset_from_n2p2(args.n2p2, cutoff=args.cutoff, name=args.name)
     else:
         fs = load_featureset(args.preset, args.elements)
         if args.name:
@@ -156,6 +166,14 @@ def cmd_featureset(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fs.save(out)
+    if args.n2p2_lines:
+        from ..export.n2p2 import n2p2_symfunction_lines
+
+        lines = Path(args.n2p2_lines)
+        lines.parent.mkdir(parents=True, exist_ok=True)
+        lines.write_text(f"# feature set {fs.name} ({fs.content_hash()[:12]}) written by meltpot\n"
+                         + "\n".join(n2p2_symfunction_lines(fs)) + "\n")
+        print(f"{lines}: n2p2 lines")
     counts = ", ".join(f"{el} {fs.n_features(el)}" for el in fs.elements)
     print(f"{out}: feature set {fs.name}: {counts} functions, r_c {fs.cutoff_radius:g}, {fs.cutoff} cutoff, "
           f"sha256 {fs.content_hash()[:12]}")

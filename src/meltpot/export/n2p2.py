@@ -485,6 +485,76 @@ def _read_weights(path: Path, sizes: list[int]) -> list[tuple[np.ndarray, np.nda
     return layers
 
 
+def _read_functions(path, keys, elements: list[str]) -> dict[str, list[dict]]:
+    """The ``symfunction_short`` lines per centre element, in n2p2's sorted order (fact 1);
+    an element without functions or a function given twice fails naming the line."""
+    functions = {el: [] for el in elements}
+    for line, args in keys.get("symfunction_short", []):
+        ec, fn = _parse_function(path, line, args, elements)
+        functions[ec].append(fn)
+    index = {el: k for k, el in enumerate(elements)}
+    for el in elements:
+        if not functions[el]:
+            _fail(path, None, "symfunction_short", f"no functions for element {el}")
+        functions[el].sort(key=lambda fn: sort_key(fn, index))
+        keys_ = [sort_key(fn, index) for fn in functions[el]]
+        for a, b, fn in zip(keys_, keys_[1:], functions[el][1:]):
+            if a == b:
+                _fail(path, fn["line"], "symfunction_short", f"element {el}: this function is given twice")
+    return functions
+
+
+def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = None):
+    """A meltpot :class:`FeatureSet` from the ``symfunction_short`` lines of an n2p2 settings file
+    (``input.nn``, or a file of just those lines), in n2p2's order. Elements: the ``elements``
+    line, else those the lines name; cutoff: ``cutoff_type`` (1 cosine, 6 polynomial, α = 0),
+    else ``cutoff``. The parameters are physical lengths as written (n2p2 converts them together
+    with the positions when it normalises with ``conv_length``, so no conversion applies)."""
+    from ..descriptors.featureset import FeatureSet, SymmetryFunction
+
+    path = Path(path)
+    keys, _ = _settings(path)
+    if "symfunction_short" not in keys:
+        _fail(path, None, "symfunction_short", "no symmetry-function lines")
+    if "elements" in keys:
+        elements = n2p2_elements(keys["elements"][0][1])
+    else:
+        named = {a for _, args in keys["symfunction_short"] for a in args[:1]}
+        named |= {a for _, args in keys["symfunction_short"] if len(args) > 2 for a in args[2:4]
+                  if a[:1].isalpha() and a[:1].isupper()}
+        elements = n2p2_elements(sorted(named))
+    if "cutoff_type" in keys:
+        line, args = _one(path, keys, "cutoff_type", 1)
+        kind = _int(path, line, "cutoff_type", args[0])
+        alpha = _float(path, line, "cutoff_type", args[1]) if len(args) > 1 else 0.0
+        if kind not in CUTOFF_OF_N2P2 or alpha != 0.0:
+            _fail(path, line, "cutoff_type", f"{' '.join(args)}: meltpot computes 1 (cosine) and 6 (polynomial) "
+                                             "with α = 0")
+        cutoff = CUTOFF_OF_N2P2[kind]
+    elif cutoff is None:
+        _fail(path, None, "cutoff_type", "keyword missing (or give the cutoff: cosine or polynomial)")
+    functions = _read_functions(path, keys, elements)
+    per_element = {el: [SymmetryFunction(TYPE_OF_N2P2[f["type"]], eta=f["eta"], rc=f["rc"], rs=f["rs"],
+                                         zeta=f["zeta"], lam=f["lambda"], neighbors=f["neighbors"])
+                        for f in functions[el]] for el in elements}
+    return FeatureSet(per_element, cutoff=cutoff, name=name or path.stem)
+
+
+def n2p2_symfunction_lines(fs) -> list[str]:
+    """The ``cutoff_type`` and ``symfunction_short`` lines of a feature set (n2p2's element and
+    function order), ready for an ``input.nn``."""
+    if fs.cutoff not in N2P2_CUTOFF:
+        raise MeltpotError(f"cutoff {fs.cutoff!r} has no n2p2 cutoff_type")
+    lines = [f"cutoff_type {N2P2_CUTOFF[fs.cutoff]} 0.0"]
+    for el in n2p2_elements(fs.elements):
+        fns = fs.per_element[el]
+        noise = [f.label() for f in fns if is_noise(f)]
+        if noise:
+            raise MeltpotError(f"element {el} has noise pseudo-features ({', '.join(noise)}): not n2p2 functions")
+        lines += [symfunction_line(el, fns[i]) for i in n2p2_permutation(fns, fs.elements)]
+    return lines
+
+
 def read_n2p2(directory) -> N2p2Potential:
     """Parse an n2p2 potential directory the way n2p2 reads it (N2p2FormatError naming file,
     line and keyword for anything malformed or outside what :func:`n2p2_atomic_energies` does)."""
@@ -544,19 +614,7 @@ def read_n2p2(directory) -> N2p2Potential:
         if a not in _LETTERS:
             _fail(path, line, "global_activation_short", f"letter {a!r} not evaluated here (supported: {_LETTERS})")
     activations = list(args)             # the output layer's too: n2p2 applies it
-    functions = {el: [] for el in elements}
-    for line, args in keys.get("symfunction_short", []):
-        ec, fn = _parse_function(path, line, args, elements)
-        functions[ec].append(fn)
-    index = {el: k for k, el in enumerate(elements)}
-    for el in elements:
-        if not functions[el]:
-            _fail(path, None, "symfunction_short", f"no functions for element {el}")
-        functions[el].sort(key=lambda fn: sort_key(fn, index))
-        keys_ = [sort_key(fn, index) for fn in functions[el]]
-        for a, b, fn in zip(keys_, keys_[1:], functions[el][1:]):
-            if a == b:
-                _fail(path, fn["line"], "symfunction_short", f"element {el}: this function is given twice")
+    functions = _read_functions(path, keys, elements)
     scaling = _read_scaling(d / "scaling.data", elements, functions)
     if scaling_type in ("sigma",):
         for el in elements:

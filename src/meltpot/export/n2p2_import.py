@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..descriptors.featureset import FeatureSet, SymmetryFunction
 from ..errors import MeltpotError
-from .n2p2 import TYPE_OF_N2P2, N2p2Potential, read_n2p2
+from .n2p2 import N2p2Potential, featureset_from_n2p2, read_n2p2
 
 #: n2p2 hidden-layer letters meltpot evaluates, and its activation names
 ACTIVATION_OF_LETTER = {"t": "tanh", "p": "softplus"}
@@ -77,13 +76,8 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
     if letter not in ACTIVATION_OF_LETTER:
         raise MeltpotError(f"{where}: global_activation_short: hidden-layer letter {letter!r} has no meltpot "
                            f"activation (supported: {', '.join(ACTIVATION_OF_LETTER)})")
-    per_element = {}
-    for el in pot.elements:
-        per_element[el] = [SymmetryFunction(TYPE_OF_N2P2[f["type"]], eta=f["eta"], rc=f["rc"], rs=f["rs"],
-                                            zeta=f["zeta"], lam=f["lambda"], neighbors=f["neighbors"])
-                           for f in pot.functions[el]]
-    fs = FeatureSet(per_element, cutoff=pot.cutoff, name=name or f"n2p2-{pot.directory.name}",
-                    meta={"description": f"imported from the n2p2 potential {pot.directory}"})
+    fs = featureset_from_n2p2(pot.directory / "input.nn", name=name or f"n2p2-{pot.directory.name}")
+    fs.meta = {"description": f"imported from the n2p2 potential {pot.directory}"}
     model = HDNNP(fs, hidden=pot.hidden, activation=ACTIVATION_OF_LETTER[letter]).double()
     model.units = units or pot.units or "metal"
     with torch.no_grad():
