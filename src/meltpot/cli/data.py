@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .options import command, group
 
-FORMATS = ["extxyz", "vasp-out", "vasp-xml", "n2p2"]
+FORMATS = ["extxyz", "vasp-out", "vasp-xml", "n2p2", "deepmd-npy", "ase-db"]   # = meltpot.data.io.FORMATS
+WRITE_FORMATS = ["extxyz", "n2p2", "deepmd-npy", "ase-db"]                       # = …io.WRITE_FORMATS
 
 
 def add_commands(sub) -> None:
@@ -35,7 +36,8 @@ def add_commands(sub) -> None:
     fc.add_argument("input")
     fc.add_argument("output")
     fc.add_argument("--input-format", choices=FORMATS, help="default: from the file name")
-    fc.add_argument("--output-format", choices=["extxyz", "n2p2"], help="default: from the file name")
+    fc.add_argument("--output-format", choices=list(WRITE_FORMATS), help="default: from the file name (a DeePMD "
+                                                                          "folder needs deepmd-npy)")
     fc.add_argument("--n2p2-units", choices=["metal", "atomic"], default="metal", help="units of n2p2 files")
     fc.set_defaults(func=cmd_frames_convert)
     fk = command(fsub, "check", "validate frame files and list every bad frame")

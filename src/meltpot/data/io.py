@@ -1,4 +1,6 @@
-"""Reading and writing frames: extxyz, VASP (OUTCAR, vasprun.xml) and n2p2 ``input.data``.
+"""Reading and writing frames: extxyz, VASP (OUTCAR, vasprun.xml), n2p2 ``input.data``,
+DeePMD ``deepmd/npy`` folders (:mod:`meltpot.data.deepmd`) and ASE databases
+(:mod:`meltpot.data.asedb`).
 
 Every frame returned follows :mod:`meltpot.data.frames`: positions and cell in Å, labels in a
 :class:`~ase.calculators.singlepoint.SinglePointCalculator` with ``energy`` the
@@ -40,9 +42,10 @@ __all__ = [
     "append_extxyz",
 ]
 
-#: Formats understood by :func:`read_frames` (``write_frames``: extxyz and n2p2).
-FORMATS = ("extxyz", "vasp-out", "vasp-xml", "n2p2")
-_WRITE_FORMATS = ("extxyz", "n2p2")
+#: Formats understood by :func:`read_frames` (``write_frames``: all but the VASP ones).
+FORMATS = ("extxyz", "vasp-out", "vasp-xml", "n2p2", "deepmd-npy", "ase-db")
+WRITE_FORMATS = ("extxyz", "n2p2", "deepmd-npy", "ase-db")
+_WRITE_FORMATS = WRITE_FORMATS
 _UNITS = ("metal", "atomic", "lj")
 
 # calculator keys that must not also sit in atoms.info when ASE writes extxyz
@@ -69,12 +72,21 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 def guess_format(path: str | os.PathLike) -> str:
     """Format from the file name — ``OUTCAR*`` → vasp-out, ``vasprun*.xml`` → vasp-xml,
     ``*.xyz``/``*.extxyz`` → extxyz, ``input.data*`` (n2p2 also writes ``input.data.<suffix>``)
-    and ``*.data`` → n2p2 — else from the content of an existing file (:func:`sniff_format`).
+    and ``*.data`` → n2p2, ``*.db`` → ase-db, a folder with ``type.raw`` (or sub-folders with one)
+    → deepmd-npy — else from the content of an existing file (:func:`sniff_format`).
 
     Raises :class:`FrameError` naming the file when neither tells.
     """
+    from .deepmd import is_deepmd
+
     name = Path(path).name
     lower = name.lower()
+    if Path(path).is_dir():
+        if is_deepmd(path):
+            return "deepmd-npy"
+        raise FrameError(str(path), None, "a folder that is not DeePMD data (no type.raw in it or its sub-folders)")
+    if lower.endswith(".db"):
+        return "ase-db"
     if name.startswith("OUTCAR"):
         return "vasp-out"
     if lower.startswith("vasprun") and lower.endswith(".xml"):
@@ -95,7 +107,14 @@ def guess_format(path: str | os.PathLike) -> str:
 def sniff_format(path: str | os.PathLike, max_lines: int = 400) -> str | None:
     """The format from the first lines of a file, or None: n2p2 (``begin`` … ``atom`` lines),
     vasprun.xml (an XML ``<modeling>`` document), OUTCAR (the ``vasp.`` version header or
-    ``POTCAR:`` lines), extended XYZ (an atom count, then a comment line)."""
+    ``POTCAR:`` lines), extended XYZ (an atom count, then a comment line), an ASE database (an
+    SQLite file)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(16) == b"SQLite format 3\x00":
+                return "ase-db"
+    except OSError:
+        return None
     lines = []
     try:
         with open(path, errors="replace") as fh:
@@ -194,10 +213,23 @@ def read_frames(path: str | os.PathLike, format: str | None = None, units: str =
         raise ValueError(f"{path}: VASP files are in eV and Å; units={units!r} makes no sense")
     if not path.exists():
         raise FrameError(str(path), None, "no such file")
-    if not path.is_file():
+    if fmt == "deepmd-npy":
+        if not path.is_dir():
+            raise FrameError(str(path), None, "DeePMD data is a folder (type.raw, set.*/)")
+    elif not path.is_file():
         raise FrameError(str(path), None, "not a regular file")
+    if fmt in ("deepmd-npy", "ase-db") and units not in ("metal", "lj"):
+        raise ValueError(f"{path}: {fmt} data is in eV and Å; units={units!r} makes no sense")
 
-    if fmt == "n2p2":
+    if fmt == "deepmd-npy":
+        from .deepmd import read_deepmd
+
+        frames = read_deepmd(path)
+    elif fmt == "ase-db":
+        from .asedb import read_asedb
+
+        frames = read_asedb(path)
+    elif fmt == "n2p2":
         frames = read_n2p2(path, units=units)
     elif fmt == "extxyz":
         frames = _read_extxyz(path)
@@ -617,7 +649,8 @@ def _extxyz_copy(atoms: Atoms) -> Atoms:
 
 
 def write_frames(path: str | os.PathLike, frames: Iterable[Atoms], format: str | None = None) -> None:
-    """Write frames (eV, Å) as extxyz or n2p2 (format guessed from the name when None).
+    """Write frames (eV, Å) as extxyz, n2p2, DeePMD npy folders or an ASE database (format
+    guessed from the name when None; a DeePMD target folder needs ``format="deepmd-npy"``).
 
     extxyz keeps energy (force-consistent), forces, stress and every ``info`` entry;
     every float is written with 17 significant digits, so that a frame read back equals the
@@ -634,6 +667,16 @@ def write_frames(path: str | os.PathLike, frames: Iterable[Atoms], format: str |
     frames = list(frames)
     if fmt == "n2p2":
         write_n2p2(path, frames)
+        return
+    if fmt == "deepmd-npy":
+        from .deepmd import write_deepmd
+
+        write_deepmd(path, frames)
+        return
+    if fmt == "ase-db":
+        from .asedb import write_asedb
+
+        write_asedb(path, frames)
         return
     tmp = path.with_name(path.name + ".part")
     try:
