@@ -79,6 +79,7 @@ CASES = {
     "NiAl-shifted_softplus": (["Ni", "Al"], "polynomial", "shifted_softplus", "alni"),
     "AlNi-softplus-cosine": (["Al", "Ni"], "cosine", "softplus", "alni"),
     "lj-Ar-tanh-cosine": (["Ar"], "cosine", "tanh", "lj"),
+    "Al-logistic-polynomial": (["Al"], "polynomial", "logistic", "al"),
 }
 
 
@@ -101,7 +102,7 @@ def test_export_reproduces_atomic_energies(case, tmp_path):
     assert pot.elements == sorted(elements, key=["Al", "Ar", "Ni"].index)   # by atomic number
     assert pot.cutoff == cutoff and pot.cutoff_alpha == 0.0 and pot.scaling_type == "sigma"
     assert (pot.smin, pot.smax) == (0.0, 1.0) and pot.hidden == [7, 5]
-    assert pot.activations == ["t" if activation == "tanh" else "p"] * 2 + ["l"]
+    assert pot.activations == [{"tanh": "t", "logistic": "s"}.get(activation, "p")] * 2 + ["l"]
     assert pot.units == model.units and f"units: {model.units}" in paths["input.nn"].read_text()
     z = {"Al": "013", "Ni": "028", "Ar": "018"}
     assert sorted(p.name for p in paths["weights"].values()) == sorted(f"weights.{z[el]}.data" for el in elements)

@@ -86,7 +86,7 @@ from ..descriptors.featureset import N2P2_CUTOFF, N2P2_TYPE, is_noise
 from ..errors import MeltpotError
 
 #: meltpot activation → n2p2 letter (shifted_softplus: "p" plus a bias fold)
-ACTIVATION_LETTER = {"tanh": "t", "softplus": "p", "shifted_softplus": "p"}
+ACTIVATION_LETTER = {"tanh": "t", "softplus": "p", "shifted_softplus": "p", "logistic": "s"}
 #: n2p2 letters this module evaluates
 _LETTERS = ("l", "t", "s", "p")
 #: n2p2's NeuralNetwork EXP_LIMIT (softplus and logistic saturate beyond it)

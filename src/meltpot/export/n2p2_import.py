@@ -16,8 +16,8 @@ engine, and can start training or an AGL λ path. What is folded where:
 - **Normalisation** (``mean_energy``, ``conv_energy``, ``conv_length``): the network output
   is divided by conv_energy (last layer) and mean_energy is added to each element's reference
   energy together with ``atom_energy``; conv_length changes no symmetry-function value.
-- **Activations**: one letter for every hidden layer, ``t`` → tanh, ``p`` → softplus, and ``l``
-  on the output layer (meltpot's output layer is linear).
+- **Activations**: one letter for every hidden layer, ``t`` → tanh, ``p`` → softplus, ``s`` →
+  logistic, and ``l`` on the output layer (meltpot's output layer is linear).
 
 Anything else — other cutoff types or a cutoff α, other activations, per-element topologies —
 is refused with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
@@ -34,7 +34,7 @@ from ..errors import MeltpotError
 from .n2p2 import N2p2Potential, featureset_from_n2p2, read_n2p2
 
 #: n2p2 hidden-layer letters meltpot evaluates, and its activation names
-ACTIVATION_OF_LETTER = {"t": "tanh", "p": "softplus"}
+ACTIVATION_OF_LETTER = {"t": "tanh", "p": "softplus", "s": "logistic"}
 
 
 def _scaling(pot: N2p2Potential, el: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -34,7 +34,8 @@ class ShiftedSoftplus(nn.Module):
         return nn.functional.softplus(x) - math.log(2.0)
 
 
-ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "shifted_softplus": ShiftedSoftplus, "silu": nn.SiLU}
+ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "shifted_softplus": ShiftedSoftplus, "silu": nn.SiLU,
+               "logistic": nn.Sigmoid}
 
 
 class ElementNet(nn.Module):
