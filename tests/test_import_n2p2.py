@@ -179,3 +179,22 @@ def test_symfunction_lines_to_and_from_a_feature_set(tmp_path, capsys):
     (tmp_path / "odd.nn").write_text("cutoff_type 2 0.0\n" + line + "\n")
     with pytest.raises(N2p2FormatError, match=r"odd\.nn, line 1: cutoff_type: 2 0\.0: meltpot computes 1"):
         featureset_from_n2p2(tmp_path / "odd.nn")
+
+
+def test_imported_potential_as_a_sampling_reference(tmp_path):
+    """The imported model labels and samples as a reference engine (ASE engine with the meltpot
+    calculator): MD frames whose labels equal a direct evaluation of the original model."""
+    from ase.build import bulk
+
+    from meltpot.reference import MDSegment
+    from meltpot.reference.ase_engine import AseEngine
+
+    model, frame, d = _export("Al-tanh-polynomial", tmp_path)
+    import_n2p2(d, tmp_path / "imported.pt")
+    engine = AseEngine(["Al"], calculator="meltpot.model.calculator:MeltpotCalculator",
+                       kwargs={"model": str(tmp_path / "imported.pt")})
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+    frames = list(engine.md(atoms, [MDSegment("nvt", 600.0, 6, 0.002, sample_every=3)], seed=2))
+    assert [f.info["step"] for _, f in frames] == [3, 6]
+    for _, f in frames:
+        _same(_energy_forces(model, f), (f.get_potential_energy(), f.get_forces(), _energy_forces(model, f)[2]))
