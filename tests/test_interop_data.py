@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.build import bulk
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from meltpot.cli import main
 from meltpot.data.frames import attach_labels, labels
@@ -57,8 +58,7 @@ def test_deepmd_round_trip_and_dpdata_reads_it(tmp_path):
         lab = labels(a)
         assert system["energies"][k] == pytest.approx(float(lab["energy"]), abs=1e-12)
         np.testing.assert_allclose(system["forces"][k], lab["forces"], atol=1e-12)
-        s = lab["stress"]                                     # virial = −V σ (ASE sign)
-        sigma = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
+        sigma = voigt_6_to_full_3x3_stress(lab["stress"])     # virial = −V σ (ASE sign)
         np.testing.assert_allclose(system["virials"][k], -sigma * a.get_volume(), atol=1e-12)
 
 

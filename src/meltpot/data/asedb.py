@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ase import Atoms
 
-from .frames import attach_labels, labels
+from .frames import attach_labels, labels, mark_source
 from ..errors import FrameError
 
 #: info keys ase.db reserves or that meltpot sets itself on reading
@@ -44,9 +44,7 @@ def read_asedb(path) -> list[Atoms]:
             raise FrameError(str(path), k, f"{type(exc).__name__}: {exc}") from exc
         atoms.calc = None
         attach_labels(atoms, energy, forces, stress, **dict(row.key_value_pairs))
-        atoms.info["source"] = str(path)
-        atoms.info["source_index"] = k
-        frames.append(atoms)
+        frames.append(mark_source(atoms, path, k))
     return frames
 
 
@@ -54,7 +52,6 @@ def write_asedb(path, frames) -> None:
     """Write labelled frames as a new database ``path`` (built beside it, then renamed: an
     existing file is replaced whole, never appended to)."""
     import ase.db
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     path = Path(path)
     tmp = path.with_name(path.name + ".part.db")
@@ -66,9 +63,8 @@ def write_asedb(path, frames) -> None:
                 lab = labels(atoms)
                 if "energy" not in lab or "forces" not in lab:
                     raise FrameError(str(path), k, "an ASE database row here needs energy and forces")
-                out = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-                out.calc = SinglePointCalculator(out, energy=float(lab["energy"]), forces=lab["forces"],
-                                                 **({"stress": lab["stress"]} if "stress" in lab else {}))
+                out = attach_labels(Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc),
+                                    lab["energy"], lab["forces"], lab.get("stress"))
                 kv = {key: value for key, value in atoms.info.items()
                       if key not in _RESERVED and key.isidentifier()
                       and isinstance(value, (str, bool, numbers.Real)) and not isinstance(value, complex)}

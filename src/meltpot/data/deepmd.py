@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .frames import attach_labels, labels
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from .frames import attach_labels, labels, mark_source
 from ..errors import FrameError
 
 SET_SIZE = 5000   # frames per set.NNN folder when writing (dpdata's default set size)
@@ -82,12 +84,12 @@ def read_system(path) -> list[Atoms]:
         energy = _load(s, "energy", m, 1, required=False)
         force = _load(s, "force", m, 3 * n, required=False)
         virial = _load(s, "virial", m, 9, required=False)
+        if energy is None or force is None:
+            raise FrameError(str(s), len(frames), "energy.npy and force.npy are needed for labelled frames")
         for k in range(m):
             index = len(frames)
             cell = box[k].reshape(3, 3)
             atoms = Atoms(symbols, positions=coord[k].reshape(n, 3), cell=cell, pbc=pbc)
-            if energy is None or force is None:
-                raise FrameError(str(s), index, "energy.npy and force.npy are needed for labelled frames")
             stress = None
             if virial is not None:
                 volume = abs(np.linalg.det(cell))
@@ -95,9 +97,7 @@ def read_system(path) -> list[Atoms]:
                     raise FrameError(str(s), index, "a virial without a cell volume")
                 stress = -virial[k].reshape(3, 3) / volume
             attach_labels(atoms, energy[k, 0], force[k].reshape(n, 3), stress)
-            atoms.info["source"] = str(path)
-            atoms.info["source_index"] = index
-            frames.append(atoms)
+            frames.append(mark_source(atoms, path, index))
     return frames
 
 
@@ -131,8 +131,7 @@ def _write_system(path: Path, frames: list[Atoms]) -> None:
         rows["energy"].append(float(lab["energy"]))
         rows["force"].append(lab["forces"].reshape(-1))
         if "stress" in lab and atoms.cell.rank == 3:
-            s = lab["stress"]
-            sigma = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
+            sigma = voigt_6_to_full_3x3_stress(lab["stress"])
             rows["virial"].append((-sigma * atoms.get_volume()).reshape(9))
         else:
             have_stress = False

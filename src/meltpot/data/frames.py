@@ -52,6 +52,14 @@ def attach_labels(atoms: Atoms, energy: float, forces: np.ndarray,
     return atoms
 
 
+def mark_source(atoms: Atoms, path, index: int) -> Atoms:
+    """Tag a frame read from a file: ``info["source"]`` the file, ``info["source_index"]`` its
+    0-based position there."""
+    atoms.info["source"] = str(path)
+    atoms.info["source_index"] = int(index)
+    return atoms
+
+
 def labels(atoms: Atoms) -> dict:
     """The labels of a frame as a dict (``energy``, ``forces`` and, if present, ``stress``).
 

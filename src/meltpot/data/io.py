@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms, units as ase_units
 from ase.data import atomic_numbers
 
-from meltpot.data.frames import attach_labels, labels
+from meltpot.data.frames import attach_labels, labels, mark_source
 from meltpot.errors import FrameError
 
 __all__ = [
@@ -182,12 +182,6 @@ def _unit_factors(units: str) -> tuple[float, float]:
     raise ValueError(f"unknown units {units!r}; expected one of {', '.join(_UNITS)}")
 
 
-def _finish(atoms: Atoms, path, index: int) -> Atoms:
-    atoms.info["source"] = str(path)
-    atoms.info["source_index"] = int(index)
-    return atoms
-
-
 # ----------------------------------------------------------------------------------------
 # reading
 
@@ -298,7 +292,7 @@ def _read_extxyz(path: Path) -> list[Atoms]:
             if key not in ("numbers", "positions") and key not in new.arrays:
                 new.arrays[key] = value.copy()
         new.info.update(info)
-        frames.append(_finish(new, path, i))
+        frames.append(mark_source(new, path, i))
     return frames
 
 
@@ -317,7 +311,7 @@ def _vasp_frame(atoms: Atoms, path: Path, index: int) -> Atoms:
     if zero is not None:
         new.info["energy_zero"] = float(zero)
     new.info["engine"] = "vasp"
-    return _finish(new, path, index)
+    return mark_source(new, path, index)
 
 
 _OUTCAR_DELIM = "FREE ENERGIE OF THE ION-ELECTRON SYSTEM"
@@ -546,7 +540,7 @@ def _n2p2_frame(block, path, frame_no, lineno, length, energy_unit) -> Atoms:
     attach_labels(atoms, block["energy"] * energy_unit,
                   np.array(block["forces"]) * (energy_unit / length), stress)
     atoms.info.update(info)
-    return _finish(atoms, path, frame_no)
+    return mark_source(atoms, path, frame_no)
 
 
 def write_n2p2(path: str | os.PathLike, frames: Iterable[Atoms], units: str = "metal") -> None:

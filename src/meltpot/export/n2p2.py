@@ -176,14 +176,19 @@ def check_exportable(model) -> None:
     if model.activation not in ACTIVATION_LETTER:
         raise MeltpotError(f"activation {model.activation!r} has no n2p2 equivalent (n2p2 offers tanh, softplus, "
                            f"logistic, …; exportable meltpot activations: {', '.join(ACTIVATION_LETTER)})")
-    for el in model.elements:
+    check_featureset_exportable(model.featureset)
+
+
+def check_featureset_exportable(fs) -> None:
+    """MeltpotError if n2p2 cannot represent the feature set ``fs`` (elements, noise inputs, cutoff)."""
+    for el in fs.elements:
         atomic_number(el)
-        noise = [f.label() for f in model.featureset.per_element[el] if is_noise(f)]
+        noise = [f.label() for f in fs.per_element[el] if is_noise(f)]
         if noise:
             raise MeltpotError(f"element {el} has noise pseudo-features ({', '.join(noise)}): a selection "
                                "diagnostic, not computable from positions; export the model without them")
-    if model.featureset.cutoff not in N2P2_CUTOFF:
-        raise MeltpotError(f"cutoff {model.featureset.cutoff!r} has no n2p2 cutoff_type")
+    if fs.cutoff not in N2P2_CUTOFF:
+        raise MeltpotError(f"cutoff {fs.cutoff!r} has no n2p2 cutoff_type")
 
 
 def n2p2_layers(model, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -543,14 +548,10 @@ def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = Non
 def n2p2_symfunction_lines(fs) -> list[str]:
     """The ``cutoff_type`` and ``symfunction_short`` lines of a feature set (n2p2's element and
     function order), ready for an ``input.nn``."""
-    if fs.cutoff not in N2P2_CUTOFF:
-        raise MeltpotError(f"cutoff {fs.cutoff!r} has no n2p2 cutoff_type")
+    check_featureset_exportable(fs)
     lines = [f"cutoff_type {N2P2_CUTOFF[fs.cutoff]} 0.0"]
     for el in n2p2_elements(fs.elements):
         fns = fs.per_element[el]
-        noise = [f.label() for f in fns if is_noise(f)]
-        if noise:
-            raise MeltpotError(f"element {el} has noise pseudo-features ({', '.join(noise)}): not n2p2 functions")
         lines += [symfunction_line(el, fns[i]) for i in n2p2_permutation(fns, fs.elements)]
     return lines
 

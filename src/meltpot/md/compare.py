@@ -226,7 +226,10 @@ def _tolerance_verdict(d: float, se: float, limit: float, k: float, *, scale: fl
     to ``scale`` when given, else absolute): pass / fail / inconclusive (module docstring).
     ``value`` is the difference in the tolerance's terms (relative when ``scale`` is given)."""
     rel = scale is not None
-    f = (1.0 / scale) if rel and _finite(scale) and scale != 0 else (1.0 if not rel else float("nan"))
+    if not rel:
+        f = 1.0
+    else:   # relative to the reference value; none without one
+        f = 1.0 / scale if _finite(scale) and scale != 0 else float("nan")
     value, sigma = d * f, abs(se * f) if _finite(se) else float("nan")
     res = {"value": value, "threshold": limit, "difference": d, "se": se, "sigma_threshold": k,
            "sigmas": abs(d) / se if _finite(d, se) and se > 0 else None}
