@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.meltpot-installed
 CORES  ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: run test test-fast test-mliap venv clean-results
+.PHONY: run test test-fast test-mliap venv dft clean-results
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest
+
+# The DFT reference engines GPAW and CP2K (apt packages, GPAW built into .venv; ~1 min). Optional
+# for users (their tests skip without it); CI installs it and runs the DFT tests.
+dft: $(STAMP)
+	scripts/install_dft.sh $(BIN)/python
 
 test-fast: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"

@@ -7,6 +7,7 @@
 # --config key=value overrides apply on top of either.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/label.smk"
 include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/select.smk"

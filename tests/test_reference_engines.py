@@ -357,20 +357,3 @@ def test_make_engine():
     assert isinstance(eng, LammpsEngine) and eng.describe()["engine"] == "lammps"
     eng = make_engine({"engine": "ase", "calculator": "emt"}, ["Al"])
     assert isinstance(eng, AseEngine) and eng.name == "ase:emt"
-
-
-# ----------------------------------------------------------------------------- 7. DFT
-@pytest.mark.dft
-def test_gpaw_tiny_al():
-    pytest.importorskip(
-        "gpaw", reason="GPAW not installed (optional extra: pip install meltpot[dft])")
-    eng = AseEngine(["Al"], calculator="GPAW",
-                    kwargs=dict(mode={"name": "pw", "ecut": 200}, xc="PBE", kpts=(2, 2, 2),
-                                occupations={"name": "fermi-dirac", "width": 0.1}, txt=None))
-    atoms = bulk("Al", "fcc", a=4.05) * (2, 1, 1)
-    atoms.positions[0] += [0.05, -0.03, 0.02]
-    lab = eng.label(atoms)
-    assert np.isfinite(lab.get_potential_energy())
-    assert lab.get_forces().shape == (2, 3)
-    np.testing.assert_allclose(lab.get_forces().sum(axis=0), 0.0, atol=1e-3)
-    assert "energy_zero" in lab.info  # smearing: free energy differs from the extrapolation

@@ -178,12 +178,34 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
     ref = cfg["reference"]
     if ref["engine"] == "lammps" and cfg["units"] == "lj" and "masses" not in ref:
         ref["masses"] = {el: 1.0 for el in elements}
+    _check_engine(ref, "reference", source, cfg)
+    if "sampler" in cfg["labelling"]:
+        _check_engine(cfg["labelling"]["sampler"], "labelling.sampler", source, cfg)
+    from .sampling.labelling import check_labelling
+
+    check_labelling(cfg, source)
     # the feature set must load for the run's elements (reads one small YAML file)
     spec = cfg["descriptors"]["featureset"]
     try:
         load_run_featureset(cfg, base_dir=base_dir)
     except ConfigError as exc:
         raise ConfigError(f"{source}: descriptors.featureset = {spec!r}: {exc}") from None
+
+
+def _check_engine(block: dict, where: str, source: str, cfg: dict) -> None:
+    """The typed DFT settings of an engine block (GPAW/CP2K), before any work starts."""
+    engine = block["engine"]
+    if engine in ("gpaw", "cp2k"):
+        from .reference.dft import DftSettings
+
+        if cfg["units"] != "metal":
+            raise ConfigError(f"{source}: {where}.engine {engine} needs units: metal")
+        try:
+            DftSettings.from_config(engine, block.get("dft"), where=f"{where}.dft").check_elements(cfg["elements"])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    elif "dft" in block:
+        raise ConfigError(f"{source}: {where}.dft is for engine gpaw or cp2k, not {engine}")
 
 
 def resolve_featureset_spec(spec: str, base_dir: str | Path | None = None) -> str:

@@ -29,7 +29,21 @@ RUN = f"results/{CFG['run_id']}"
 ENV = "../../envs/meltpot.yaml"  # conda env of every rule (path relative to the rule files)
 UNITS = [u.unit_id for u in expand_states(CFG)]
 IMPORTS = [imp["id"] for imp in CFG["imports"]]
-FRAME_FILES = [f"{RUN}/frames/{u}.extxyz" for u in UNITS] + [f"{RUN}/frames/import_{i}.extxyz" for i in IMPORTS]
+_AIMD = {u.unit_id for u in expand_states(CFG) if u.aimd}
+SAMPLED_FILES = [f"{RUN}/frames/{u}.extxyz" for u in UNITS if not (CFG["labelling"]["enabled"] and u in _AIMD)]
+AIMD_FILES = [f"{RUN}/frames/{u}.extxyz" for u in UNITS if CFG["labelling"]["enabled"] and u in _AIMD]
+# labelling by single points (workflow/rules/label.smk): the sampler's frames are picked and
+# labelled by the reference in chunks, and the labelled chunks (not the sampled frames) make the dataset
+LABEL = CFG["labelling"]
+if LABEL["enabled"]:
+    from meltpot.sampling.labelling import n_chunks
+
+    LABEL_DIR = f"{RUN}/labelling"
+    LABEL_CHUNKS = [f"{k:03d}" for k in range(n_chunks(CFG))]
+    LABELLED_FILES = [f"{LABEL_DIR}/labelled/chunk_{k}.extxyz" for k in LABEL_CHUNKS]
+else:
+    LABELLED_FILES = SAMPLED_FILES
+FRAME_FILES = LABELLED_FILES + AIMD_FILES + [f"{RUN}/frames/import_{i}.extxyz" for i in IMPORTS]
 
 # descriptors: the cache is named after the feature set; a feature-set file is an input
 FEATURESET = load_run_featureset(CFG)
@@ -184,7 +198,10 @@ def run_config():
 
 #: config keys each stage depends on
 STAGE_KEYS = {
-    "sampling": ("seed", "units", "elements", "reference", "md.timestep", "md.tdamp", "md.pdamp", "sampling"),
+    "sampling": ("seed", "units", "elements", "reference", "md.timestep", "md.tdamp", "md.pdamp", "sampling",
+                 # with labelling the sampler runs the MD (the reference only the AIMD states)
+                 *(("labelling.enabled", "labelling.sampler") if LABEL["enabled"] else ())),
+    "labelling": ("seed", "units", "elements", "reference", "labelling", "descriptors.featureset"),
     "imports": ("elements", "imports"),
     "dataset": ("elements", "units", "validation"),
     "split": ("seed", "split"),

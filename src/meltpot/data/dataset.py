@@ -65,6 +65,8 @@ def build_dataset(cfg: dict, frame_files, out_dir, n2p2: bool = False) -> Datase
     out.mkdir(parents=True, exist_ok=True)
     entries, report = [], []
     for file in frame_files:
+        if Path(file).stat().st_size == 0:   # a labelling chunk whose every frame was dropped
+            continue
         frames = read_frames(file, format="extxyz")
         kept, rep = validate_frames(frames, settings, source=str(file), on_error=v["on_error"])
         report += rep

@@ -2,7 +2,7 @@
 
 ``make_engine(config["reference"], elements, units)`` builds the engine a config names. The
 interface is :mod:`.base`, the helpers both engines share :mod:`.common`; the engines are
-:mod:`.lammps_engine` and :mod:`.ase_engine` (imported only when built: the factory lives
+:mod:`.lammps_engine`, :mod:`.ase_engine` and the DFT codes of :mod:`.dft` (imported only when built: the factory lives
 here, above them, so no module imports back into the engines).
 """
 
@@ -16,8 +16,9 @@ from .base import MDSegment, ReferenceEngine
 __all__ = ["MDSegment", "ReferenceEngine", "make_engine"]
 
 
-def make_engine(spec: dict, elements: Sequence[str], units: str = "metal") -> ReferenceEngine:
-    """Build the engine named by a config's ``reference`` block."""
+def make_engine(spec: dict, elements: Sequence[str], units: str = "metal", workdir=None) -> ReferenceEngine:
+    """Build the engine named by a config's ``reference`` block (``workdir``: the folder for a
+    DFT code's own files, one per job)."""
     kind = spec.get("engine")
     if kind == "lammps":
         from .lammps_engine import LammpsEngine
@@ -32,4 +33,8 @@ def make_engine(spec: dict, elements: Sequence[str], units: str = "metal") -> Re
         return AseEngine(elements, units=units, calculator=spec["calculator"],
                          kwargs=spec.get("kwargs", {}), masses=spec.get("masses"),
                          thermostat=spec.get("thermostat", "nose-hoover"))
-    raise ConfigError(f"reference.engine {kind!r} unknown; allowed: lammps, ase")
+    if kind in ("gpaw", "cp2k"):
+        from .dft import make_dft_engine
+
+        return make_dft_engine(spec, elements, units, workdir=workdir)
+    raise ConfigError(f"reference.engine {kind!r} unknown; allowed: lammps, ase, gpaw, cp2k")

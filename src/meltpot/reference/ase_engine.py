@@ -42,7 +42,7 @@ from ..errors import ConfigError, EngineError
 from .base import MDSegment, ReferenceEngine
 from .common import check_symbols, element_masses, potential_search_dirs, resolve_file, segment_times
 
-_DFT_HINT = ("install the optional extra with `pip install meltpot[dft]`; GPAW compiles from "
+_DFT_HINT = ("install it with `make dft` (GPAW and CP2K); GPAW compiles from "
              "source and needs `apt-get install libxc-dev libopenblas-dev liblapack-dev "
              "libfftw3-dev pkg-config` and `GPAW_CONFIG=siteconfig.py` (compiler='g++', "
              "mpi=False, fftw=True; see design.md)")
@@ -183,8 +183,8 @@ class AseEngine(ReferenceEngine):
         work.calc = self.calc
         return work
 
-    def _evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray | None, float]:
-        """(force-consistent energy, forces, stress or None, extrapolated energy)."""
+    def _evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray | None, float, dict]:
+        """(force-consistent energy, forces, stress or None, extrapolated energy, extra info)."""
         try:
             e0 = float(atoms.get_potential_energy())
             try:
@@ -201,15 +201,23 @@ class AseEngine(ReferenceEngine):
         except EngineError:
             raise
         except Exception as exc:
-            hint = CALCULATORS.get(self.calculator.lower(), (None, None, ""))[2]
-            raise EngineError(f"{self.name} calculation failed: {type(exc).__name__}: {exc}"
-                              + (f" ({hint})" if hint else "")) from None
+            raise self._failure(exc) from None
         if not math.isfinite(energy) or not np.all(np.isfinite(forces)):
             raise EngineError(f"{self.name} returned a non-finite energy/forces (E = {energy})")
-        return energy, forces, stress, e0
+        return energy, forces, stress, e0, self._check(atoms)
 
-    def _attach(self, frame: Atoms, energy, forces, stress, e0) -> Atoms:
-        info = {"engine": self.name, "units": self.units}
+    def _failure(self, exc: Exception) -> EngineError:
+        """The EngineError for an exception of the calculator."""
+        hint = CALCULATORS.get(self.calculator.lower(), (None, None, ""))[2]
+        return EngineError(f"{self.name} calculation failed: {type(exc).__name__}: {exc}"
+                           + (f" ({hint})" if hint else ""))
+
+    def _check(self, atoms: Atoms) -> dict:
+        """Checks after every evaluation (SCF convergence in DFT engines); info tags for the frame."""
+        return {}
+
+    def _attach(self, frame: Atoms, energy, forces, stress, e0, extra=None) -> Atoms:
+        info = {"engine": self.name, "units": self.units, **(extra or {})}
         if e0 != energy:
             info["energy_zero"] = e0
         return attach_labels(frame, energy, forces, stress, **info)
@@ -226,36 +234,48 @@ class AseEngine(ReferenceEngine):
         return self._attach(out, *result)
 
     # ------------------------------------------------------------------ md
-    def md(self, atoms: Atoms, segments: Sequence[MDSegment],
-           seed: int) -> Iterator[tuple[int, Atoms]]:
+    #: the run can be saved between sampled frames and resumed (:meth:`checkpoint`)
+    supports_checkpoints = True
+
+    def md(self, atoms: Atoms, segments: Sequence[MDSegment], seed: int,
+           resume: Mapping | None = None) -> Iterator[tuple[int, Atoms]]:
         """ASE MD over ``segments`` back to back; yields ``(segment_index, frame)``.
 
         Velocities carry over between segments; the thermostat state restarts at each
-        segment (as with LAMMPS's per-segment fixes).
+        segment (as with LAMMPS's per-segment fixes). After each yielded frame,
+        :meth:`checkpoint` gives the run's state; ``resume`` (such a state, from the same
+        ``atoms``, ``segments`` and ``seed``) continues the run from there: positions, momenta,
+        cell, integrator and thermostat/barostat variables and random-number state are
+        restored, so the frames that follow equal those of an uninterrupted run (bit for bit
+        with a deterministic calculator; within the SCF tolerance with DFT, whose first SCF
+        after a restart starts from scratch).
         """
         from ase.md.velocitydistribution import Stationary, force_temperature, thermalize_momenta
 
         segments = list(segments)
         work = self._working_copy(atoms)
+        first, done0 = 0, 0
+        if resume is not None:
+            first, done0 = int(resume["segment"]), int(resume["done"])
+            if not 0 <= first < len(segments) or not 0 <= done0 <= segments[first].steps:
+                raise EngineError(f"checkpoint at segment {first}, step {done0} does not fit this run's "
+                                  f"{len(segments)} segments")
+            arrays = resume["arrays"]
+            if arrays["positions"].shape != (len(work), 3):
+                raise EngineError(f"checkpoint holds {len(arrays['positions'])} atoms, the run {len(work)}")
+            work.set_cell(arrays["cell"], scale_atoms=False)
+            work.set_positions(arrays["positions"])
+            work.set_momenta(arrays["momenta"])
         has_vel = np.any(work.get_momenta() != 0.0)
         start_steps, start_times = segment_times(segments)
+        self._run_state = None
         for iseg, seg in enumerate(segments):
-            if seg.volume is not None:
-                if seg.volume <= 0:
-                    raise EngineError(f"segment {iseg}: requested volume {seg.volume} must be > 0")
-                s = (seg.volume / work.get_volume()) ** (1.0 / 3.0)
-                work.set_cell(np.array(work.cell) * s, scale_atoms=True)
-            vseed = seg.velocity_seed
-            if vseed is None and iseg == 0 and not has_vel:
-                vseed = seed
-            if vseed is not None:
-                t_k = seg.temperature * self._kconv
-                if t_k > 0:
-                    thermalize_momenta(work, t_k, rng=np.random.default_rng(vseed))
-                    Stationary(work, preserve_temperature=False)
-                    force_temperature(work, t_k, unit="K")
-                else:
-                    work.set_momenta(np.zeros((len(work), 3)))
+            if iseg < first:
+                continue
+            resumed = resume is not None and iseg == first
+            if not resumed:
+                self._start_segment(work, iseg, seg, seed, has_vel, thermalize_momenta, Stationary,
+                                    force_temperature)
             if seg.steps == 0:
                 continue
             dyn = self._dynamics(work, seg, np.random.default_rng([int(seed) & 0xFFFFFFFF, iseg]))
@@ -268,8 +288,13 @@ class AseEngine(ReferenceEngine):
                     _set_target_temperature(dyn, t0 + (t1 - t0) * min(dyn.nsteps + 1, n) / n)
 
                 dyn.attach(ramp, interval=1)
-            every = seg.sample_every if seg.sample_every > 0 else seg.steps
+            if type(self)._check is not AseEngine._check:   # e.g. SCF convergence at every MD step
+                dyn.attach(lambda: self._check(work), interval=1)
             done = 0
+            if resumed:
+                _restore_dynamics(dyn, resume)
+                done = done0
+            every = seg.sample_every if seg.sample_every > 0 else seg.steps
             while done < seg.steps:
                 k = min(every, seg.steps - done)
                 step = int(start_steps[iseg]) + done
@@ -295,11 +320,45 @@ class AseEngine(ReferenceEngine):
                     frame.info.update(T_inst=float(t_inst), step=int(start_steps[iseg]) + done,
                                       time=float(start_times[iseg]) + done * seg.timestep,
                                       segment=seg.label)
+                    self._run_state = (iseg, done, dyn, work)
                     yield iseg, frame
                 elif not math.isfinite(float(work.get_potential_energy())):
                     raise EngineError(f"energy is NaN in segment {iseg} {seg.label!r}, "
                                       f"step {step + k}")
             work.set_constraint()
+
+    def checkpoint(self) -> dict:
+        """The state of the running :meth:`md` right after its last yielded frame: ``segment``,
+        ``done`` (steps of that segment), ``arrays`` (positions, momenta, cell and the
+        integrator's variables) and ``meta`` (step counter, random-number state), for
+        ``md(..., resume=state)``."""
+        if self._run_state is None:
+            raise EngineError("no MD frame yielded yet: nothing to checkpoint")
+        iseg, done, dyn, work = self._run_state
+        arrays, meta = _dynamics_state(dyn)
+        arrays.update(positions=work.get_positions(), momenta=work.get_momenta(),
+                      cell=np.array(work.get_cell()))
+        return {"segment": iseg, "done": done, "arrays": arrays, "meta": meta}
+
+    def _start_segment(self, work: Atoms, iseg: int, seg: MDSegment, seed: int, has_vel: bool,
+                       thermalize_momenta, Stationary, force_temperature) -> None:
+        """Volume rescaling and velocity draw at the start of a segment."""
+        if seg.volume is not None:
+            if seg.volume <= 0:
+                raise EngineError(f"segment {iseg}: requested volume {seg.volume} must be > 0")
+            s = (seg.volume / work.get_volume()) ** (1.0 / 3.0)
+            work.set_cell(np.array(work.cell) * s, scale_atoms=True)
+        vseed = seg.velocity_seed
+        if vseed is None and iseg == 0 and not has_vel:
+            vseed = seed
+        if vseed is not None:
+            t_k = seg.temperature * self._kconv
+            if t_k > 0:
+                thermalize_momenta(work, t_k, rng=np.random.default_rng(vseed))
+                Stationary(work, preserve_temperature=False)
+                force_temperature(work, t_k, unit="K")
+            else:
+                work.set_momenta(np.zeros((len(work), 3)))
 
     def _dynamics(self, atoms: Atoms, seg: MDSegment, rng: np.random.Generator):
         """The ASE integrator for one segment (ASE time units inside)."""
@@ -332,3 +391,55 @@ class AseEngine(ReferenceEngine):
         if seg.barostat == "aniso":
             return nhc.MaskedMTKNPT(atoms, mask=(True, True, True), **common)
         return nhc.MTKNPT(atoms, **common)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+#: the integrator objects whose variables a checkpoint holds
+_STATE_OWNERS = ("", "_thermostat", "_barostat")
+_SKIP = {"atoms", "observers", "masses", "comm", "trajectory", "logfile"}
+
+
+def _owners(dyn):
+    for name in _STATE_OWNERS:
+        obj = dyn if not name else getattr(dyn, name, None)
+        if obj is not None:
+            yield name or "dyn", obj
+
+
+def _dynamics_state(dyn) -> tuple[dict, dict]:
+    """Every float/array variable of an ASE integrator and its thermostat/barostat objects
+    (NHC η, p_η, MTK ε, p_ε, cell momenta, target kT after a ramp, …), the step counter and
+    the random-number state (Langevin)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict = {"nsteps": int(dyn.nsteps)}
+    for owner, obj in _owners(dyn):
+        for key, value in vars(obj).items():
+            if key in _SKIP:
+                continue
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                arrays[f"{owner}.{key}"] = value.copy()
+            elif isinstance(value, float):
+                arrays[f"{owner}.{key}"] = np.array(value)
+    rng = getattr(dyn, "rng", None)
+    if isinstance(rng, np.random.Generator):
+        meta["rng"] = rng.bit_generator.state
+    return arrays, meta
+
+
+def _restore_dynamics(dyn, state: Mapping) -> None:
+    """Put a :func:`_dynamics_state` back into a freshly built integrator of the same kind."""
+    arrays, meta = state["arrays"], state["meta"]
+    known = dict(_owners(dyn))
+    for name, value in arrays.items():
+        owner, _, key = name.partition(".")
+        if owner not in known:
+            continue
+        obj = known[owner]
+        current = getattr(obj, key, None)
+        if isinstance(current, float):
+            setattr(obj, key, float(value))
+        elif isinstance(current, np.ndarray):
+            setattr(obj, key, np.array(value, dtype=current.dtype))
+    dyn.nsteps = int(meta["nsteps"])
+    if "rng" in meta and isinstance(getattr(dyn, "rng", None), np.random.Generator):
+        dyn.rng.bit_generator.state = meta["rng"]

@@ -41,6 +41,8 @@ class SamplingUnit:
     composition: dict = field(default_factory=dict)
     barostat: str | None = None
     steps: tuple[StateSpec, ...] = ()
+    #: with labelling by single points: this unit's MD runs with the reference itself (AIMD)
+    aimd: bool = False
 
     @property
     def state_ids(self) -> list[str]:
@@ -94,7 +96,7 @@ def expand_states(cfg: dict) -> list[SamplingUnit]:
         out.append(SamplingUnit(unit_id=sid, kind="state", phase=entry["phase"],
                                 n_atoms=entry.get("n_atoms", samp["n_atoms"]),
                                 composition=dict(comp or {}), barostat=entry.get("barostat"),
-                                steps=(st,)))
+                                steps=(st,), aimd=bool(entry.get("aimd", False))))
 
     for st in samp.get("states", []):
         vol_key = next(k for k in ("P", "density", "number_density") if k in st)

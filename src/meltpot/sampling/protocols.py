@@ -8,7 +8,9 @@
 
 Frames are tagged (:data:`meltpot.data.frames.TAG_KEYS`) and streamed to an extxyz file
 that appears under its final name only when the unit has finished (an interrupted run
-never leaves a truncated file that looks complete).
+never leaves a truncated file that looks complete). With an engine that can checkpoint (the
+ASE engines, DFT included) a killed run resumes from its last frame
+(:mod:`meltpot.sampling.checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.frames import composition_string
-from ..data.io import append_extxyz
+from ..data.io import append_extxyz, read_frames
 from ..reference.base import MDSegment, ReferenceEngine
 from ..seeds import derive_seed
+from .checkpoint import checkpoint_path, fingerprint, partial_path, read_checkpoint, truncate_partial, write_checkpoint
 from .grid import SamplingUnit, StateSpec
 from .structures import (initial_structure, reference_volume_per_atom,
                          volume_per_atom_from_density)
@@ -119,14 +122,27 @@ def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path
     expected = sum(production[i].production_steps // production[i].sample_every for i in production)
     comp = composition_string(atoms.get_chemical_symbols(), order=cfg["elements"])
 
-    tmp = out_path.with_name(f".{out_path.name}.partial")
-    if tmp.exists():
-        tmp.unlink()
+    tmp = partial_path(out_path)
+    ckpt = checkpoint_path(out_path)
+    checkpoints = getattr(engine, "supports_checkpoints", False)
+    fp = fingerprint(unit.unit_id, seed, segments, engine, n) if checkpoints else ""
+    resume = read_checkpoint(ckpt, fp, tmp) if checkpoints else None
     counts: dict[str, list[float]] = {s.state_id: [] for s in unit.steps}
+    if resume is None:
+        if tmp.exists():
+            tmp.unlink()
+    else:
+        truncate_partial(tmp, resume["partial_bytes"])
+        for frame in read_frames(tmp):
+            counts[frame.info["state_id"]].append(frame.info.get("T_inst", math.nan))
+        log.info("%s: resuming after frame %d (segment %d, step %d of it)", unit.unit_id, resume["frames"],
+                 resume["segment"], resume["done"])
+    n_done = sum(len(v) for v in counts.values())
     t0 = time.perf_counter()
-    bar = tqdm(total=expected, desc=unit.unit_id, unit="frame", disable=not progress, leave=False)
+    bar = tqdm(total=expected, initial=n_done, desc=unit.unit_id, unit="frame", disable=not progress, leave=False)
+    run = engine.md(atoms, segments, seed) if resume is None else engine.md(atoms, segments, seed, resume=resume)
     try:
-        for seg_index, frame in engine.md(atoms, segments, seed):
+        for seg_index, frame in run:
             spec = production.get(seg_index)
             if spec is None:
                 continue
@@ -136,16 +152,20 @@ def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path
                 engine=engine.name, units=cfg.get("units", "metal"))
             append_extxyz(tmp, frame)
             counts[spec.state_id].append(frame.info.get("T_inst", math.nan))
+            n_done += 1
+            if checkpoints:
+                write_checkpoint(ckpt, engine.checkpoint(), fp, tmp.stat().st_size, n_done)
             bar.update(1)
     finally:
         bar.close()
     if not tmp.exists():
         raise RuntimeError(f"{unit.unit_id}: no frames were produced (check production_steps and sample_every)")
     os.replace(tmp, out_path)
+    ckpt.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     summary = {
         "unit_id": unit.unit_id, "kind": unit.kind, "n_atoms": n, "file": str(out_path),
-        "wall_s": wall, "seed": seed,
+        "wall_s": wall, "seed": seed, "resumed_after_frames": resume["frames"] if resume else 0,
         "states": {sid: {"frames": len(ts), "T_inst_mean": float(np.mean(ts)) if ts else math.nan}
                    for sid, ts in counts.items()},
     }
