@@ -80,7 +80,7 @@ def cmd_import_n2p2(args) -> int:
             f"conv_length {pot.conv_length:g} folded in" if pot.conv_energy != 1.0 or pot.mean_energy else "")
     print(f"wrote {res['out']}: elements {' '.join(model.elements)}; functions "
           + ", ".join(f"{el} {n}" for el, n in zip(model.elements, model.n_features))
-          + f"; {'-'.join(map(str, model.hidden))} {model.activation}; cutoff {model.featureset.cutoff} "
+          + f"; {model.architecture_text()}; cutoff {model.featureset.cutoff} "
             f"{model.cutoff:g}; scaling {pot.scaling_type}{norm}; units {model.units}")
     print(f"feature set: {res['featureset']} (for `meltpot descriptors compute --featureset`)")
     return 0

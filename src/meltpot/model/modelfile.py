@@ -1,7 +1,9 @@
 """Model files: architecture, feature set, scaling, element list and training metadata.
 
 A model file is a ``torch.save`` of plain data (loadable with ``weights_only=True``):
-``format``, ``version``, ``architecture`` (elements, hidden sizes, activation), ``featureset``
+``format``, ``version``, ``architecture`` (elements; hidden sizes: a list, or {element: list}
+where the elements' networks differ; activation: a name, or one name per layer with the output
+layer's last — files of a single list and a single name read as before), ``featureset``
 (the resolved feature set as a dict) and its content hash, ``state_dict`` (weights, feature
 scaling, reference energies), ``units`` and ``metadata`` (training settings, metrics, data
 keys). :func:`load_model` rebuilds the HDNNP and checks it; :func:`check_featureset` refuses
@@ -30,8 +32,7 @@ def model_payload(model: HDNNP, units: str | None = None, metadata: dict | None 
     units = units or getattr(model, "units", "metal")
     return {
         "format": FORMAT, "version": VERSION,
-        "architecture": {"elements": list(model.elements), "hidden": list(model.hidden),
-                         "activation": model.activation},
+        "architecture": {k: v for k, v in model.describe().items() if k in ("elements", "hidden", "activation")},
         "featureset": model.featureset.to_dict(),
         "featureset_hash": model.featureset.content_hash(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
