@@ -95,12 +95,15 @@ def layer_activations(activation, n_hidden: int) -> list[str]:
     return acts
 
 
-def canonical_activation(activation):
+def canonical_activation(activation, depths=None):
     """One name where a per-layer list is one activation on every hidden layer and a linear
-    output (so such a list and the name are the same model and the same model file)."""
+    output (so such a list and the name are the same model and the same model file). ``depths``:
+    the networks' numbers of hidden layers, which a list must fit (ConfigError otherwise)."""
     if isinstance(activation, str):
         return _check_activation(activation)
     acts = [_check_activation(a) for a in activation]
+    for depth in sorted(set(depths or ())):
+        layer_activations(acts, depth)
     if not acts:
         raise ConfigError("activation: an empty list (a per-layer list names every layer, the output layer too)")
     if len(acts) > 1 and acts[-1] == "linear" and len(set(acts[:-1])) == 1:
@@ -157,7 +160,7 @@ class HDNNP(nn.Module):
         #: a tuple (every element), or {element: tuple} where the elements' sizes differ
         self.hidden = canonical_hidden(hidden, self.elements)
         #: one name (hidden layers; the output linear) or one name per layer, the output's last
-        self.activation = canonical_activation(activation)
+        self.activation = canonical_activation(activation, [len(self.element_hidden(el)) for el in self.elements])
         self.units = "metal"       # "metal" or "lj": set from the data when trained
         self.metadata: dict = {}
         self.descriptor = SymmetryFunctions(featureset)
