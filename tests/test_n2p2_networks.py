@@ -224,6 +224,17 @@ def test_element_topology_imports_with_its_energies_and_forces(alni):
     _check_against_reference(pot, model, n_fd=4)
 
 
+def test_cli_names_the_topology_and_the_ignored_output_letter(alni, tmp_path, capsys):
+    from meltpot.cli import main
+
+    _, d, model = alni
+    assert main(["model", "import", "n2p2", str(d), "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "Al 7-5, Ni 9-3 logistic gaussian linear" in out
+    assert "output layer's letter 't' is evaluated as l (linear)" in out
+    assert load_model(tmp_path / "m.pt").describe() == model.describe()
+
+
 def test_element_topology_exports_the_same_files(alni, tmp_path):
     pot, d, model = alni
     paths = write_n2p2(model, tmp_path / "again", pot.lo, pot.hi)
