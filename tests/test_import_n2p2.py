@@ -117,7 +117,6 @@ def test_other_scaling_modes(mode, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (("global_activation_short t t l", "global_activation_short t t l\nnormalize_nodes"), "normalize_nodes: not supported"),
     (("global_activation_short t t l", "global_activation_short t t l\nelement_activation_short Al 1 1 t"),
      "element_activation_short: not an n2p2 keyword"),
     (("global_activation_short t t l", "global_activation_short t t l\nelement_hidden_layers_short Al 3"),

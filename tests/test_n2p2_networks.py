@@ -49,11 +49,12 @@ NETWORK_KEYS = ("global_hidden_layers_short", "global_nodes_short", "global_acti
 class Potential:
     """An n2p2 potential as this test writes and evaluates it."""
 
-    def __init__(self, elements, letters, glob, element_nodes=(), seed=0, weight_scale=0.3):
+    def __init__(self, elements, letters, glob, element_nodes=(), seed=0, weight_scale=0.3, normalize=False):
         self.fs = FeatureSet.from_generic(_generic(), elements, cutoff="polynomial", name="t")
         self.frame = _frame(np.random.default_rng(seed), "alni" if len(elements) > 1 else "al")
         self.elements = sorted(elements, key=Z.get)
         self.letters, self.glob, self.element_nodes = list(letters), list(glob), list(element_nodes)
+        self.normalize = normalize
         sizes = {el: list(glob) for el in self.elements}
         for el, layer, n in self.element_nodes:
             sizes[el][layer - 1] = n
@@ -83,6 +84,7 @@ class Potential:
                  f"global_hidden_layers_short {len(self.glob)}", f"global_nodes_short {' '.join(map(str, self.glob))}",
                  *[f"element_nodes_short {el} {layer} {n}" for el, layer, n in self.element_nodes],
                  f"global_activation_short {' '.join(self.letters)}",
+                 *(["normalize_nodes"] if self.normalize else []),
                  *n2p2_symfunction_lines(self.fs)]
         return "\n".join(lines) + "\n"
 
@@ -120,7 +122,8 @@ class Potential:
         for el in self.elements:
             x = (G[el] - self.mean[el]) / self.sigma[el]
             for (W, b), f in zip(self.layers[el], hidden):
-                x = f(x @ W.T + b)
+                n = x.shape[1] if self.normalize else 1       # normalize_nodes: (W x + b)/n_previous
+                x = f((x @ W.T + b) / n)
             out[symbols == el] = x[:, 0] + self.offset[el]
         return out
 
@@ -200,6 +203,32 @@ def test_mixed_letters_give_a_per_layer_activation(tmp_path):
     write_n2p2(back, tmp_path / "again", pot.lo, pot.hi)
     assert _body(tmp_path / "again" / "input.nn", NETWORK_KEYS) == _body(tmp_path / "n2p2" / "input.nn", NETWORK_KEYS)
     assert _body(tmp_path / "again" / "weights.013.data") == _body(tmp_path / "n2p2" / "weights.013.data")
+
+
+def test_normalize_nodes_is_folded_into_the_weights(tmp_path, capsys):
+    """``normalize_nodes``: every layer's pre-activation divided by the previous layer's size; the
+    import folds 1/n into W and b (the same energies and forces), the export writes those weights
+    without the keyword (an equivalent potential, read back with the same energies)."""
+    from meltpot.cli import main
+
+    pot = Potential(["Al", "Ni"], ["t", "p", "l"], [6, 4], element_nodes=[("Al", 2, 5)], seed=8, weight_scale=1.5,
+                    normalize=True)
+    d = pot.write(tmp_path / "n2p2")
+    assert read_n2p2(d).normalize_nodes
+    assert main(["model", "import", "n2p2", str(d), "--out", str(tmp_path / "m.pt")]) == 0
+    assert "normalize_nodes folded into the weights" in capsys.readouterr().out
+    model = load_model(tmp_path / "m.pt")
+    assert model.metadata["imported_from"]["normalize_nodes"] is True
+    _check_against_reference(pot, model)
+    write_n2p2(model, tmp_path / "again", pot.lo, pot.hi)
+    again = read_n2p2(tmp_path / "again")
+    assert not again.normalize_nodes and "normalize_nodes" not in (tmp_path / "again" / "input.nn").read_text()
+    G = pot.features(pot.frame)
+    symbols = np.array(pot.frame.get_chemical_symbols())
+    for el in ("Al", "Ni"):
+        ref = pot.atomic_energies(pot.frame)[symbols == el]
+        for p in (again, read_n2p2(d)):           # the export without the keyword; the original with it
+            np.testing.assert_allclose(n2p2_atomic_energies(p, el, G[el]), ref, rtol=1e-13, atol=1e-13)
 
 
 # ------------------------------------------------------------------------------ element topologies

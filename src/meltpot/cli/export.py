@@ -82,6 +82,9 @@ def cmd_import_n2p2(args) -> int:
           + ", ".join(f"{el} {n}" for el, n in zip(model.elements, model.n_features))
           + f"; {model.architecture_text()}; cutoff {model.featureset.cutoff} "
             f"{model.cutoff:g}; scaling {pot.scaling_type}{norm}; units {model.units}")
+    if pot.normalize_nodes:
+        print("note: normalize_nodes folded into the weights (W/n, b/n per layer); `meltpot export n2p2` writes "
+              "those weights without the keyword")
     if pot.activations[-1] != "l":
         print(f"note: the output layer's letter {pot.activations[-1]!r} is evaluated as l (linear), as n2p2 "
               "does whatever the letter; it is kept for `meltpot export n2p2`")

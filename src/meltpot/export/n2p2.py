@@ -69,8 +69,9 @@ n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the sour
    layer's size of one element; the depth and the activations are the same for all elements.
    The writer gives the elements' most common size per layer globally (ties: the lighter
    element's; an imported model's own global line where it still fits) and one
-   ``element_nodes_short`` line per element and layer that differs. ``normalize_nodes`` (the
-   pre-activation divided by the previous layer's size) is not read.
+   ``element_nodes_short`` line per element and layer that differs. ``normalize_nodes``
+   (``NeuralNetwork::propagateLayer``: every layer's pre-activation, the output's too, divided by
+   the previous layer's size) is read and evaluated; the writer never writes it.
 7. **Energies and units.** n2p2 is unit-agnostic (the writer gives no ``mean_energy``/``conv_*``
    keywords, so no normalisation; the reader applies them: output / conv_energy + mean_energy); ``atom_energy <El> <E>`` offsets are added to the total energy
    (``Mode::addEnergyOffset`` in ``InterfaceLammps::process``) but *not* to LAMMPS per-atom
@@ -111,14 +112,13 @@ CUTOFF_OF_N2P2 = {v: k for k, v in N2P2_CUTOFF.items()}
 #: elements n2p2 knows (``ElementMap::knownElements``: H … No, Z = 1 … 102)
 MAX_Z = 102
 _SCALING_KEYS = ("scale_symmetry_functions", "center_symmetry_functions", "scale_symmetry_functions_sigma")
-_UNSUPPORTED_KEYS = ("normalize_nodes",)
 #: keywords of other codes' settings (RuNNer) that n2p2 does not read (an unknown keyword there)
 _FOREIGN_KEYS = ("element_hidden_layers_short", "element_activation_short")
 #: n2p2's data-set normalisation (``nnp-norm``): all three or none
 _NORM_KEYS = ("mean_energy", "conv_energy", "conv_length")
 _UNIQUE_KEYS = ("number_of_elements", "elements", "cutoff_type", "global_hidden_layers_short",
                 "global_nodes_short", "global_activation_short", "scale_min_short", "scale_max_short",
-                "nnp_type", *_SCALING_KEYS, *_UNSUPPORTED_KEYS, *_NORM_KEYS)
+                "nnp_type", "normalize_nodes", *_SCALING_KEYS, *_NORM_KEYS)
 UNIT_NOTE = {"metal": "metal (energies eV, lengths Angstrom)",
              "lj": "lj (energies epsilon, lengths sigma; element Ar is a placeholder)"}
 
@@ -403,6 +403,8 @@ class N2p2Potential:
     units: str | None = None
     #: per-element hidden sizes (``element_nodes_short`` applied); default: ``hidden`` for all
     element_hidden: dict[str, list[int]] | None = None
+    #: ``normalize_nodes``: each layer's pre-activation divided by the previous layer's size
+    normalize_nodes: bool = False
     #: n2p2's normalisation (``mean_energy``, ``conv_energy``, ``conv_length``): the network's
     #: output is in normalised units, E_atom = output / conv_energy + mean_energy (physical).
     #: conv_length changes no symmetry-function value (n2p2 converts positions and parameters
@@ -643,9 +645,6 @@ def read_n2p2(directory) -> N2p2Potential:
     d = Path(directory)
     path = d / "input.nn"
     keys, units = _settings(path)
-    for k in _UNSUPPORTED_KEYS:
-        if k in keys:
-            _fail(path, keys[k][0][0], k, "not supported by this reader (meltpot never writes it)")
     for k in _FOREIGN_KEYS:
         if k in keys:
             _fail(path, keys[k][0][0], k, "not an n2p2 keyword (RuNNer's; n2p2 ignores it with a warning, so the "
@@ -727,7 +726,7 @@ def read_n2p2(directory) -> N2p2Potential:
     return N2p2Potential(directory=d, elements=elements, atom_energy=atom_energy, cutoff_type=cutoff_type,
                          cutoff_alpha=cutoff_alpha, scaling_type=scaling_type, smin=smin, smax=smax, hidden=hidden,
                          activations=activations, functions=functions, scaling=scaling, layers=layers, units=units,
-                         element_hidden=element_hidden,
+                         element_hidden=element_hidden, normalize_nodes="normalize_nodes" in keys,
                          **norm)
 
 
@@ -787,7 +786,8 @@ def n2p2_atomic_energies(pot: N2p2Potential, element: str, G_n2p2_order, with_of
         raise MeltpotError(f"{pot.directory}: no element {element!r}; elements: {', '.join(pot.elements)}")
     x = n2p2_scale(pot, element, np.asarray(G_n2p2_order, dtype=np.float64))
     for (W, b), letter in zip(pot.layers[element], pot.layer_letters):
-        x = _activate(letter, x @ W.T + b)
+        pre = x @ W.T + b
+        x = _activate(letter, pre / W.shape[1] if pot.normalize_nodes else pre)
     e = x[:, 0] / pot.conv_energy + pot.mean_energy     # normalised → physical units
     return e + pot.atom_energy[element] if with_offset else e
 

@@ -25,9 +25,12 @@ engine, and can start training or an AGL λ path. What is folded where:
 - **Topology**: ``global_nodes_short`` with ``element_nodes_short`` → per-element hidden sizes
   (``HDNNP.hidden`` a dict where the elements differ); the global line is kept in the metadata
   too, so the export writes the same keywords again.
+- ``normalize_nodes`` (pre-activations divided by the previous layer's size n): W/n and b/n in
+  every layer. An export of such a model writes these weights without the keyword: the same
+  energies (to rounding), other files.
 
-Anything else — other cutoff types or a cutoff α, ``normalize_nodes``, RuNNer's per-element
-keywords — is refused with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
+Anything else — other cutoff types or a cutoff α, RuNNer's per-element keywords — is refused
+with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
 :class:`~meltpot.errors.MeltpotError` here).
 """
 from __future__ import annotations
@@ -94,6 +97,8 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
                 W, b = W.copy(), b.copy()
                 if i == 0 and shift:
                     b = b + shift * W.sum(axis=1)
+                if pot.normalize_nodes:                 # n2p2: (W x + b)/n_in before the activation
+                    W, b = W / W.shape[1], b / W.shape[1]
                 if i == len(layers) - 1 and pot.conv_energy != 1.0:
                     W, b = W / pot.conv_energy, b / pot.conv_energy
                 layer.weight.copy_(torch.from_numpy(W))
@@ -111,10 +116,11 @@ def import_n2p2(directory, out, units: str | None = None) -> dict:
 
     pot = read_n2p2(directory)
     model = model_from_n2p2(pot, units=units)
-    meta = {**model.metadata, "imported_from": {"format": "n2p2", "directory": str(Path(directory).resolve()),
-                              "scaling": pot.scaling_type, "normalisation": {
-                                  "mean_energy": pot.mean_energy, "conv_energy": pot.conv_energy,
-                                  "conv_length": pot.conv_length}}}
+    source = {"format": "n2p2", "directory": str(Path(directory).resolve()), "scaling": pot.scaling_type,
+              "normalize_nodes": pot.normalize_nodes,
+              "normalisation": {"mean_energy": pot.mean_energy, "conv_energy": pot.conv_energy,
+                                "conv_length": pot.conv_length}}
+    meta = {**model.metadata, "imported_from": source}
     save_model(model, out, units=model.units, metadata=meta)
     fs_path = Path(out).with_name(Path(out).stem + ".featureset.yaml")
     model.featureset.save(fs_path)
