@@ -179,6 +179,7 @@ def test_every_n2p2_activation_imports_and_exports_unchanged(letter, tmp_path):
     res = import_n2p2(d, tmp_path / "imported.pt")
     model = load_model(tmp_path / "imported.pt")
     assert model.activation == NAMES[letter] and model.hidden == (6, 4)
+    assert torch.load(tmp_path / "imported.pt", weights_only=True)["version"] == 1   # as before: one name
     assert model.metadata["n2p2"] == {"output_letter": letter, "global_nodes_short": [6, 4]}
     _check_against_reference(pot, model)
     assert res["potential"].layer_letters == [letter, letter, "l"]
@@ -200,6 +201,8 @@ def test_mixed_letters_give_a_per_layer_activation(tmp_path):
     save_model(model, tmp_path / "m.pt")
     back = load_model(tmp_path / "m.pt")
     assert back.activation == model.activation and back.describe() == model.describe()
+    # version 2: readers of version 1 (one activation name) say so instead of failing to build it
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["version"] == 2
     write_n2p2(back, tmp_path / "again", pot.lo, pot.hi)
     assert _body(tmp_path / "again" / "input.nn", NETWORK_KEYS) == _body(tmp_path / "n2p2" / "input.nn", NETWORK_KEYS)
     assert _body(tmp_path / "again" / "weights.013.data") == _body(tmp_path / "n2p2" / "weights.013.data")
@@ -262,6 +265,7 @@ def test_cli_names_the_topology_and_the_ignored_output_letter(alni, tmp_path, ca
     assert "Al 7-5, Ni 9-3 logistic gaussian linear" in out
     assert "output layer's letter 't' is evaluated as l (linear)" in out
     assert load_model(tmp_path / "m.pt").describe() == model.describe()
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["version"] == 2     # per-element sizes
 
 
 def test_element_topology_exports_the_same_files(alni, tmp_path):
