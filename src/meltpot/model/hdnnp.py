@@ -12,6 +12,11 @@ Two evaluation routes give identical numbers:
   number of local atoms) → per-atom energies, with forces and virial by autograd. This is
   the contract of a LAMMPS pair style (ghost atoms allowed), and of :mod:`.batch`.
 
+Architecture: ``hidden`` sizes for every element, or ``{element: sizes}`` (n2p2's
+``element_nodes_short``); ``activation`` one name for the hidden layers with a linear output,
+or one name per layer, the output layer's last (n2p2's ``global_activation_short`` letters:
+see :data:`ACTIVATIONS` and ``meltpot.export.n2p2``).
+
 Units are those of the data: eV and Å (metal) or ε and σ (lj).
 """
 
