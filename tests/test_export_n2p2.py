@@ -279,7 +279,7 @@ def _edit(path, old, new, count=1):
     (lambda d: _edit(d / "input.nn", "global_activation_short t t l", "global_activation_short t t l l"),
      r"input\.nn, line \d+: global_activation_short: 4 letters: one per layer, the output layer included, makes 3"),
     (lambda d: _edit(d / "input.nn", "global_activation_short t t l", "global_activation_short t t x"),
-     r"input\.nn, line \d+: global_activation_short: letter 'x' not evaluated"),
+     r"input\.nn, line \d+: global_activation_short: letter 'x' is not an n2p2 activation"),
     (lambda d: _edit(d / "input.nn", "cutoff_type 6 0.0", "cutoff_type 4 0.0"),
      r"input\.nn, line \d+: cutoff_type: 4 is not supported"),
     (lambda d: _edit(d / "input.nn", "number_of_elements 2\n", ""), r"input\.nn: number_of_elements: keyword missing"),
@@ -296,20 +296,20 @@ def test_malformed_files_name_file_line_and_key(exported, damage, message):
         read_n2p2(exported)
 
 
-def test_the_output_layer_activation_is_read_and_applied(exported):
-    """n2p2 applies the output layer's letter too: a file with ``t`` there gives tanh of the
-    linear output (the reader used to assume ``l`` whatever the file said)."""
+def test_the_output_layer_letter_is_read_and_evaluated_linear_as_n2p2_does(exported):
+    """n2p2's Mode::setupNeuralNetwork reads the hidden layers' letters only and makes the output
+    layer AF_IDENTITY whatever global_activation_short names there: a file with ``t`` on the output
+    gives the same energies as with ``l`` (the letter is kept as written)."""
     from meltpot.export.n2p2 import n2p2_atomic_energies
 
     pot = read_n2p2(exported)
-    assert pot.activations == ["t", "t", "l"]
+    assert pot.activations == ["t", "t", "l"] and pot.layer_letters == ["t", "t", "l"]
     G = np.random.default_rng(5).uniform(0.0, 2.0, (4, len(pot.functions["Al"])))
     linear = n2p2_atomic_energies(pot, "Al", G, with_offset=False)
     _edit(exported / "input.nn", "global_activation_short t t l", "global_activation_short t t t")
-    squashed = read_n2p2(exported)
-    assert squashed.activations == ["t", "t", "t"]
-    np.testing.assert_allclose(n2p2_atomic_energies(squashed, "Al", G, with_offset=False), np.tanh(linear),
-                               rtol=1e-14, atol=0)
+    other = read_n2p2(exported)
+    assert other.activations == ["t", "t", "t"] and other.layer_letters == ["t", "t", "l"]
+    np.testing.assert_array_equal(n2p2_atomic_energies(other, "Al", G, with_offset=False), linear)
 
 
 @pytest.fixture(scope="module")

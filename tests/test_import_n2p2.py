@@ -117,9 +117,10 @@ def test_other_scaling_modes(mode, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (("global_activation_short t t l", "global_activation_short t t t"), "output layer's 't' is not representable"),
-    (("global_activation_short t t l", "global_activation_short t p l"), "hidden layers t p differ"),
-    (("global_activation_short t t l", "global_activation_short l l l"), "letter 'l' has no meltpot activation"),
+    (("global_activation_short t t l", "global_activation_short t t l\nelement_activation_short Al 1 1 t"),
+     "element_activation_short: not an n2p2 keyword"),
+    (("global_activation_short t t l", "global_activation_short t t l\nelement_hidden_layers_short Al 3"),
+     "element_hidden_layers_short: not an n2p2 keyword"),
 ])
 def test_what_meltpot_cannot_represent_is_refused(edit, message, tmp_path):
     _, _, d = _export("Al-tanh-polynomial", tmp_path)

@@ -80,8 +80,14 @@ def cmd_import_n2p2(args) -> int:
             f"conv_length {pot.conv_length:g} folded in" if pot.conv_energy != 1.0 or pot.mean_energy else "")
     print(f"wrote {res['out']}: elements {' '.join(model.elements)}; functions "
           + ", ".join(f"{el} {n}" for el, n in zip(model.elements, model.n_features))
-          + f"; {'-'.join(map(str, model.hidden))} {model.activation}; cutoff {model.featureset.cutoff} "
+          + f"; {model.architecture_text()}; cutoff {model.featureset.cutoff} "
             f"{model.cutoff:g}; scaling {pot.scaling_type}{norm}; units {model.units}")
+    if pot.normalize_nodes:
+        print("note: normalize_nodes folded into the weights (W/n, b/n per layer); `meltpot export n2p2` writes "
+              "those weights without the keyword")
+    if pot.activations[-1] != "l":
+        print(f"note: the output layer's letter {pot.activations[-1]!r} is evaluated as l (linear), as n2p2 "
+              "does whatever the letter; it is kept for `meltpot export n2p2`")
     print(f"feature set: {res['featureset']} (for `meltpot descriptors compute --featureset`)")
     return 0
 

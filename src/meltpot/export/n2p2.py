@@ -50,15 +50,28 @@ n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the sour
    comments): layer by layer, first all weights with the *target* neuron index running fastest
    (for each source neuron j: for each target neuron k: w_kj), then the biases of that layer.
    For an ``nn.Linear`` weight W (out, in) that is ``W.T.ravel()`` followed by ``b``.
-6. **Activations** (``Mode::setupNeuralNetwork``): ``global_activation_short`` letters l
-   (identity), t (tanh), s (logistic), p (softplus ln(1+eˣ), with x > 35 → x and x < −35 → 0 in
-   ``NeuralNetwork::propagateLayer``), r, g, c, S, e, h; one letter per layer, the output layer
-   included (n2p2 applies that one too; meltpot's output layer is linear, so the writer gives it
-   ``l``, and :func:`read_n2p2` evaluates whatever letter a file names there). Our
-   ``shifted_softplus`` (softplus − ln 2) is exported as ``p`` with the −ln 2 folded into the next
-   layer's bias (b' = b − ln2·Σ_j W_kj); n2p2 has no SiLU, so ``silu`` models are refused.
-   (PyTorch's softplus returns x above 20, n2p2's above 35: the difference, < 2·10⁻⁹ per
-   neuron, arises only for pre-activations beyond 20.)
+6. **Activations** (``NeuralNetwork::ActivationFunction``, ``NeuralNetwork.h``; formulas in
+   ``NeuralNetwork::propagateLayer``): ``global_activation_short`` letters l identity (meltpot
+   ``linear``), t tanh, s logistic 1/(1+e⁻ˣ) (x > 35 → 1, x < −35 → 0), p softplus ln(1+eˣ)
+   (x > 35 → x, x < −35 → 0), r relu max(0, x), g gaussian e^(−x²/2), c cos x, S revlogistic
+   1 − 1/(1+e⁻ˣ), e negexp e⁻ˣ, h harmonic x². The documentation asks for one letter per
+   layer, the output layer's last, but ``Mode::setupNeuralNetwork`` reads only the hidden
+   layers' letters and gives the output layer AF_IDENTITY whatever the file says, so
+   :func:`read_n2p2` keeps the output letter (``activations[-1]``, written back as read) and
+   evaluates a linear output, as n2p2 and LAMMPS's ``pair_style hdnnp`` do; a meltpot model with a
+   non-linear output layer is therefore refused by the writer. Our ``shifted_softplus``
+   (softplus − ln 2) is exported as ``p`` with the −ln 2 folded into the next layer's bias
+   (b' = b − ln2·Σ_j W_kj); n2p2 has no SiLU, so ``silu`` models are refused. (PyTorch's
+   softplus returns x above 20, n2p2's above 35: the difference, < 2·10⁻⁹ per neuron, arises
+   only for pre-activations beyond 20.) **Topology**: ``global_hidden_layers_short`` and
+   ``global_nodes_short`` for every element, then ``element_nodes_short <el> <layer> <nodes>``
+   (any number of lines; layer 1 … n_hidden, the last line for a layer wins) changes one hidden
+   layer's size of one element; the depth and the activations are the same for all elements.
+   The writer gives the elements' most common size per layer globally (ties: the lighter
+   element's; an imported model's own global line where it still fits) and one
+   ``element_nodes_short`` line per element and layer that differs. ``normalize_nodes``
+   (``NeuralNetwork::propagateLayer``: every layer's pre-activation, the output's too, divided by
+   the previous layer's size) is read and evaluated; the writer never writes it.
 7. **Energies and units.** n2p2 is unit-agnostic (the writer gives no ``mean_energy``/``conv_*``
    keywords, so no normalisation; the reader applies them: output / conv_energy + mean_energy); ``atom_energy <El> <E>`` offsets are added to the total energy
    (``Mode::addEnergyOffset`` in ``InterfaceLammps::process``) but *not* to LAMMPS per-atom
@@ -86,9 +99,12 @@ from ..descriptors.featureset import N2P2_CUTOFF, N2P2_TYPE, is_noise
 from ..errors import MeltpotError
 
 #: meltpot activation → n2p2 letter (shifted_softplus: "p" plus a bias fold)
-ACTIVATION_LETTER = {"tanh": "t", "softplus": "p", "shifted_softplus": "p", "logistic": "s"}
+ACTIVATION_LETTER = {"linear": "l", "tanh": "t", "logistic": "s", "softplus": "p", "relu": "r", "gaussian": "g",
+                     "cos": "c", "revlogistic": "S", "negexp": "e", "harmonic": "h", "shifted_softplus": "p"}
+#: n2p2 letter → meltpot activation (``NeuralNetwork::ActivationFunction``: all of n2p2's)
+ACTIVATION_OF_LETTER = {v: k for k, v in ACTIVATION_LETTER.items() if k != "shifted_softplus"}
 #: n2p2 letters this module evaluates
-_LETTERS = ("l", "t", "s", "p")
+_LETTERS = tuple(ACTIVATION_OF_LETTER)
 #: n2p2's NeuralNetwork EXP_LIMIT (softplus and logistic saturate beyond it)
 EXP_LIMIT = 35.0
 TYPE_OF_N2P2 = {v: k for k, v in N2P2_TYPE.items()}
@@ -96,12 +112,13 @@ CUTOFF_OF_N2P2 = {v: k for k, v in N2P2_CUTOFF.items()}
 #: elements n2p2 knows (``ElementMap::knownElements``: H … No, Z = 1 … 102)
 MAX_Z = 102
 _SCALING_KEYS = ("scale_symmetry_functions", "center_symmetry_functions", "scale_symmetry_functions_sigma")
-_UNSUPPORTED_KEYS = ("normalize_nodes", "element_nodes_short")
+#: keywords of other codes' settings (RuNNer) that n2p2 does not read (an unknown keyword there)
+_FOREIGN_KEYS = ("element_hidden_layers_short", "element_activation_short")
 #: n2p2's data-set normalisation (``nnp-norm``): all three or none
 _NORM_KEYS = ("mean_energy", "conv_energy", "conv_length")
 _UNIQUE_KEYS = ("number_of_elements", "elements", "cutoff_type", "global_hidden_layers_short",
                 "global_nodes_short", "global_activation_short", "scale_min_short", "scale_max_short",
-                "nnp_type", *_SCALING_KEYS, *_UNSUPPORTED_KEYS, *_NORM_KEYS)
+                "nnp_type", "normalize_nodes", *_SCALING_KEYS, *_NORM_KEYS)
 UNIT_NOTE = {"metal": "metal (energies eV, lengths Angstrom)",
              "lj": "lj (energies epsilon, lengths sigma; element Ar is a placeholder)"}
 
@@ -172,11 +189,57 @@ def symfunction_line(element: str, f) -> str:
 
 
 def check_exportable(model) -> None:
-    """MeltpotError if n2p2 cannot represent ``model`` (activation, noise inputs, elements)."""
-    if model.activation not in ACTIVATION_LETTER:
-        raise MeltpotError(f"activation {model.activation!r} has no n2p2 equivalent (n2p2 offers tanh, softplus, "
-                           f"logistic, …; exportable meltpot activations: {', '.join(ACTIVATION_LETTER)})")
+    """MeltpotError if n2p2 cannot represent ``model`` (activations, topology, noise inputs, elements)."""
+    n2p2_activation_letters(model)
     check_featureset_exportable(model.featureset)
+
+
+def n2p2_activation_letters(model) -> list[str]:
+    """The ``global_activation_short`` letters of ``model`` (one per layer, the output's last;
+    MeltpotError for what n2p2 cannot represent: an activation it lacks, elements whose networks
+    differ in depth, a non-linear output layer). The output letter is ``l``, or for an imported
+    model the letter its file had (n2p2 ignores it: fact 6)."""
+    depth = sorted({len(model.element_hidden(el)) for el in model.elements})
+    if len(depth) > 1:
+        raise MeltpotError(f"the elements' networks have {depth} hidden layers: n2p2 gives all elements "
+                           "global_hidden_layers_short hidden layers (element_nodes_short changes sizes only)")
+    acts = model.layer_activations()
+    bad = [a for a in acts if a not in ACTIVATION_LETTER]
+    if bad:
+        raise MeltpotError(f"activation {bad[0]!r} has no n2p2 equivalent (exportable meltpot activations: "
+                           f"{', '.join(ACTIVATION_LETTER)})")
+    if acts[-1] != "linear":
+        raise MeltpotError(f"the output layer's activation {acts[-1]!r} has no n2p2 equivalent: n2p2 evaluates the "
+                           "output layer linearly whatever global_activation_short says (Mode::setupNeuralNetwork)")
+    letters = [ACTIVATION_LETTER[a] for a in acts]
+    kept = _n2p2_hints(model).get("output_letter")
+    if kept in _LETTERS:
+        letters[-1] = kept
+    return letters
+
+
+def _n2p2_hints(model) -> dict:
+    """What an imported model remembers of its n2p2 file's layout (``metadata["n2p2"]``)."""
+    hints = (getattr(model, "metadata", None) or {}).get("n2p2")
+    return hints if isinstance(hints, dict) else {}
+
+
+def n2p2_topology(model) -> tuple[list[int], list[tuple[str, int, int]]]:
+    """(``global_nodes_short`` sizes, [(element, layer, nodes)] for ``element_nodes_short``) of
+    ``model``, elements and layers in n2p2's order (fact 6)."""
+    els = n2p2_elements(model.elements)
+    sizes = {el: list(model.element_hidden(el)) for el in els}
+    n_hidden = len(sizes[els[0]])
+    kept = _n2p2_hints(model).get("global_nodes_short")
+    if isinstance(kept, list) and len(kept) == n_hidden and all(isinstance(h, int) for h in kept):
+        glob = list(kept)
+    else:
+        glob = []
+        for i in range(n_hidden):
+            column = [sizes[el][i] for el in els]
+            glob.append(max(column, key=lambda h: (column.count(h), -column.index(h))))
+    extra = [(el, i + 1, sizes[el][i]) for el in els for i in range(n_hidden) if sizes[el][i] != glob[i]]
+    return glob, extra
 
 
 def check_featureset_exportable(fs) -> None:
@@ -196,13 +259,14 @@ def n2p2_layers(model, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     n2p2's function order, the shifted softplus's −ln 2 folded into the following biases."""
     el = model.elements[k]
     perm = n2p2_permutation(model.featureset.per_element[el], model.elements)
+    acts = model.nets[k].activations
     out = []
     for i, layer in enumerate(model.nets[k].layers):
         W = layer.weight.detach().cpu().double().numpy().copy()
         b = layer.bias.detach().cpu().double().numpy().copy()
         if i == 0:
             W = W[:, perm]
-        elif model.activation == "shifted_softplus":
+        elif acts[i - 1] == "shifted_softplus":
             b = b - math.log(2.0) * W.sum(axis=1)
         out.append((W, b))
     return out
@@ -211,7 +275,9 @@ def n2p2_layers(model, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def _input_nn(model, fs_lines: list[str], source: str | None) -> str:
     units = getattr(model, "units", "metal")
     els = n2p2_elements(model.elements)
-    letters = [ACTIVATION_LETTER[model.activation]] * len(model.hidden) + ["l"]
+    letters = n2p2_activation_letters(model)
+    glob, per_element = n2p2_topology(model)
+    act = model.activation if isinstance(model.activation, str) else " ".join(model.activation)
     refs = {el: float(model.reference_energy[k]) for k, el in enumerate(model.elements)}
     rc = max(f.rc for fns in model.featureset.per_element.values() for f in fns)
     head = [
@@ -219,9 +285,9 @@ def _input_nn(model, fs_lines: list[str], source: str | None) -> str:
         *([f"# source model: {source}"] if source else []),
         f"# units: {UNIT_NOTE.get(units, units)}",
         f"# meltpot_units {units}",
-        f"# meltpot activation: {model.activation}"
+        f"# meltpot activation: {act}"
         + (" (exported as softplus, -ln 2 folded into the next layer's biases)"
-           if model.activation == "shifted_softplus" else ""),
+           if "shifted_softplus" in model.layer_activations() else ""),
         f"# feature set: {model.featureset.name} ({model.featureset.content_hash()[:12]})",
         "# LAMMPS (same unit system, no conversion):",
         f"#   pair_style hdnnp {_num(rc)} dir <this directory>/ showew no showewsum 100 resetew no "
@@ -237,8 +303,9 @@ def _input_nn(model, fs_lines: list[str], source: str | None) -> str:
         "scale_symmetry_functions_sigma",
         "scale_min_short 0.0",
         "scale_max_short 1.0",
-        f"global_hidden_layers_short {len(model.hidden)}",
-        f"global_nodes_short {' '.join(str(h) for h in model.hidden)}",
+        f"global_hidden_layers_short {len(glob)}",
+        f"global_nodes_short {' '.join(str(h) for h in glob)}",
+        *[f"element_nodes_short {el} {layer} {nodes}" for el, layer, nodes in per_element],
         f"global_activation_short {' '.join(letters)}",
         "",
     ]
@@ -313,8 +380,11 @@ class N2p2Potential:
 
     ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9, neighbors, eta, rs,
     rc, zeta, lambda, line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
-    sigma; ``layers[el]``: [(W (out, in), b)]; ``activations``: letters per layer after the
-    input (the last is ``l``); ``scaling_type``: none/scale/center/scalecenter/sigma.
+    sigma; ``layers[el]``: [(W (out, in), b)]; ``hidden``: ``global_nodes_short``,
+    ``element_hidden[el]``: the element's sizes after ``element_nodes_short``; ``activations``:
+    the ``global_activation_short`` letters as written, one per layer after the input (n2p2
+    evaluates the last, the output layer's, as ``l`` whatever it is: :attr:`layer_letters`);
+    ``scaling_type``: none/scale/center/scalecenter/sigma.
     """
 
     directory: Path
@@ -331,6 +401,10 @@ class N2p2Potential:
     scaling: dict[str, np.ndarray]
     layers: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     units: str | None = None
+    #: per-element hidden sizes (``element_nodes_short`` applied); default: ``hidden`` for all
+    element_hidden: dict[str, list[int]] | None = None
+    #: ``normalize_nodes``: each layer's pre-activation divided by the previous layer's size
+    normalize_nodes: bool = False
     #: n2p2's normalisation (``mean_energy``, ``conv_energy``, ``conv_length``): the network's
     #: output is in normalised units, E_atom = output / conv_energy + mean_energy (physical).
     #: conv_length changes no symmetry-function value (n2p2 converts positions and parameters
@@ -338,6 +412,15 @@ class N2p2Potential:
     mean_energy: float = 0.0
     conv_energy: float = 1.0
     conv_length: float = 1.0
+
+    def __post_init__(self):
+        if self.element_hidden is None:
+            self.element_hidden = {el: list(self.hidden) for el in self.elements}
+
+    @property
+    def layer_letters(self) -> list[str]:
+        """The activation n2p2 applies per layer: the hidden layers' letters, then ``l`` (fact 6)."""
+        return [*self.activations[:-1], "l"]
 
     @property
     def cutoff(self) -> str | None:
@@ -562,9 +645,11 @@ def read_n2p2(directory) -> N2p2Potential:
     d = Path(directory)
     path = d / "input.nn"
     keys, units = _settings(path)
-    for k in _UNSUPPORTED_KEYS:
+    for k in _FOREIGN_KEYS:
         if k in keys:
-            _fail(path, keys[k][0][0], k, "not supported by this reader (meltpot never writes it)")
+            _fail(path, keys[k][0][0], k, "not an n2p2 keyword (RuNNer's; n2p2 ignores it with a warning, so the "
+                                          "file does not mean what it says): remove it or give the topology "
+                                          "with global_* and element_nodes_short")
     norm = {}
     present = [k for k in _NORM_KEYS if k in keys]
     if present and len(present) != len(_NORM_KEYS):
@@ -613,19 +698,35 @@ def read_n2p2(directory) -> N2p2Potential:
                                                      f"included, makes {n_hidden + 1}")
     for a in args:
         if a not in _LETTERS:
-            _fail(path, line, "global_activation_short", f"letter {a!r} not evaluated here (supported: {_LETTERS})")
-    activations = list(args)             # the output layer's too: n2p2 applies it
+            _fail(path, line, "global_activation_short", f"letter {a!r} is not an n2p2 activation "
+                                                         f"(n2p2 has {' '.join(_LETTERS)})")
+    activations = list(args)             # as written; n2p2 evaluates the output layer as l (fact 6)
+    element_hidden = {el: list(hidden) for el in elements}
+    for line, args in keys.get("element_nodes_short", []):
+        key = "element_nodes_short"
+        if len(args) < 3:
+            _fail(path, line, key, f"needs an element, a hidden layer (1 … {n_hidden}) and a size, got {args}")
+        if args[0] not in elements:
+            _fail(path, line, key, f"element {args[0]!r} is not in the elements line {elements}")
+        layer, nodes = _int(path, line, key, args[1]), _int(path, line, key, args[2])
+        if not 1 <= layer <= n_hidden:
+            _fail(path, line, key, f"layer {layer}: only hidden layers 1 … {n_hidden} can change size (0 is the "
+                                   "input, the symmetry functions; the output has one neuron)")
+        if nodes < 1:
+            _fail(path, line, key, f"{nodes} nodes: a hidden layer needs at least one")
+        element_hidden[args[0]][layer - 1] = nodes          # the last line for a layer wins, as in n2p2
     functions = _read_functions(path, keys, elements)
     scaling = _read_scaling(d / "scaling.data", elements, functions)
     if scaling_type in ("sigma",):
         for el in elements:
             if np.any(scaling[el][:, 3] == 0):
                 _fail(d / "scaling.data", None, "sigma", f"element {el}: sigma 0 (division by zero in n2p2)")
-    layers = {el: _read_weights(d / f"weights.{atomic_number(el):03d}.data", [len(functions[el]), *hidden, 1])
-              for el in elements}
+    layers = {el: _read_weights(d / f"weights.{atomic_number(el):03d}.data",
+                                [len(functions[el]), *element_hidden[el], 1]) for el in elements}
     return N2p2Potential(directory=d, elements=elements, atom_energy=atom_energy, cutoff_type=cutoff_type,
                          cutoff_alpha=cutoff_alpha, scaling_type=scaling_type, smin=smin, smax=smax, hidden=hidden,
                          activations=activations, functions=functions, scaling=scaling, layers=layers, units=units,
+                         element_hidden=element_hidden, normalize_nodes="normalize_nodes" in keys,
                          **norm)
 
 
@@ -649,15 +750,32 @@ def n2p2_scale(pot: N2p2Potential, element: str, G: np.ndarray) -> np.ndarray:
 
 
 def _activate(letter: str, x: np.ndarray) -> np.ndarray:
-    """n2p2's ``propagateLayer`` activations (with its EXP_LIMIT branches)."""
+    """n2p2's ``propagateLayer`` activation of ``letter`` (fact 6; logistic and softplus with its
+    EXP_LIMIT branches), written from its formulas."""
+    x = np.asarray(x, dtype=np.float64)
     if letter == "l":
         return x
     if letter == "t":
         return np.tanh(x)
-    inner = np.clip(x, -EXP_LIMIT, EXP_LIMIT)
-    if letter == "s":
-        return np.where(x > EXP_LIMIT, 1.0, np.where(x < -EXP_LIMIT, 0.0, 1.0 / (1.0 + np.exp(-inner))))
-    return np.where(x > EXP_LIMIT, x, np.where(x < -EXP_LIMIT, 0.0, np.log(1.0 + np.exp(inner))))
+    if letter in ("s", "p"):
+        inner = np.clip(x, -EXP_LIMIT, EXP_LIMIT)
+        if letter == "s":
+            return np.where(x > EXP_LIMIT, 1.0, np.where(x < -EXP_LIMIT, 0.0, 1.0 / (1.0 + np.exp(-inner))))
+        return np.where(x > EXP_LIMIT, x, np.where(x < -EXP_LIMIT, 0.0, np.log(1.0 + np.exp(inner))))
+    if letter == "r":
+        return np.where(x > 0.0, x, 0.0)
+    if letter == "g":
+        return np.exp(-0.5 * x * x)
+    if letter == "c":
+        return np.cos(x)
+    if letter == "S":
+        with np.errstate(over="ignore"):              # e^{-x} → inf for x ≪ 0: value 1, as in n2p2
+            return 1.0 - 1.0 / (1.0 + np.exp(-x))
+    if letter == "e":
+        return np.exp(-x)
+    if letter == "h":
+        return x * x
+    raise MeltpotError(f"n2p2 activation letter {letter!r} unknown (n2p2 has {' '.join(_LETTERS)})")
 
 
 def n2p2_atomic_energies(pot: N2p2Potential, element: str, G_n2p2_order, with_offset: bool = True) -> np.ndarray:
@@ -667,8 +785,9 @@ def n2p2_atomic_energies(pot: N2p2Potential, element: str, G_n2p2_order, with_of
     if element not in pot.layers:
         raise MeltpotError(f"{pot.directory}: no element {element!r}; elements: {', '.join(pot.elements)}")
     x = n2p2_scale(pot, element, np.asarray(G_n2p2_order, dtype=np.float64))
-    for (W, b), letter in zip(pot.layers[element], pot.activations):
-        x = _activate(letter, x @ W.T + b)
+    for (W, b), letter in zip(pot.layers[element], pot.layer_letters):
+        pre = x @ W.T + b
+        x = _activate(letter, pre / W.shape[1] if pot.normalize_nodes else pre)
     e = x[:, 0] / pot.conv_energy + pot.mean_energy     # normalised → physical units
     return e + pot.atom_energy[element] if with_offset else e
 

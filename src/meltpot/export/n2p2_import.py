@@ -16,11 +16,21 @@ engine, and can start training or an AGL λ path. What is folded where:
 - **Normalisation** (``mean_energy``, ``conv_energy``, ``conv_length``): the network output
   is divided by conv_energy (last layer) and mean_energy is added to each element's reference
   energy together with ``atom_energy``; conv_length changes no symmetry-function value.
-- **Activations**: one letter for every hidden layer, ``t`` → tanh, ``p`` → softplus, ``s`` →
-  logistic, and ``l`` on the output layer (meltpot's output layer is linear).
+- **Activations**: every n2p2 letter, per hidden layer (``l`` linear, ``t`` tanh, ``s``
+  logistic, ``p`` softplus, ``r`` relu, ``g`` gaussian, ``c`` cos, ``S`` revlogistic, ``e``
+  negexp, ``h`` harmonic; :data:`~meltpot.export.n2p2.ACTIVATION_OF_LETTER`): one meltpot name
+  when all hidden layers agree, else one name per layer. The output layer is linear whatever its
+  letter, because n2p2 evaluates it so (``Mode::setupNeuralNetwork``); the letter is kept in
+  ``model.metadata["n2p2"]`` and written back by the exporter.
+- **Topology**: ``global_nodes_short`` with ``element_nodes_short`` → per-element hidden sizes
+  (``HDNNP.hidden`` a dict where the elements differ); the global line is kept in the metadata
+  too, so the export writes the same keywords again.
+- ``normalize_nodes`` (pre-activations divided by the previous layer's size n): W/n and b/n in
+  every layer. An export of such a model writes these weights without the keyword: the same
+  energies (to rounding), other files.
 
-Anything else — other cutoff types or a cutoff α, other activations, per-element topologies —
-is refused with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
+Anything else — other cutoff types or a cutoff α, RuNNer's per-element keywords — is refused
+with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
 :class:`~meltpot.errors.MeltpotError` here).
 """
 from __future__ import annotations
@@ -31,10 +41,9 @@ import numpy as np
 import torch
 
 from ..errors import MeltpotError
-from .n2p2 import N2p2Potential, featureset_from_n2p2, read_n2p2
+from .n2p2 import ACTIVATION_OF_LETTER, N2p2Potential, featureset_from_n2p2, read_n2p2
 
-#: n2p2 hidden-layer letters meltpot evaluates, and its activation names
-ACTIVATION_OF_LETTER = {"t": "tanh", "p": "softplus", "s": "logistic"}
+__all__ = ["ACTIVATION_OF_LETTER", "import_n2p2", "model_from_n2p2"]
 
 
 def _scaling(pot: N2p2Potential, el: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -65,21 +74,18 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
     if pot.cutoff is None:
         raise MeltpotError(f"{where}: cutoff_type {pot.cutoff_type} with α {pot.cutoff_alpha:g}: meltpot computes "
                            "the cosine (1) and polynomial (6) cutoffs with α = 0")
-    hidden_letters, out_letter = pot.activations[:-1], pot.activations[-1]
-    if out_letter != "l":
-        raise MeltpotError(f"{where}: global_activation_short: the output layer's {out_letter!r} is not "
-                           "representable (meltpot's output layer is linear, l)")
-    if len(set(hidden_letters)) > 1:
-        raise MeltpotError(f"{where}: global_activation_short: hidden layers {' '.join(hidden_letters)} differ "
-                           "(a meltpot network has one activation for all hidden layers)")
-    letter = hidden_letters[0] if hidden_letters else "t"
-    if letter not in ACTIVATION_OF_LETTER:
-        raise MeltpotError(f"{where}: global_activation_short: hidden-layer letter {letter!r} has no meltpot "
-                           f"activation (supported: {', '.join(ACTIVATION_OF_LETTER)})")
+    for letter in pot.layer_letters:
+        if letter not in ACTIVATION_OF_LETTER:
+            raise MeltpotError(f"{where}: global_activation_short: letter {letter!r} has no meltpot activation "
+                               f"(supported: {', '.join(ACTIVATION_OF_LETTER)})")
     fs = featureset_from_n2p2(pot.directory / "input.nn", name=name or f"n2p2-{pot.directory.name}")
     fs.meta = {"description": f"imported from the n2p2 potential {pot.directory}"}
-    model = HDNNP(fs, hidden=pot.hidden, activation=ACTIVATION_OF_LETTER[letter]).double()
+    activation = [ACTIVATION_OF_LETTER[letter] for letter in pot.layer_letters]   # HDNNP makes one name of it
+    hidden = {el: pot.element_hidden[el] for el in fs.elements}                    # … and one tuple of these
+    model = HDNNP(fs, hidden=hidden, activation=activation).double()
     model.units = units or pot.units or "metal"
+    # the file's layout where the model does not fix it, for an export of the same keywords
+    model.metadata = {"n2p2": {"output_letter": pot.activations[-1], "global_nodes_short": list(pot.hidden)}}
     with torch.no_grad():
         for k, el in enumerate(model.elements):
             mu, sigma, shift = _scaling(pot, el)
@@ -91,6 +97,8 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
                 W, b = W.copy(), b.copy()
                 if i == 0 and shift:
                     b = b + shift * W.sum(axis=1)
+                if pot.normalize_nodes:                 # n2p2: (W x + b)/n_in before the activation
+                    W, b = W / W.shape[1], b / W.shape[1]
                 if i == len(layers) - 1 and pot.conv_energy != 1.0:
                     W, b = W / pot.conv_energy, b / pot.conv_energy
                 layer.weight.copy_(torch.from_numpy(W))
@@ -108,10 +116,11 @@ def import_n2p2(directory, out, units: str | None = None) -> dict:
 
     pot = read_n2p2(directory)
     model = model_from_n2p2(pot, units=units)
-    meta = {"imported_from": {"format": "n2p2", "directory": str(Path(directory).resolve()),
-                              "scaling": pot.scaling_type, "normalisation": {
-                                  "mean_energy": pot.mean_energy, "conv_energy": pot.conv_energy,
-                                  "conv_length": pot.conv_length}}}
+    source = {"format": "n2p2", "directory": str(Path(directory).resolve()), "scaling": pot.scaling_type,
+              "normalize_nodes": pot.normalize_nodes,
+              "normalisation": {"mean_energy": pot.mean_energy, "conv_energy": pot.conv_energy,
+                                "conv_length": pot.conv_length}}
+    meta = {**model.metadata, "imported_from": source}
     save_model(model, out, units=model.units, metadata=meta)
     fs_path = Path(out).with_name(Path(out).stem + ".featureset.yaml")
     model.featureset.save(fs_path)

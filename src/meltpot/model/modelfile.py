@@ -1,7 +1,9 @@
 """Model files: architecture, feature set, scaling, element list and training metadata.
 
 A model file is a ``torch.save`` of plain data (loadable with ``weights_only=True``):
-``format``, ``version``, ``architecture`` (elements, hidden sizes, activation), ``featureset``
+``format``, ``version``, ``architecture`` (elements; hidden sizes: a list, or {element: list}
+where the elements' networks differ; activation: a name, or one name per layer with the output
+layer's last; version 1 as before for a list and a name, version 2 for the others), ``featureset``
 (the resolved feature set as a dict) and its content hash, ``state_dict`` (weights, feature
 scaling, reference energies), ``units`` and ``metadata`` (training settings, metrics, data
 keys). :func:`load_model` rebuilds the HDNNP and checks it; :func:`check_featureset` refuses
@@ -19,7 +21,10 @@ from ..errors import MeltpotError
 from .hdnnp import HDNNP
 
 FORMAT = "meltpot-hdnnp"
+#: version 1: hidden a list, activation a name; version 2 (written only for such models): hidden
+#: sizes per element or one activation per layer, which readers of version 1 cannot build
 VERSION = 1
+VERSIONS = (1, 2)
 
 
 class ModelFileError(MeltpotError):
@@ -28,10 +33,11 @@ class ModelFileError(MeltpotError):
 
 def model_payload(model: HDNNP, units: str | None = None, metadata: dict | None = None) -> dict:
     units = units or getattr(model, "units", "metal")
+    arch = {k: v for k, v in model.describe().items() if k in ("elements", "hidden", "activation")}
+    version = VERSION if isinstance(arch["hidden"], list) and isinstance(arch["activation"], str) else 2
     return {
-        "format": FORMAT, "version": VERSION,
-        "architecture": {"elements": list(model.elements), "hidden": list(model.hidden),
-                         "activation": model.activation},
+        "format": FORMAT, "version": version,
+        "architecture": arch,
         "featureset": model.featureset.to_dict(),
         "featureset_hash": model.featureset.content_hash(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -73,7 +79,10 @@ def load_torch_file(path: str | Path, what: str, error=MeltpotError, fmt: str | 
 
 def read_payload(path: str | Path) -> dict:
     path = Path(path)
-    payload = load_torch_file(path, "meltpot model file", ModelFileError, fmt=FORMAT, version=VERSION)
+    payload = load_torch_file(path, "meltpot model file", ModelFileError, fmt=FORMAT)
+    if payload.get("version") not in VERSIONS:
+        raise ModelFileError(f"{path}: meltpot model file version {payload.get('version')} is not supported "
+                             f"(expected one of {', '.join(map(str, VERSIONS))})")
     missing = sorted({"architecture", "featureset", "featureset_hash", "state_dict"} - set(payload))
     if missing:
         raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")

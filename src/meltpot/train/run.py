@@ -53,8 +53,8 @@ class TrainingRun:
         """One line: feature set, architecture, data and epochs."""
         model, cfg = self.model, self.cfg
         n_in = ", ".join(f"{el} {n}" for el, n in model.describe()["n_features"].items())
-        return (f"training an HDNNP on {self.featureset.name} ({n_in} features) → {list(model.hidden)} → 1 "
-                f"({cfg['model']['activation']}) on {len(self.train_data)} frames ({self.mode}); validation "
+        return (f"training an HDNNP on {self.featureset.name} ({n_in} features; hidden {model.architecture_text()}) "
+                f"on {len(self.train_data)} frames ({self.mode}); validation "
                 f"{0 if self.val_data is None else len(self.val_data)} frames; up to {self.settings.n_epochs} epochs")
 
 
@@ -160,7 +160,7 @@ def run_training(run: TrainingRun, out, checkpoint=None, history=None, resume: b
     metadata = {
         "meltpot_version": __version__, "run_id": cfg["run_id"], "units": cfg["units"],
         "training": settings.to_dict(), "seed": settings.seed,
-        "model": {"hidden": list(cfg["model"]["hidden"]), "activation": cfg["model"]["activation"]},
+        "model": {k: model.describe()[k] for k in ("hidden", "activation")},
         "epochs": trainer.epoch, "stopped_early": trainer.stopped_early, "best_epoch": trainer.best_epoch,
         "best_monitor": trainer.best_monitor, "monitor": trainer.monitor_name,
         "cache": run.cache_meta,
