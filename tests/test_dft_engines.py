@@ -222,3 +222,19 @@ def test_labelling_workflow_with_gpaw_labels_picked_frames_in_chunk_jobs(tmp_pat
     table = dict(line.split()[:2] for line in dry.stdout.splitlines()
                  if len(line.split()) == 2 and line.split()[1].isdigit())
     assert table.get("label_chunk") == "1" and table.get("total") == "1", dry.stdout
+
+
+def test_lammps_stages_of_a_dft_run_use_the_lammps_sampler():
+    from pathlib import Path
+
+    from meltpot.config import check_lammps_stages, load_config
+    from meltpot.md.potential import Potential, lammps_reference
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "presets" / "al-dft.yaml")
+    assert lammps_reference(cfg) is cfg["labelling"]["sampler"]
+    assert Potential.from_reference(cfg).pair_style == "eam/fs"
+    check_lammps_stages(cfg)
+    raw = dict(BASE, reference={"engine": "gpaw", "dft": {}})
+    with pytest.raises(ConfigError, match="validation_md: reference.engine = 'gpaw'.*need a LAMMPS potential"):
+        check_lammps_stages(validate_config(raw))
+    check_lammps_stages(validate_config(dict(raw, validation_md={"enabled": False})))

@@ -192,6 +192,21 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
         raise ConfigError(f"{source}: descriptors.featureset = {spec!r}: {exc}") from None
 
 
+def check_lammps_stages(cfg: dict, source: str = "config") -> None:
+    """The workflow's LAMMPS stages need a LAMMPS reference (or a LAMMPS labelling sampler):
+    ConfigError before any work when one of them is on without it. (Not part of
+    :func:`validate_config`: a config used only for sampling with, e.g., EMT is valid.)"""
+    needs = [k for k in ("validation_md", "nucleation_md", "transport_md")
+             if cfg[k].get("enabled") and (k == "validation_md" or cfg[k].get("potential") == "reference")]
+    if needs:
+        from .md.potential import lammps_reference
+
+        try:
+            lammps_reference(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {', '.join(needs)}: {exc}") from None
+
+
 def _check_engine(block: dict, where: str, source: str, cfg: dict) -> None:
     """The typed DFT settings of an engine block (GPAW/CP2K), before any work starts."""
     engine = block["engine"]

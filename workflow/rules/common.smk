@@ -4,7 +4,7 @@ import re
 import yaml
 from pathlib import Path
 
-from meltpot.config import load_run_featureset, resolve_featureset_spec, validate_config
+from meltpot.config import check_lammps_stages, load_run_featureset, resolve_featureset_spec, validate_config
 from meltpot.sampling.grid import expand_states
 
 
@@ -24,6 +24,7 @@ if "elements" not in config:  # no full config given: the default plus any --con
 
 # fails here, naming the key, if the config is invalid: no rule has run yet
 CFG = validate_config(config, source="snakemake config", base_dir=workflow.basedir)
+check_lammps_stages(CFG, source="snakemake config")
 CFG["_base_dir"] = str(Path(workflow.basedir).resolve())
 RUN = f"results/{CFG['run_id']}"
 ENV = "../../envs/meltpot.yaml"  # conda env of every rule (path relative to the rule files)

@@ -87,13 +87,10 @@ class Potential:
 
     @classmethod
     def from_reference(cls, config: Mapping) -> Potential:
-        """The reference potential of a validated config (``reference.engine: lammps``):
+        """The LAMMPS reference of a validated config (:func:`lammps_reference`):
         its ``pair_style``, ``pair_coeff``, ``commands`` (after pair_coeff) and ``masses``;
         files are also looked up in the config's folder (``_base_dir``)."""
-        ref = config.get("reference", {})
-        if ref.get("engine") != "lammps":
-            raise ConfigError(f"reference.engine = {ref.get('engine')!r}: MD protocols need a LAMMPS "
-                              "potential (engine: lammps) or an explicit Potential.from_commands(...)")
+        ref = lammps_reference(config)
         return cls.from_commands(config["elements"], ref["pair_style"], ref["pair_coeff"],
                                  units=config.get("units", "metal"), masses=ref.get("masses"),
                                  post_commands=ref.get("commands", ()), base_dir=config.get("_base_dir"))
@@ -165,3 +162,20 @@ class Potential:
                 "pair_coeff": list(self.pair_coeff), "masses": dict(zip(self.elements, self.masses)),
                 "pre_commands": list(self.pre_commands), "post_commands": list(self.post_commands),
                 "route": self.route, "device": self.device}
+
+
+def lammps_reference(config: Mapping) -> dict:
+    """The engine block the LAMMPS stages run as "reference": ``reference`` when it is a LAMMPS
+    engine; with DFT labels (labelling by single points, the reference a DFT code) the LAMMPS
+    ``labelling.sampler`` that sampled the frames, so the validation MD compares the DFT-trained
+    model with it. ConfigError when the run has no LAMMPS engine."""
+    ref = config.get("reference", {})
+    if ref.get("engine") == "lammps":
+        return ref
+    lab = config.get("labelling") or {}
+    sampler = lab.get("sampler") or {}
+    if lab.get("enabled") and sampler.get("engine") == "lammps":
+        return sampler
+    raise ConfigError(f"reference.engine = {ref.get('engine')!r}: the LAMMPS stages (validation_md, nucleation_md "
+                      "and transport_md with potential: reference) need a LAMMPS potential: engine lammps, or a "
+                      "LAMMPS labelling.sampler; or disable them (validation_md.enabled: false)")
