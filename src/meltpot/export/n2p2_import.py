@@ -19,7 +19,10 @@ engine, and can start training or an AGL λ path. What is folded where:
 - **Activations**: one letter for every hidden layer, ``t`` → tanh, ``p`` → softplus, ``s`` →
   logistic, and ``l`` on the output layer (meltpot's output layer is linear).
 
-Anything else — other cutoff types or a cutoff α, other activations, per-element topologies —
+- **Symmetry functions**: n2p2 types 2, 3, 9, 12, 13 and 20–25 (all subtypes p1…p4, p1a…p4a,
+  e), with every cutoff type 0–8 and its α (:mod:`meltpot.descriptors.featureset`).
+
+Anything else — other symmetry-function types, other activations, per-element topologies —
 is refused with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
 :class:`~meltpot.errors.MeltpotError` here).
 """
@@ -63,8 +66,7 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
 
     where = pot.directory / "input.nn"
     if pot.cutoff is None:
-        raise MeltpotError(f"{where}: cutoff_type {pot.cutoff_type} with α {pot.cutoff_alpha:g}: meltpot computes "
-                           "the cosine (1) and polynomial (6) cutoffs with α = 0")
+        raise MeltpotError(f"{where}: cutoff_type {pot.cutoff_type}: not one of n2p2's cutoff types 0-8")
     hidden_letters, out_letter = pot.activations[:-1], pot.activations[-1]
     if out_letter != "l":
         raise MeltpotError(f"{where}: global_activation_short: the output layer's {out_letter!r} is not "
