@@ -10,7 +10,8 @@ single points are shared with the ML-IAP test (tests/lammps_points.py).
 The plugin computes the symmetry functions with the compiled kernel and runs only the networks
 from TorchScript; the Python side computes everything in torch (descriptors, autograd forces),
 so these comparisons check the kernel route end to end: the thesis's 22-function Al set, a
-5-function subset of it, one- and two-element models, a two-element subset with different kept
+5-function subset of it, an n2p2-style set (exp cutoff with α, weighted and compact types), one-
+and two-element models, a two-element subset with different kept
 functions per element, triclinic cells, serial and two MPI ranks; isolated atoms (no pairs), a
 vacuum slab whose second rank holds no atom; the units check, old export files, and a failure
 inside the kernel reaching LAMMPS's error handling.
@@ -27,7 +28,7 @@ from helpers import make_featureset, random_model
 from lammps_points import (export_random_models, python_reference, random_systems, rel, run_lammps,
                            single_point, single_point_lines)
 from meltpot.analysis.trajectory import read_log
-from meltpot.descriptors import load_featureset
+from meltpot.descriptors import FeatureSet, SymmetryFunction, load_featureset
 from meltpot.export.torchscript import ExportError, LammpsPotential, load_torchscript, write_torchscript
 from meltpot.plugin.build import build_plugin, pair_commands
 
@@ -239,6 +240,31 @@ def test_kernel_route_equals_python_model(name, nprocs, kernel_models, plugin, t
     _compare(lmp, ref)
     log = (tmp_path / "log.lammps").read_text()
     assert f"{model.descriptor.n_union} symmetry functions" in log and "compiled symmetry-function kernel" in log
+
+
+def n2p2_types_featureset():
+    """Al–Ni functions under n2p2's exp cutoff with an inner cutoff (α = 0.3), with the weighted (12,
+    13) and compact (20, 21, 25) types beside the classic ones."""
+    S = SymmetryFunction
+    fns = [S("radial", eta=0.5, rc=5.2), S("radial", eta=1.0, rs=2.8, rc=4.8),
+           S("angular_narrow", eta=0.02, zeta=2, lam=-1, rc=5.2),
+           S("weighted_radial", eta=0.3, rs=2.5, rc=5.0), S("weighted_angular", eta=0.02, zeta=1, lam=1, rc=5.0),
+           S("compact_radial", eta=0, rl=2.0, rc=5.2, subtype="p2"),
+           S("compact_angular_narrow", eta=0, rl=-5.0, rc=5.0, angle_left=30, angle_right=150, subtype="p3a"),
+           S("weighted_compact_angular_wide", eta=0, rl=1.8, rc=5.2, angle_left=-90, angle_right=90, subtype="e")]
+    return FeatureSet.from_generic(fns, ["Al", "Ni"], cutoff="exp", cutoff_alpha=0.3, name="n2p2-types")
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_kernel_route_with_n2p2_cutoff_and_types(nprocs, systems, plugin, tmp_path):
+    """A model on n2p2's exp cutoff with α = 0.3 and types 12, 13, 20, 21, 25: the plugin's kernel
+    equals the Python model (torch descriptors, autograd forces) to 1e-8 relative."""
+    model = random_model(n2p2_types_featureset(), [systems["AlNi"]], seed=41, activation="tanh")
+    export = write_torchscript(model, tmp_path / "n2p2-types.pt")
+    lmp = plugin_single_point(tmp_path, systems["AlNi"], export, model.elements, plugin, nprocs=nprocs)
+    ref = python_reference(model, lmp["atoms"])
+    assert np.abs(ref["forces"]).max() > 1e-2
+    _compare(lmp, ref)
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
