@@ -24,11 +24,11 @@ import pytest
 import torch
 from ase.io import write
 
-from helpers import make_featureset, random_model
+from helpers import make_featureset, n2p2_types_featureset, random_model
 from lammps_points import (export_random_models, python_reference, random_systems, rel, run_lammps,
                            single_point, single_point_lines)
 from meltpot.analysis.trajectory import read_log
-from meltpot.descriptors import FeatureSet, SymmetryFunction, load_featureset
+from meltpot.descriptors import load_featureset
 from meltpot.export.torchscript import ExportError, LammpsPotential, load_torchscript, write_torchscript
 from meltpot.plugin.build import build_plugin, pair_commands
 
@@ -240,19 +240,6 @@ def test_kernel_route_equals_python_model(name, nprocs, kernel_models, plugin, t
     _compare(lmp, ref)
     log = (tmp_path / "log.lammps").read_text()
     assert f"{model.descriptor.n_union} symmetry functions" in log and "compiled symmetry-function kernel" in log
-
-
-def n2p2_types_featureset():
-    """Al–Ni functions under n2p2's exp cutoff with an inner cutoff (α = 0.3), with the weighted (12,
-    13) and compact (20, 21, 25) types beside the classic ones."""
-    S = SymmetryFunction
-    fns = [S("radial", eta=0.5, rc=5.2), S("radial", eta=1.0, rs=2.8, rc=4.8),
-           S("angular_narrow", eta=0.02, zeta=2, lam=-1, rc=5.2),
-           S("weighted_radial", eta=0.3, rs=2.5, rc=5.0), S("weighted_angular", eta=0.02, zeta=1, lam=1, rc=5.0),
-           S("compact_radial", eta=0, rl=2.0, rc=5.2, subtype="p2"),
-           S("compact_angular_narrow", eta=0, rl=-5.0, rc=5.0, angle_left=30, angle_right=150, subtype="p3a"),
-           S("weighted_compact_angular_wide", eta=0, rl=1.8, rc=5.2, angle_left=-90, angle_right=90, subtype="e")]
-    return FeatureSet.from_generic(fns, ["Al", "Ni"], cutoff="exp", cutoff_alpha=0.3, name="n2p2-types")
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])

@@ -480,7 +480,7 @@ def load_featureset(spec: str | Path | dict, elements: list[str] | None = None) 
 
 def grid(elements: list[str], rc: float, n_radial: int = 8, n_shifted: int = 8, r_min: float | None = None,
          zetas=(1, 2, 4, 16), lambdas=(-1, 1), angular_etas=None, angular_type: str = "angular_narrow",
-         cutoff: str = "polynomial", name: str = "grid") -> FeatureSet:
+         cutoff: str = "polynomial", name: str = "grid", cutoff_alpha: float = 0.0) -> FeatureSet:
     """A grid feature set in the style of Imbalzano et al. / n2p2's generator.
 
     Radial: ``n_radial`` centred functions (r_s = 0) with widths geometric between r_c/2
@@ -502,5 +502,5 @@ def grid(elements: list[str], rc: float, n_radial: int = 8, n_shifted: int = 8, 
     etas = angular_etas if angular_etas is not None else [1 / (2 * (rc / 2) ** 2)]
     for eta, zeta, lam in itertools.product(etas, zetas, lambdas):
         fns.append(SymmetryFunction(angular_type, eta=float(eta), zeta=float(zeta), lam=float(lam), rc=rc))
-    return FeatureSet.from_generic(fns, elements, cutoff=cutoff, name=name,
+    return FeatureSet.from_generic(fns, elements, cutoff=cutoff, name=name, cutoff_alpha=cutoff_alpha,
                                    meta={"description": f"generated grid, rc={rc}"})

@@ -579,15 +579,15 @@ def _read_functions(path, keys, elements: list[str]) -> dict[str, list[dict]]:
     return functions
 
 
-def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = None):
+def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = None, cutoff_alpha: float = 0.0):
     """A meltpot :class:`FeatureSet` from the ``symfunction_short`` lines of an n2p2 settings file
     (``input.nn``, or a file of just those lines), in n2p2's order. Elements: the ``elements``
-    line, else those the lines name; cutoff: ``cutoff_type`` (1 cosine, 6 polynomial, α = 0),
-    else ``cutoff``. The parameters are physical lengths as written (n2p2 converts them together
+    line, else those the lines name; cutoff: ``cutoff_type`` (n2p2's type 0–8 and α), else
+    ``cutoff`` and ``cutoff_alpha``. The parameters are physical lengths as written (n2p2 converts them together
     with the positions when it normalises with ``conv_length``, so no conversion applies)."""
     from ..descriptors.featureset import FeatureSet, SymmetryFunction
 
-    alpha = 0.0
+    alpha = cutoff_alpha
     path = Path(path)
     keys, _ = _settings(path)
     if "symfunction_short" not in keys:
