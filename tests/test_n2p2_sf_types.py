@@ -394,3 +394,35 @@ def test_imported_potential_equals_the_reference(fs, tmp_path):
             fd[a, c] = -(shifted[0] - shifted[1]) / (2 * h)
     assert np.abs(fd).max() > 1e-2
     assert np.abs(forces - fd).max() < 1e-7 * np.abs(fd).max()
+
+
+@needs_kernel
+def test_meltpot_model_with_the_new_types_exports_and_imports_unchanged(tmp_path):
+    """write_n2p2 of a model on the exp cutoff (α 0.3) with types 12, 13, 20, 21, 25, read back
+    with model_from_n2p2: the same energies and forces (1e-12), the same files written again."""
+    from helpers import n2p2_types_featureset, random_model
+    from meltpot.descriptors.compute import AtomsDescriptor
+    from meltpot.export.n2p2 import write_n2p2
+
+    frame = alloy_atoms(n=16, seed=7)
+    model = random_model(n2p2_types_featureset(), [frame], seed=8)
+    G = AtomsDescriptor(model.featureset).per_element(frame)
+    bounds = ({el: g.min(0) for el, g in G.items()}, {el: g.max(0) for el, g in G.items()})
+    write_n2p2(model, tmp_path / "out", *bounds)
+    text = (tmp_path / "out" / "input.nn").read_text()
+    assert "cutoff_type 4 0.3" in text and "symfunction_short Al 25 1.8 5.2 -90.0 90.0 e" in text
+    back = model_from_n2p2(read_n2p2(tmp_path / "out"))
+    results = []
+    for m in (model, back):
+        atoms = frame.copy()
+        atoms.calc = MeltpotCalculator(m)
+        results.append((atoms.get_potential_energy(), atoms.get_forces()))
+    (e1, f1), (e2, f2) = results
+    assert abs(e1 - e2) < 1e-12 * abs(e1) and np.abs(f1 - f2).max() < 1e-12 * np.abs(f1).max()
+    order = {el: [model.featureset.per_element[el].index(f) for f in back.featureset.per_element[el]]
+             for el in back.elements}             # the imported model has n2p2's function order
+    write_n2p2(back, tmp_path / "again", *({el: b[el][order[el]] for el in b} for b in bounds))
+    for name in ("input.nn", "scaling.data"):
+        body = [ln for ln in (tmp_path / "again" / name).read_text().splitlines() if ln and not ln.startswith("#")]
+        assert body == [ln for ln in (tmp_path / "out" / name).read_text().splitlines()
+                        if ln and not ln.startswith("#")]

@@ -49,6 +49,10 @@ On disk a feature set is YAML::
     functions:                     # generic: expanded over neighbour elements
       - {type: radial, eta: 0.0013, rs: 0.0, rc: 6.8}
       - {type: angular_narrow, eta: 0.0013, lambda: -1, zeta: 1, rc: 6.8}
+      - {type: weighted_radial, eta: 0.5, rs: 2.5, rc: 6.8}          # no neighbours: weighted by Z
+      - {type: compact_angular_wide, rl: -6.8, rc: 6.8, angle_left: 60, angle_right: 180, subtype: p2}
+
+with, optionally, ``cutoff_alpha: 0.2`` beside ``cutoff`` (an inner cutoff at 0.2 r_c),
 
 or fully resolved, with ``per_element: {Al: [{..., neighbors: [Al]}, ...], Ni: [...]}``.
 
