@@ -35,8 +35,6 @@ from .featureset import CORES, N2P2_TYPE, FeatureSet, is_noise
 
 #: n2p2's core-function codes of the kernel table: 1..4 poly1..poly4, 5 exp (``CORES`` order + 1)
 CORE_CODE = {c: k + 1 for k, c in enumerate(CORES)}
-#: core function of each cutoff type that has one (hard, cosine and the tanh types have none)
-CUTOFF_CORE = {"poly1": 1, "polynomial": 2, "poly3": 3, "poly4": 4, "exp": 5}
 
 
 def core_fn(x: torch.Tensor, core: int, asym: bool = False) -> torch.Tensor:
@@ -59,8 +57,8 @@ def core_fn(x: torch.Tensor, core: int, asym: bool = False) -> torch.Tensor:
 
 
 def _cutoff_core(kind: str) -> int:
-    """The core-function code of a cutoff type with one (``CUTOFF_CORE``; TorchScript has no
-    global dicts)."""
+    """The core-function code of the cutoff types that have one: poly1 … poly4 (``polynomial`` is
+    poly2) and exp (an if chain: TorchScript reads no global dicts)."""
     if kind == "poly1":
         return 1
     if kind == "polynomial":
