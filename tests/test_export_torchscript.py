@@ -1,4 +1,4 @@
-"""The TorchScript export (format version 2) without LAMMPS: the function table it carries for
+"""The TorchScript export (format version 3) without LAMMPS: the function table it carries for
 the plugin's compiled kernel, the networks-only method, and the plugin's route emulated in
 Python (kernel through ctypes with the exported table → ``energies_and_gradients`` → per-pair
 contraction) against the torch route ``LammpsPotential.forward``."""
