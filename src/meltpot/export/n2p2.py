@@ -349,8 +349,9 @@ def _weights_text(element: str, layers) -> str:
 class N2p2Potential:
     """An n2p2 potential directory as plain data, in n2p2's internal order.
 
-    ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9, neighbors, eta, rs,
-    rc, zeta, lambda, line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
+    ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9/12/13/20–25, neighbors,
+    eta, rs, rc, zeta, lambda, rl, angle_left, angle_right, subtype — None or 0 where a type has
+    no such parameter — and line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
     sigma; ``layers[el]``: [(W (out, in), b)]; ``activations``: letters per layer after the
     input (the last is ``l``); ``scaling_type``: none/scale/center/scalecenter/sigma.
     """
