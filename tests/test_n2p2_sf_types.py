@@ -110,7 +110,7 @@ def one_function(f: SymmetryFunction, symbols, nbs, kind: str, alpha: float) -> 
                 if not -1.0 < cos < 1.0:
                     continue
                 theta = math.degrees(math.acos(cos))
-                ang = compact(theta, f.angle_left, f.angle_right, f.subtype)
+                ang = compact(theta, f.angle_left, f.angle_right, f.subtype.rstrip("a"))   # never asymmetric
                 rad = compact(rij, f.rl, f.rc, f.subtype) * compact(rik, f.rl, f.rc, f.subtype)
                 if narrow:
                     rad *= compact(rjk, f.rl, f.rc, f.subtype)

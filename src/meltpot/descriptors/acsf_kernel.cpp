@@ -658,7 +658,7 @@ void extra_functions(int64_t p0, int64_t n, const Plan<T>& plan, int n_union, in
                     const T theta = std::acos(c);
                     if (theta < x.al || theta > x.ar) continue;
                     T dth;
-                    compact(theta, x.al, x.ar, x.core, x.asym, A, dth);
+                    compact(theta, x.al, x.ar, x.core, false, A, dth);   // never asymmetric (as n2p2)
                     dA = -dth / std::sqrt(T(1) - c * c);
                 } else {
                     const T base = T(1) + x.lam * c;
@@ -780,7 +780,7 @@ extern "C" {
 //   functions (n_fn): fn_par (n_fn x 8): eta, rs, rc, zeta, lambda, rl, angle_left, angle_right
 //     (radians; unused entries 0); fn_int (n_fn x 5) kind (0 radial, 1 narrow, 2 wide, else the n2p2
 //     type 12, 13, 20-25), e1, e2 (neighbour elements; unused ones ignored), column in U (< n_union),
-//     core of the compact types (1-4 poly1-poly4, 5 exp; +8 asymmetric);
+//     core of the compact types (1-4 poly1-poly4, 5 exp; +8 asymmetric radial factor);
 //   need (n_elements x n_union) uint8: the columns each centre element needs (NULL: all);
 //   cutoff_kind: n2p2's cutoff type 0-8, cutoff_alpha its inner-cutoff fraction (0 <= alpha < 1);
 //   weights (n_elements): the weights Z of the weighted types (NULL: 0);

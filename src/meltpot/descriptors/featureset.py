@@ -24,7 +24,8 @@ al.), without η, r_s and without the cutoff function ``f_c``: a compact radial 
 and a compact angular factor ``A(θ) = c(|θ − θ_m|/w_θ)`` for θ_l ≤ θ ≤ θ_r (angles in degrees on
 disk, θ = arccos cos θ_ijk). ``c`` is the core function of ``subtype``: ``p1`` … ``p4`` the
 polynomials of the cutoff types poly1 … poly4 below, ``e`` exp(1 − 1/(1 − x²)); a trailing
-``a`` (``p2a``) makes it asymmetric, c((2 − x) x).
+``a`` (``p2a``) makes the radial factor asymmetric, c((2 − x) x) (the angular factor keeps the
+plain core: n2p2's ``SymFncBaseCompAng`` passes it the core type only).
 
 * ``compact_radial`` (20, one neighbour element): ``G = Σ_j C(r_ij)``
 * ``compact_angular_narrow`` (21, a neighbour pair): ``G = Σ_{j<k} A(θ_ijk) C(r_ij) C(r_ik) C(r_jk)``

@@ -329,7 +329,8 @@ class SymmetryFunctions(torch.nn.Module):
                     radial = radial * compact_fn(rjk, rl, rc, core, asym)
                 inner = (cos > -1.0) & (cos < 1.0)
                 theta = torch.acos(torch.where(inner, cos, torch.zeros_like(cos)))
-                ang = torch.where(inner, compact_fn(theta, p[6], p[7], core, asym), torch.zeros_like(cos))
+                # the angular factor is never asymmetric (n2p2 gives its angle function the core only)
+                ang = torch.where(inner, compact_fn(theta, p[6], p[7], core, False), torch.zeros_like(cos))
             out[:, col] = (w * radial * ang).sum(1)
 
     def _angular(self, out: torch.Tensor, R: torch.Tensor, d: torch.Tensor, maskf: torch.Tensor,
