@@ -15,7 +15,7 @@ from meltpot.data.io import read_frames, write_frames
 from meltpot.data.splits import make_splits
 from meltpot.descriptors.cache import build_cache
 from meltpot.descriptors.compute import AtomsDescriptor
-from meltpot.descriptors.featureset import grid
+from meltpot.descriptors.featureset import FeatureSet, SymmetryFunction, grid
 from meltpot.model import HDNNP
 
 
@@ -128,3 +128,16 @@ def random_model(fs, frames, seed=0, hidden=(8, 6), activation="tanh", refs=None
     model.set_scaling(mean, std)
     model.set_reference_energies(refs or {"Al": -3.1, "Ni": -4.4})
     return model
+
+
+def n2p2_types_featureset():
+    """Al–Ni functions under n2p2's exp cutoff with an inner cutoff (α = 0.3), with the weighted (12,
+    13) and compact (20, 21, 25) types beside the classic ones."""
+    S = SymmetryFunction
+    fns = [S("radial", eta=0.5, rc=5.2), S("radial", eta=1.0, rs=2.8, rc=4.8),
+           S("angular_narrow", eta=0.02, zeta=2, lam=-1, rc=5.2),
+           S("weighted_radial", eta=0.3, rs=2.5, rc=5.0), S("weighted_angular", eta=0.02, zeta=1, lam=1, rc=5.0),
+           S("compact_radial", eta=0, rl=2.0, rc=5.2, subtype="p2"),
+           S("compact_angular_narrow", eta=0, rl=-5.0, rc=5.0, angle_left=30, angle_right=150, subtype="p3a"),
+           S("weighted_compact_angular_wide", eta=0, rl=1.8, rc=5.2, angle_left=-90, angle_right=90, subtype="e")]
+    return FeatureSet.from_generic(fns, ["Al", "Ni"], cutoff="exp", cutoff_alpha=0.3, name="n2p2-types")

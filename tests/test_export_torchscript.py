@@ -1,4 +1,4 @@
-"""The TorchScript export (format version 2) without LAMMPS: the function table it carries for
+"""The TorchScript export (format version 3) without LAMMPS: the function table it carries for
 the plugin's compiled kernel, the networks-only method, and the plugin's route emulated in
 Python (kernel through ctypes with the exported table → ``energies_and_gradients`` → per-pair
 contraction) against the torch route ``LammpsPotential.forward``."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_featureset, random_model
+from helpers import make_featureset, n2p2_types_featureset, random_model
 from lammps_points import random_systems
 from meltpot.descriptors import load_featureset
 from meltpot.descriptors.compute import AtomsDescriptor
@@ -44,7 +44,8 @@ def models(systems):
             "al-thesis-5": (random_model(five, [al], seed=2), al),
             "AlNi": (random_model(make_featureset(["Al", "Ni"]), [systems["AlNi"]], seed=3,
                                   activation="shifted_softplus"), systems["AlNi"]),
-            "AlNi-subset": (random_model(alloy_subset(), [systems["AlNi"]], seed=4), systems["AlNi"])}
+            "AlNi-subset": (random_model(alloy_subset(), [systems["AlNi"]], seed=4), systems["AlNi"]),
+            "AlNi-n2p2-types": (random_model(n2p2_types_featureset(), [systems["AlNi"]], seed=5), systems["AlNi"])}
 
 
 def pairs_of(atoms, model):
@@ -66,6 +67,7 @@ def plugin_route(mod, species, center, neighbor, rij, n_local):
     nbs = species[nb].to(torch.int32).contiguous()
     cs = species[:n_local].to(torch.int32).contiguous()
     par, ints, need = mod.sf_par.contiguous(), mod.sf_int.contiguous(), mod.sf_need.contiguous()
+    weights = mod.sf_weights.contiguous()
 
     def ptr(t, typ):
         return ctypes.cast(t.data_ptr(), ctypes.POINTER(typ))
@@ -73,8 +75,8 @@ def plugin_route(mod, species, center, neighbor, rij, n_local):
     rc = lib.meltpot_acsf_f64(n_local, c.numel(), ptr(c, ctypes.c_int64), ptr(nbs, ctypes.c_int32),
                               ptr(cs, ctypes.c_int32), ptr(r, ctypes.c_double), len(mod.elements), n_union,
                               par.shape[0], ptr(par, ctypes.c_double), ptr(ints, ctypes.c_int32),
-                              ptr(need, ctypes.c_uint8), int(mod.sf_cutoff_kind), ptr(U, ctypes.c_double),
-                              ptr(dU, ctypes.c_double), 1)
+                              ptr(need, ctypes.c_uint8), int(mod.sf_cutoff_kind), float(mod.sf_cutoff_alpha),
+                              ptr(weights, ctypes.c_double), ptr(U, ctypes.c_double), ptr(dU, ctypes.c_double), 1)
     assert rc == 0
     cols = mod.sf_columns[species[:n_local]]                             # (n, F_max)
     G = torch.gather(U, 1, cols.clamp(min=0)) * (cols >= 0)
@@ -88,16 +90,17 @@ def plugin_route(mod, species, center, neighbor, rij, n_local):
 
 
 @needs_kernel
-@pytest.mark.parametrize("name", ["al-thesis", "al-thesis-5", "AlNi", "AlNi-subset"])
+@pytest.mark.parametrize("name", ["al-thesis", "al-thesis-5", "AlNi", "AlNi-subset", "AlNi-n2p2-types"])
 def test_exported_table_is_the_kernels_and_the_plugin_route_equals_forward(name, systems, tmp_path):
     model, atoms = models(systems)[name]
     G = AtomsDescriptor(model.featureset).per_element(atoms)
     mod = load_torchscript(write_torchscript(model, tmp_path / "m.pt", {el: g.min(0) for el, g in G.items()},
                                              {el: g.max(0) * 0.999 for el, g in G.items()}))
-    assert mod.format_version == FORMAT_VERSION == 2
+    assert mod.format_version == FORMAT_VERSION == 3
     k = KernelSymmetryFunctions(model.featureset)
     assert torch.equal(mod.sf_par, k._fn_par) and torch.equal(mod.sf_int, k._fn_int)
     assert torch.equal(mod.sf_need, k._need) and torch.equal(mod.sf_columns, k.sf.columns)
+    assert torch.equal(mod.sf_weights, k._weights) and mod.sf_cutoff_alpha == k._cutoff_alpha
     assert mod.sf_n_union == k.n_union and mod.n_features == model.n_features
     species, i, j, rij = pairs_of(atoms, model)
     n = len(atoms)

@@ -177,8 +177,11 @@ def test_symfunction_lines_to_and_from_a_feature_set(tmp_path, capsys):
     with pytest.raises(N2p2FormatError, match=r"dup\.nn, line 3: symfunction_short: element Al: this function is "
                                               r"given twice"):
         featureset_from_n2p2(tmp_path / "dup.nn")
-    (tmp_path / "odd.nn").write_text("cutoff_type 2 0.0\n" + line + "\n")
-    with pytest.raises(N2p2FormatError, match=r"odd\.nn, line 1: cutoff_type: 2 0\.0: meltpot computes 1"):
+    (tmp_path / "odd.nn").write_text("cutoff_type 9 0.0\n" + line + "\n")
+    with pytest.raises(N2p2FormatError, match=r"odd\.nn, line 1: cutoff_type: 9 is not an n2p2 cutoff type"):
+        featureset_from_n2p2(tmp_path / "odd.nn")
+    (tmp_path / "odd.nn").write_text("cutoff_type 4 1.0\n" + line + "\n")
+    with pytest.raises(N2p2FormatError, match=r"odd\.nn, line 1: cutoff_type: alpha 1\.0 outside \[0, 1\)"):
         featureset_from_n2p2(tmp_path / "odd.nn")
 
 

@@ -10,7 +10,8 @@ single points are shared with the ML-IAP test (tests/lammps_points.py).
 The plugin computes the symmetry functions with the compiled kernel and runs only the networks
 from TorchScript; the Python side computes everything in torch (descriptors, autograd forces),
 so these comparisons check the kernel route end to end: the thesis's 22-function Al set, a
-5-function subset of it, one- and two-element models, a two-element subset with different kept
+5-function subset of it, an n2p2-style set (exp cutoff with α, weighted and compact types), one-
+and two-element models, a two-element subset with different kept
 functions per element, triclinic cells, serial and two MPI ranks; isolated atoms (no pairs), a
 vacuum slab whose second rank holds no atom; the units check, old export files, and a failure
 inside the kernel reaching LAMMPS's error handling.
@@ -23,7 +24,7 @@ import pytest
 import torch
 from ase.io import write
 
-from helpers import make_featureset, random_model
+from helpers import make_featureset, n2p2_types_featureset, random_model
 from lammps_points import (export_random_models, python_reference, random_systems, rel, run_lammps,
                            single_point, single_point_lines)
 from meltpot.analysis.trajectory import read_log
@@ -239,6 +240,18 @@ def test_kernel_route_equals_python_model(name, nprocs, kernel_models, plugin, t
     _compare(lmp, ref)
     log = (tmp_path / "log.lammps").read_text()
     assert f"{model.descriptor.n_union} symmetry functions" in log and "compiled symmetry-function kernel" in log
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_kernel_route_with_n2p2_cutoff_and_types(nprocs, systems, plugin, tmp_path):
+    """A model on n2p2's exp cutoff with α = 0.3 and types 12, 13, 20, 21, 25: the plugin's kernel
+    equals the Python model (torch descriptors, autograd forces) to 1e-8 relative."""
+    model = random_model(n2p2_types_featureset(), [systems["AlNi"]], seed=41, activation="tanh")
+    export = write_torchscript(model, tmp_path / "n2p2-types.pt")
+    lmp = plugin_single_point(tmp_path, systems["AlNi"], export, model.elements, plugin, nprocs=nprocs)
+    ref = python_reference(model, lmp["atoms"])
+    assert np.abs(ref["forces"]).max() > 1e-2
+    _compare(lmp, ref)
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])

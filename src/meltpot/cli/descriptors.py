@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..descriptors.featureset import CUTOFFS
 from ..errors import MeltpotError
 from .options import add_progress, add_threads, command, group, set_threads
 
@@ -59,8 +60,10 @@ def add_commands(sub) -> None:
     dfs.add_argument("--angular-etas", type=float, nargs="+", help="grid: angular η values (1/length²; default one, "
                                                                    "1/(2(r_c/2)²))")
     dfs.add_argument("--angular-type", choices=["angular_narrow", "angular_wide"], default="angular_narrow")
-    dfs.add_argument("--cutoff", choices=["polynomial", "cosine"], default="polynomial",
-                     help="grid, or --n2p2 lines without a cutoff_type line")
+    dfs.add_argument("--cutoff", choices=list(CUTOFFS), default="polynomial",
+                     help="grid, or --n2p2 lines without a cutoff_type line (n2p2's cutoff types 0-8)")
+    dfs.add_argument("--cutoff-alpha", type=float, default=0.0,
+                     help="with --cutoff: inner cutoff α r_c as a fraction of r_c (dimensionless)")
     dfs.set_defaults(func=cmd_featureset)
 
     p = command(dsub, "derivatives", "compute (or reuse) the derivative store ∂G/∂r for force training "
@@ -154,11 +157,12 @@ def cmd_featureset(args) -> int:
             raise MeltpotError("descriptors featureset --grid needs --elements and --rc")
         fs = grid(args.elements, rc=args.rc, n_radial=args.n_radial, n_shifted=args.n_shifted, r_min=args.r_min,
                   zetas=tuple(args.zetas), lambdas=tuple(args.lambdas), angular_etas=args.angular_etas,
-                  angular_type=args.angular_type, cutoff=args.cutoff, name=args.name or "grid")
+                  angular_type=args.angular_type, cutoff=args.cutoff, cutoff_alpha=args.cutoff_alpha,
+                  name=args.name or "grid")
     elif args.n2p2:
         from ..export.n2p2 import featureset_from_n2p2
 
-        fs = featureset_from_n2p2(args.n2p2, cutoff=args.cutoff, name=args.name)
+        fs = featureset_from_n2p2(args.n2p2, cutoff=args.cutoff, name=args.name, cutoff_alpha=args.cutoff_alpha)
     else:
         fs = load_featureset(args.preset, args.elements)
         if args.name:

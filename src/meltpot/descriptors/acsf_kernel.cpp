@@ -8,9 +8,13 @@
 //                                   fc(r_ij) fc(r_ik) fc(r_jk)
 //   wide    as narrow without the r_jk factors
 //
-// with fc = 0 at r >= rc (each function its own rc), cosine or polynomial cutoff, and element
-// blocks: a radial function sums neighbours of one element, an angular one the pairs {j, k} whose
-// species are {e1, e2} in either order. Non-integer zeta uses max(0, 1 + lam cos)^zeta.
+// with fc = 0 at r >= rc (each function its own rc), any n2p2 cutoff type with inner cutoff
+// alpha rc, and element blocks: a radial function sums neighbours of one element, an angular one the
+// pairs {j, k} whose species are {e1, e2} in either order. Non-integer zeta uses max(0, 1 + lam cos)^zeta.
+//
+// The element-weighted and compact types of n2p2 (12, 13, 20-25; see meltpot/descriptors/featureset.py)
+// take a plain route per function (extra_functions): a loop over the neighbours, or over the pairs
+// j < k of neighbours inside the function's rc, with the weights Z of the neighbours' elements.
 //
 // Inputs are pairs p = (i, j) sorted by centre i, with r_ij = x_j - x_i. Outputs: U (n_local x
 // n_union), the values of every function of the union, and optionally dU (n_pairs x n_union x 3)
@@ -36,9 +40,18 @@
 
 namespace {
 
-enum Kind : int32_t { RADIAL = 0, NARROW = 1, WIDE = 2 };
-enum Cutoff : int32_t { COSINE = 0, POLYNOMIAL = 1 };
+// function kinds: the classic three, and the other types by their n2p2 number
+enum Kind : int32_t {
+    RADIAL = 0, NARROW = 1, WIDE = 2, W_RADIAL = 12, W_ANGULAR = 13, C_RADIAL = 20, C_NARROW = 21, C_WIDE = 22,
+    WC_RADIAL = 23, WC_NARROW = 24, WC_WIDE = 25
+};
+// cutoff types: n2p2's CutoffFunction::CutoffType numbers
+enum Cutoff : int32_t { HARD = 0, COSINE = 1, TANHU = 2, TANH = 3, EXP = 4, POLY1 = 5, POLYNOMIAL = 6, POLY3 = 7,
+                        POLY4 = 8 };
+constexpr int N_PAR = 8;   // fn_par columns: eta, rs, rc, zeta, lambda, rl, angle_left, angle_right (radians)
+constexpr int N_INT = 5;   // fn_int columns: kind, e1, e2, column, core (1-4 poly1-4, 5 exp; +8 asymmetric)
 constexpr double PI = 3.14159265358979323846;
+constexpr double E = 2.71828182845904523536;
 
 // A radial factor exp(-eta (r - rs)^2) fc(r): the radial functions and the per-pair part of the
 // angular ones. One per distinct (eta, rs, rc) that a centre element needs.
@@ -46,6 +59,17 @@ template <class T>
 struct Term {
     T eta, rs, rc;
     T inv_rc, pi_rc;       // 1 / rc and pi / rc (no division per pair or triplet)
+    T rci, iw;             // inner cutoff alpha rc and 1 / (rc - rci)
+};
+
+// A weighted or compact function (n2p2 types 12, 13, 20-25): its own loops, see extra_functions.
+template <class T>
+struct Extra {
+    int kind, col, e1, e2, core;
+    bool asym;
+    Term<T> term;          // 12, 13: the radial factor exp(-eta (r - rs)^2) fc(r)
+    T zeta, lam, coef;     // 13: coef = 2^(1 - zeta)
+    T rl, rc, al, ar;      // compact: radial bounds, angle bounds (radians)
 };
 
 template <class T>
@@ -85,9 +109,60 @@ struct Plan {
     std::vector<Power<T>> powers;
     std::vector<int> narrow_terms;   // distinct terms of the narrow groups (their r_jk factor)
     std::vector<int> ang_cols;       // the union columns of the angular functions
+    std::vector<Extra<T>> extra;     // weighted and compact functions
     T ang_rc = 0;              // largest rc of the angular groups
     bool any_narrow = false, all_narrow = false;
 };
+
+// n2p2's core function c(x) on 0 <= x < 1 and dc/dx: 1-4 the polynomials poly1-poly4, 5
+// exp(1 - 1/(1 - x^2)); asymmetric: c((2 - x) x).
+template <class T>
+inline void core_function(T x, int core, bool asym, T& f, T& df) {
+    T chain = T(1);
+    if (asym) {
+        chain = T(2) - T(2) * x;
+        x = (T(2) - x) * x;
+    }
+    const T x2 = x * x;
+    switch (core) {
+        case 1:
+            f = (T(2) * x - T(3)) * x2 + T(1);
+            df = x * (T(6) * x - T(6));
+            break;
+        case 2:
+            f = ((T(15) - T(6) * x) * x - T(10)) * x2 * x + T(1);
+            df = x2 * ((T(60) - T(30) * x) * x - T(30));
+            break;
+        case 3:
+            f = (x * (x * (T(20) * x - T(70)) + T(84)) - T(35)) * x2 * x2 + T(1);
+            df = x2 * x * (x * (x * (T(140) * x - T(420)) + T(420)) - T(140));
+            break;
+        case 4:
+            f = (x * (x * ((T(315) - T(70) * x) * x - T(540)) + T(420)) - T(126)) * x2 * x2 * x + T(1);
+            df = x2 * x2 * (x * (x * ((T(2520) - T(630) * x) * x - T(3780)) + T(2520)) - T(630));
+            break;
+        default: {
+            const T t = T(1) / (x2 - T(1));
+            f = T(E) * std::exp(t);
+            df = T(-2) * x * t * t * f;
+        }
+    }
+    df *= chain;
+}
+
+// n2p2's compact function on (left, right): c(|a - m| / w), m the centre, w the half width; 0 outside
+template <class T>
+inline void compact(T a, T left, T right, int core, bool asym, T& f, T& df) {
+    const T w = T(0.5) * (right - left);
+    const T x = (a - T(0.5) * (left + right)) / w;
+    if (!(a > left && a < right) || std::abs(x) >= T(1)) {
+        f = 0;
+        df = 0;
+        return;
+    }
+    core_function(std::abs(x), core, asym, f, df);
+    df = x > T(0) ? df / w : x < T(0) ? -df / w : T(0);
+}
 
 template <class T>
 inline void cutoff(T r, const Term<T>& t, int kind, T& f, T& df) {
@@ -96,15 +171,35 @@ inline void cutoff(T r, const Term<T>& t, int kind, T& f, T& df) {
         df = 0;
         return;
     }
-    if (kind == COSINE) {
+    if (t.rci == T(0) && kind == COSINE) {
         const T a = t.pi_rc;
         f = T(0.5) * (std::cos(a * r) + T(1));
         df = T(-0.5) * a * std::sin(a * r);
-    } else {
+    } else if (t.rci == T(0) && kind == POLYNOMIAL) {
         const T x = r * t.inv_rc;
         f = ((T(15) - T(6) * x) * x - T(10)) * x * x * x + T(1);
         const T y = x * (T(1) - x);
         df = T(-30) * y * y * t.inv_rc;
+    } else if (kind == HARD) {
+        f = 1;
+        df = 0;
+    } else if (kind == TANHU || kind == TANH) {   // tanh^3(1 - r/rc) [/ tanh^3(1)], without alpha
+        const T h = std::tanh(T(1) - r * t.inv_rc);
+        const T scale = kind == TANH ? T(1) / T(std::pow(std::tanh(1.0), 3)) : T(1);
+        f = scale * h * h * h;
+        df = scale * T(3) * h * h * (h * h - T(1)) * t.inv_rc;
+    } else if (r <= t.rci) {
+        f = 1;
+        df = 0;
+    } else {
+        const T x = (r - t.rci) * t.iw;
+        if (kind == COSINE) {
+            f = T(0.5) * (std::cos(T(PI) * x) + T(1));
+            df = T(-0.5) * T(PI) * t.iw * std::sin(T(PI) * x);
+        } else {
+            core_function(x, kind == EXP ? 5 : kind - POLY1 + 1, false, f, df);
+            df *= t.iw;
+        }
     }
 }
 
@@ -125,30 +220,74 @@ inline void radial_factor(T r, const Term<T>& t, int kind, T& w, T& dw) {
 }
 
 template <class T>
-int find_term(std::vector<Term<T>>& terms, T eta, T rs, T rc) {
+Term<T> make_term(T eta, T rs, T rc, double alpha) {
+    const T rci = T(alpha * double(rc));
+    return {eta, rs, rc, T(1) / rc, T(PI) / rc, rci, T(1) / (rc - rci)};
+}
+
+template <class T>
+int find_term(std::vector<Term<T>>& terms, T eta, T rs, T rc, double alpha) {
     for (size_t k = 0; k < terms.size(); ++k)
         if (terms[k].eta == eta && terms[k].rs == rs && terms[k].rc == rc) return int(k);
-    terms.push_back({eta, rs, rc, T(1) / rc, T(PI) / rc});
+    terms.push_back(make_term(eta, rs, rc, alpha));
     return int(terms.size()) - 1;
+}
+
+// A weighted or compact function from its table row; false if the row is invalid.
+template <class T>
+bool make_extra(const double* p, const int32_t* q, int n_elements, double alpha, Extra<T>& x) {
+    const int kind = q[0];
+    const bool resolved = kind == C_RADIAL || kind == C_NARROW || kind == C_WIDE;
+    const bool angular = kind == W_ANGULAR || kind == C_NARROW || kind == C_WIDE || kind == WC_NARROW ||
+                         kind == WC_WIDE;
+    const bool compact_kind = kind >= C_RADIAL;
+    if (kind != W_RADIAL && kind != W_ANGULAR && !(kind >= C_RADIAL && kind <= WC_WIDE)) return false;
+    x.kind = kind;
+    x.col = q[3];
+    x.e1 = resolved ? q[1] : -1;
+    x.e2 = resolved && angular ? q[2] : -1;
+    x.core = q[4] & 7;
+    x.asym = (q[4] & 8) != 0;
+    if (resolved && (x.e1 < 0 || x.e1 >= n_elements)) return false;
+    if (resolved && angular && (x.e2 < 0 || x.e2 >= n_elements)) return false;
+    if (!(p[2] > 0.0)) return false;
+    x.term = make_term(T(p[0]), T(p[1]), T(p[2]), alpha);
+    x.zeta = T(p[3]);
+    x.lam = T(p[4]);
+    x.coef = T(std::exp2(1.0 - p[3]));
+    x.rl = T(p[5]);
+    x.rc = T(p[2]);
+    x.al = T(p[6]);
+    x.ar = T(p[7]);
+    if (kind == W_ANGULAR && !(p[3] >= 1.0)) return false;
+    if (compact_kind && (x.core < 1 || x.core > 5 || !(p[5] < p[2]) || (angular && !(p[6] < p[7])))) return false;
+    return true;
 }
 
 // Plan of element e from the function table (fn_par: eta, rs, rc, zeta, lambda; fn_int: kind,
 // e1, e2, column). Returns false on an invalid table.
 template <class T>
 bool make_plan(int e, int n_elements, int n_union, int n_fn, const double* fn_par, const int32_t* fn_int,
-               const uint8_t* need, Plan<T>& plan) {
+               const uint8_t* need, double alpha, Plan<T>& plan) {
     plan.rad_by_elem.assign(n_elements, {});
     std::vector<double> group_key;   // (kind, eta, rs, rc) of each group
     for (int f = 0; f < n_fn; ++f) {
-        const double* p = fn_par + 5 * f;
-        const int32_t* q = fn_int + 4 * f;
+        const double* p = fn_par + N_PAR * f;
+        const int32_t* q = fn_int + N_INT * f;
         const int kind = q[0], e1 = q[1], e2 = q[2], col = q[3];
-        if (col < 0 || col >= n_union || e1 < 0 || e1 >= n_elements) return false;
+        if (col < 0 || col >= n_union) return false;
+        if (kind > WIDE) {
+            Extra<T> x;
+            if (!make_extra(p, q, n_elements, alpha, x)) return false;
+            if (!need || need[size_t(e) * n_union + col]) plan.extra.push_back(x);
+            continue;
+        }
+        if (e1 < 0 || e1 >= n_elements) return false;
         if (need && !need[size_t(e) * n_union + col]) continue;
         const T eta = T(p[0]), rs = T(p[1]), rc = T(p[2]);
         if (!(rc > T(0))) return false;
         if (kind == RADIAL) {
-            plan.rad_by_elem[e1].push_back({find_term(plan.terms, eta, rs, rc), col});
+            plan.rad_by_elem[e1].push_back({find_term(plan.terms, eta, rs, rc, alpha), col});
             continue;
         }
         if ((kind != NARROW && kind != WIDE) || e2 < 0 || e2 >= n_elements) return false;
@@ -161,7 +300,7 @@ bool make_plan(int e, int n_elements, int n_union, int n_fn, const double* fn_pa
                 break;
         if (g == plan.groups.size()) {
             group_key.insert(group_key.end(), {double(kind), p[0], p[1], p[2]});
-            plan.groups.push_back({find_term(plan.terms, eta, rs, rc), -1, kind == NARROW, eta, rs, rc, {}});
+            plan.groups.push_back({find_term(plan.terms, eta, rs, rc, alpha), -1, kind == NARROW, eta, rs, rc, {}});
         }
         const int li = lam > 0 ? 1 : 0;
         const int izeta = zeta == std::floor(zeta) && zeta < 1 << 30 ? int(zeta) : 0;
@@ -445,9 +584,113 @@ void angular(int64_t p0, const Plan<T>& plan, int n_union, int n_elements, int c
     }
 }
 
+// The weighted and compact functions of one centre (n2p2 types 12, 13, 20-25), by the formulas of
+// meltpot/descriptors/featureset.py. Radial: a sum over the neighbours; angular: over the pairs
+// j < k of the neighbours inside the function's bounds, with V = W A(cos) R_ij R_ik [R_jk]:
+//   dV/dr_ij = W (dA/dcos dcos/dr_ij R + A dR/dr_ij), dcos/dr_ij = (u_ik - cos u_ij) / r_ij,
+// and r_jk = r_ik - r_ij moving both pairs. Their dU columns are zero until here.
+template <class T, bool DERIV>
+void extra_functions(int64_t p0, int64_t n, const Plan<T>& plan, int n_union, int cutoff_kind,
+                     const int32_t* nb_species, const T* rij, const T* z, T* u, T* dU, Scratch<T>& s) {
+    std::vector<int>& list = s.kept;
+    for (const Extra<T>& x : plan.extra) {
+        const bool resolved = x.e1 >= 0;
+        const bool compact_kind = x.kind >= C_RADIAL;
+        // the radial factor of one distance, value and derivative
+        auto factor = [&](T r, T& w, T& dw) {
+            if (compact_kind)
+                compact(r, x.rl, x.rc, x.core, x.asym, w, dw);
+            else
+                radial_factor(r, x.term, cutoff_kind, w, dw);
+        };
+        if (x.kind == W_RADIAL || x.kind == C_RADIAL || x.kind == WC_RADIAL) {
+            T su = 0;
+            for (int64_t a = 0; a < n; ++a) {
+                const int32_t sp = nb_species[p0 + a];
+                if (resolved && sp != x.e1) continue;
+                T w, dw;
+                factor(s.r[a], w, dw);
+                const T zw = resolved ? T(1) : z[sp];
+                su += zw * w;
+                if (DERIV) {
+                    T* d = dU + (size_t(p0 + a) * n_union + x.col) * 3;
+                    for (int c = 0; c < 3; ++c) d[c] += zw * dw * s.unit[3 * a + c];
+                }
+            }
+            u[x.col] += su;
+            continue;
+        }
+        const bool narrow = x.kind == W_ANGULAR || x.kind == C_NARROW || x.kind == WC_NARROW;
+        list.clear();
+        for (int64_t a = 0; a < n; ++a) {
+            const int32_t sp = nb_species[p0 + a];
+            if (s.r[a] >= x.rc || (compact_kind && s.r[a] <= x.rl)) continue;
+            if (resolved && sp != x.e1 && sp != x.e2) continue;
+            list.push_back(int(a));
+        }
+        T su = 0;
+        for (size_t ia = 0; ia + 1 < list.size(); ++ia) {
+            const int a = list[ia];
+            const int32_t sa = nb_species[p0 + a];
+            const T ra = s.r[a];
+            const T* ua = &s.unit[3 * a];
+            T wa, dwa;
+            factor(ra, wa, dwa);
+            for (size_t ib = ia + 1; ib < list.size(); ++ib) {
+                const int b = list[ib];
+                const int32_t sb = nb_species[p0 + b];
+                if (resolved && !((sa == x.e1 && sb == x.e2) || (sa == x.e2 && sb == x.e1))) continue;
+                const T rb = s.r[b];
+                const T* ub = &s.unit[3 * b];
+                const T* va = rij + 3 * (p0 + a);
+                const T* vb = rij + 3 * (p0 + b);
+                const T cv[3] = {vb[0] - va[0], vb[1] - va[1], vb[2] - va[2]};
+                T wc = 1, dwc = 0, rc_ = 1;
+                if (narrow) {
+                    rc_ = std::sqrt(cv[0] * cv[0] + cv[1] * cv[1] + cv[2] * cv[2]);
+                    if (rc_ >= x.rc) continue;
+                    factor(rc_, wc, dwc);
+                }
+                const T c = ua[0] * ub[0] + ua[1] * ub[1] + ua[2] * ub[2];
+                T A, dA;   // angular factor and dA/dcos
+                if (compact_kind) {
+                    if (c <= T(-1) || c >= T(1)) continue;
+                    const T theta = std::acos(c);
+                    if (theta < x.al || theta > x.ar) continue;
+                    T dth;
+                    compact(theta, x.al, x.ar, x.core, false, A, dth);   // never asymmetric (as n2p2)
+                    dA = -dth / std::sqrt(T(1) - c * c);
+                } else {
+                    const T base = T(1) + x.lam * c;
+                    if (base <= T(0)) continue;
+                    const T pm = std::pow(base, x.zeta - T(1));
+                    A = x.coef * pm * base;
+                    dA = x.coef * x.zeta * x.lam * pm;
+                }
+                T wb, dwb;
+                factor(rb, wb, dwb);
+                const T W = resolved ? T(1) : z[sa] * z[sb];
+                const T R = wa * wb * wc;
+                su += W * A * R;
+                if (!DERIV) continue;
+                T* da = dU + (size_t(p0 + a) * n_union + x.col) * 3;
+                T* db = dU + (size_t(p0 + b) * n_union + x.col) * 3;
+                const T ga = W * dA * R / ra, gb = W * dA * R / rb;   // times (u_b - c u_a), (u_a - c u_b)
+                const T ha = W * A * dwa * wb * wc, hb = W * A * wa * dwb * wc;
+                const T hc = narrow ? W * A * wa * wb * dwc / rc_ : T(0);
+                for (int k = 0; k < 3; ++k) {
+                    da[k] += ga * (ub[k] - c * ua[k]) + ha * ua[k] - hc * cv[k];
+                    db[k] += gb * (ua[k] - c * ub[k]) + hb * ub[k] + hc * cv[k];
+                }
+            }
+        }
+        u[x.col] += su;
+    }
+}
+
 template <class T, bool DERIV>
 void one_centre(int64_t i, int64_t p0, int64_t p1, const Plan<T>& plan, int n_union, int n_elements,
-                int cutoff_kind, const int32_t* nb_species, const T* rij, T* U, T* dU, Scratch<T>& s) {
+                int cutoff_kind, const int32_t* nb_species, const T* rij, const T* z, T* U, T* dU, Scratch<T>& s) {
     T* u = U + size_t(i) * n_union;
     std::fill(u, u + n_union, T(0));
     const int64_t n = p1 - p0;
@@ -480,6 +723,7 @@ void one_centre(int64_t i, int64_t p0, int64_t p1, const Plan<T>& plan, int n_un
             }
         }
     }
+    if (!plan.extra.empty()) extra_functions<T, DERIV>(p0, n, plan, n_union, cutoff_kind, nb_species, rij, z, u, dU, s);
     if (plan.groups.empty()) return;
     angular<T, DERIV>(p0, plan, n_union, n_elements, cutoff_kind, nb_species, rij, u, dU, s);
 }
@@ -487,13 +731,15 @@ void one_centre(int64_t i, int64_t p0, int64_t p1, const Plan<T>& plan, int n_un
 template <class T>
 int compute(int64_t n_local, int64_t n_pairs, const int64_t* center, const int32_t* nb_species,
             const int32_t* center_species, const T* rij, int32_t n_elements, int32_t n_union, int32_t n_fn,
-            const double* fn_par, const int32_t* fn_int, const uint8_t* need, int32_t cutoff_kind, T* U, T* dU,
-            int32_t threads) {
+            const double* fn_par, const int32_t* fn_int, const uint8_t* need, int32_t cutoff_kind,
+            double cutoff_alpha, const double* weights, T* U, T* dU, int32_t threads) {
     if (n_local < 0 || n_pairs < 0 || n_elements < 1 || n_union < 0) return 1;
-    if (cutoff_kind != COSINE && cutoff_kind != POLYNOMIAL) return 3;
+    if (cutoff_kind < HARD || cutoff_kind > POLY4 || !(cutoff_alpha >= 0.0 && cutoff_alpha < 1.0)) return 3;
     std::vector<Plan<T>> plans(n_elements);
     for (int e = 0; e < n_elements; ++e)
-        if (!make_plan(e, n_elements, n_union, n_fn, fn_par, fn_int, need, plans[e])) return 3;
+        if (!make_plan(e, n_elements, n_union, n_fn, fn_par, fn_int, need, cutoff_alpha, plans[e])) return 3;
+    std::vector<T> z(n_elements, T(0));   // the weights of the weighted types (atomic numbers)
+    for (int e = 0; e < n_elements && weights; ++e) z[e] = T(weights[e]);
     // pair range of each centre; the pairs must be sorted by centre
     std::vector<int64_t> start(n_local + 1, 0);
     for (int64_t p = 0; p < n_pairs; ++p) {
@@ -515,10 +761,10 @@ int compute(int64_t n_local, int64_t n_pairs, const int64_t* center, const int32
             const Plan<T>& plan = plans[center_species[i]];
             if (dU)
                 one_centre<T, true>(i, start[i], start[i + 1], plan, n_union, n_elements, cutoff_kind, nb_species,
-                                    rij, U, dU, s);
+                                    rij, z.data(), U, dU, s);
             else
                 one_centre<T, false>(i, start[i], start[i + 1], plan, n_union, n_elements, cutoff_kind, nb_species,
-                                     rij, U, dU, s);
+                                     rij, z.data(), U, dU, s);
         }
     }
     return 0;
@@ -531,28 +777,33 @@ extern "C" {
 // Symmetry functions of n_local centres from n_pairs pairs sorted by centre (see the file comment).
 //   center (P) int64 < n_local; nb_species (P) int32 species of each pair's neighbour;
 //   center_species (n_local) int32; rij (P x 3) r_ij = x_j - x_i;
-//   functions (n_fn): fn_par (n_fn x 5) eta, rs, rc, zeta, lambda (zeta, lambda ignored for radial);
-//     fn_int (n_fn x 4) kind (0 radial, 1 narrow, 2 wide), e1, e2 (neighbour elements; e2 ignored
-//     for radial), column in U (< n_union);
+//   functions (n_fn): fn_par (n_fn x 8): eta, rs, rc, zeta, lambda, rl, angle_left, angle_right
+//     (radians; unused entries 0); fn_int (n_fn x 5) kind (0 radial, 1 narrow, 2 wide, else the n2p2
+//     type 12, 13, 20-25), e1, e2 (neighbour elements; unused ones ignored), column in U (< n_union),
+//     core of the compact types (1-4 poly1-poly4, 5 exp; +8 asymmetric radial factor);
 //   need (n_elements x n_union) uint8: the columns each centre element needs (NULL: all);
-//   cutoff_kind 0 cosine, 1 polynomial; U (n_local x n_union) out; dU (P x n_union x 3) out or NULL;
+//   cutoff_kind: n2p2's cutoff type 0-8, cutoff_alpha its inner-cutoff fraction (0 <= alpha < 1);
+//   weights (n_elements): the weights Z of the weighted types (NULL: 0);
+//   U (n_local x n_union) out; dU (P x n_union x 3) out or NULL;
 //   threads: OpenMP threads over centres (ignored when compiled without OpenMP).
 // Returns 0, or 1 (pairs unsorted / centre out of range), 2 (species out of range), 3 (bad function).
 int meltpot_acsf_f64(int64_t n_local, int64_t n_pairs, const int64_t* center, const int32_t* nb_species,
                      const int32_t* center_species, const double* rij, int32_t n_elements, int32_t n_union,
                      int32_t n_fn, const double* fn_par, const int32_t* fn_int, const uint8_t* need,
-                     int32_t cutoff_kind, double* U, double* dU, int32_t threads) {
+                     int32_t cutoff_kind, double cutoff_alpha, const double* weights, double* U, double* dU,
+                     int32_t threads) {
     return compute<double>(n_local, n_pairs, center, nb_species, center_species, rij, n_elements, n_union, n_fn,
-                           fn_par, fn_int, need, cutoff_kind, U, dU, threads);
+                           fn_par, fn_int, need, cutoff_kind, cutoff_alpha, weights, U, dU, threads);
 }
 
 // The same in single precision (rij, U, dU float; the function table stays double).
 int meltpot_acsf_f32(int64_t n_local, int64_t n_pairs, const int64_t* center, const int32_t* nb_species,
                      const int32_t* center_species, const float* rij, int32_t n_elements, int32_t n_union,
                      int32_t n_fn, const double* fn_par, const int32_t* fn_int, const uint8_t* need,
-                     int32_t cutoff_kind, float* U, float* dU, int32_t threads) {
+                     int32_t cutoff_kind, double cutoff_alpha, const double* weights, float* U, float* dU,
+                     int32_t threads) {
     return compute<float>(n_local, n_pairs, center, nb_species, center_species, rij, n_elements, n_union, n_fn,
-                          fn_par, fn_int, need, cutoff_kind, U, dU, threads);
+                          fn_par, fn_int, need, cutoff_kind, cutoff_alpha, weights, U, dU, threads);
 }
 
 int meltpot_acsf_openmp(void) {

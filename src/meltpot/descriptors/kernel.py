@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, MeltpotError
-from .featureset import FeatureSet
+from .featureset import N2P2_CUTOFF, N2P2_TYPE, FeatureSet
 from .symmetry import SymmetryFunctions
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,13 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).parent / "acsf_kernel.cpp"
 LIB_NAME = "libmeltpot_acsf.so"
 BASE_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared")
-KINDS = {"radial": 0, "angular_narrow": 1, "angular_wide": 2}
-CUTOFF_KINDS = {"cosine": 0, "polynomial": 1}
+#: function kinds of the table: the classic three 0, 1, 2; the others by their n2p2 type number
+KINDS = {"radial": 0, "angular_narrow": 1, "angular_wide": 2,
+         **{t: n for t, n in N2P2_TYPE.items() if n not in (2, 3, 9)}}
+#: cutoff kinds of the table: n2p2's cutoff type numbers
+CUTOFF_KINDS = dict(N2P2_CUTOFF)
+#: columns of the function table (fn_par, fn_int)
+N_PAR, N_INT = 8, 5
 _ERRORS = {1: "pairs not sorted by centre or a centre index outside [0, n_local)",
            2: "a species index outside the feature set's elements", 3: "an invalid function table"}
 
@@ -131,7 +136,8 @@ def load_kernel() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_int64, ctypes.c_int64, _I64, _I32, _I32, real, ctypes.c_int32, ctypes.c_int32,
-                       ctypes.c_int32, _F64, _I32, _U8, ctypes.c_int32, real, real, ctypes.c_int32]
+                       ctypes.c_int32, _F64, _I32, _U8, ctypes.c_int32, ctypes.c_double, _F64, real, real,
+                       ctypes.c_int32]
     lib.meltpot_acsf_openmp.restype = ctypes.c_int
     return lib
 
@@ -144,6 +150,41 @@ def available() -> bool:
         log.debug("symmetry-function kernel unavailable: %s", exc)
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------- function table
+def function_table(sf: SymmetryFunctions) -> dict:
+    """The kernel's function table of a :class:`SymmetryFunctions` (``acsf_kernel.cpp``, the
+    arguments of ``meltpot_acsf_f64``), also what the TorchScript export carries for the LAMMPS
+    plugin: ``par`` (n_fn, 8) float64 eta, rs, rc, zeta, lambda, rl, angle_left, angle_right
+    (radians); ``int`` (n_fn, 5) int32 kind (0 radial, 1 narrow, 2 wide, else the n2p2 type 12,
+    13, 20–25), e1, e2, union column, compact core (1–4 poly1–4, 5 exp; +8 asymmetric); ``need``
+    (n_elements, n_union) uint8; ``columns`` (n_elements, F_max) int64; ``cutoff_kind`` (n2p2's
+    cutoff type), ``cutoff_alpha``; ``weights`` (n_elements,) float64, the atomic numbers the
+    weighted types use; ``n_union``."""
+    par, ints = [], []
+    for k, u in enumerate(sf.rad_index.tolist()):
+        par.append((float(sf.rad_eta[k]), float(sf.rad_rs[k]), float(sf.rad_rc[k]), 0.0, 0.0, 0.0, 0.0, 0.0))
+        ints.append((KINDS["radial"], int(sf.rad_elem[k]), 0, int(u), 0))
+    for g, terms in enumerate(sf.ang_terms):
+        kind = KINDS["angular_narrow" if sf.ang_narrow[g] else "angular_wide"]
+        for u, zeta, lam, e1, e2 in terms:
+            par.append((float(sf.ang_eta[g]), float(sf.ang_rs[g]), float(sf.ang_rc[g]), float(zeta), float(lam),
+                        0.0, 0.0, 0.0))
+            ints.append((kind, int(e1), int(e2), int(u), 0))
+    for q in range(sf.n_ext):
+        par.append(tuple(float(v) for v in sf.ext_par[q]))
+        ints.append((sf.ext_kind[q], max(sf.ext_e1[q], 0), max(sf.ext_e2[q], 0), sf.ext_col[q],
+                     sf.ext_core[q] + (8 if sf.ext_asym[q] else 0)))
+    cols = sf.columns.clone()
+    need = torch.zeros(len(sf.elements), max(sf.n_union, 1), dtype=torch.uint8)
+    rows = torch.arange(len(sf.elements))[:, None].expand_as(cols)
+    need[rows[cols >= 0], cols[cols >= 0]] = 1
+    return {"par": torch.tensor(par, dtype=torch.float64).reshape(-1, N_PAR).contiguous(),
+            "int": torch.tensor(ints, dtype=torch.int32).reshape(-1, N_INT).contiguous(),
+            "need": need.contiguous(), "columns": cols.to(torch.int64).contiguous(),
+            "cutoff_kind": int(CUTOFF_KINDS[sf.cutoff_kind]), "cutoff_alpha": float(sf.cutoff_alpha),
+            "weights": sf.z_weight.clone().contiguous(), "n_union": int(sf.n_union)}
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -165,26 +206,13 @@ class KernelSymmetryFunctions:
         self.cutoff = sf.cutoff
         self.n_union = sf.n_union
         self.f_max = sf.f_max
-        # function table: (eta, rs, rc, zeta, lambda) and (kind, e1, e2, column in the union)
-        par, ints = [], []
-        for k, u in enumerate(sf.rad_index.tolist()):
-            par.append((float(sf.rad_eta[k]), float(sf.rad_rs[k]), float(sf.rad_rc[k]), 0.0, 0.0))
-            ints.append((0, int(sf.rad_elem[k]), 0, u))
-        for g, terms in enumerate(sf.ang_terms):
-            kind = 1 if sf.ang_narrow[g] else 2
-            for u, zeta, lam, e1, e2 in terms:
-                par.append((sf.ang_eta[g], sf.ang_rs[g], sf.ang_rc[g], zeta, lam))
-                ints.append((kind, e1, e2, u))
-        self._fn_par = torch.tensor(par, dtype=torch.float64).reshape(-1, 5).contiguous()
-        self._fn_int = torch.tensor(ints, dtype=torch.int32).reshape(-1, 4).contiguous()
+        table = function_table(sf)
+        self._fn_par, self._fn_int, self._need = table["par"], table["int"], table["need"]
+        self._weights = table["weights"]
         cols = sf.columns
-        need = torch.zeros(len(self.elements), max(self.n_union, 1), dtype=torch.uint8)
-        rows = torch.arange(len(self.elements))[:, None].expand_as(cols)
-        need[rows[cols >= 0], cols[cols >= 0]] = 1
-        self._need = need.contiguous()
         # every element uses the whole union in union order: dU is dG as it is (no gather)
         self._identity = self.f_max == self.n_union and bool((cols == torch.arange(self.f_max)).all())
-        self._cutoff_kind = CUTOFF_KINDS[sf.cutoff_kind]
+        self._cutoff_kind, self._cutoff_alpha = table["cutoff_kind"], table["cutoff_alpha"]
 
     def compute(self, species, center, neighbor, rij, n_local: int, derivatives: bool = True, threads: int = 1,
                 dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -226,7 +254,8 @@ class KernelSymmetryFunctions:
         fn = self._lib.meltpot_acsf_f64 if dtype == torch.float64 else self._lib.meltpot_acsf_f32
         rc = fn(n_local, P, _ptr(center, _I64), _ptr(nb_species, _I32), _ptr(center_species, _I32), _ptr(rij, real),
                 len(self.elements), self.n_union, self._fn_int.shape[0], _ptr(self._fn_par, _F64),
-                _ptr(self._fn_int, _I32), _ptr(self._need, _U8), self._cutoff_kind, _ptr(U, real), _ptr(dU, real),
+                _ptr(self._fn_int, _I32), _ptr(self._need, _U8), self._cutoff_kind, self._cutoff_alpha,
+                _ptr(self._weights, _F64), _ptr(U, real), _ptr(dU, real),
                 max(1, int(threads)))
         if rc != 0:
             raise ValueError(f"symmetry-function kernel: {_ERRORS.get(rc, f'error {rc}')}")
@@ -250,4 +279,5 @@ class KernelSymmetryFunctions:
         return bool(self._lib.meltpot_acsf_openmp())
 
 
-__all__ = ["KernelBuildError", "KernelSymmetryFunctions", "available", "build_kernel", "load_kernel"]
+__all__ = ["KernelBuildError", "KernelSymmetryFunctions", "available", "build_kernel", "function_table",
+           "load_kernel"]

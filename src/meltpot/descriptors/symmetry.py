@@ -16,6 +16,11 @@ per centre into an (n_local, P) table; (1 + λ cos θ)^ζ comes from one chain o
 shared by all ζ; element-pair blocks multiply by one-hot indicators of the neighbours' species.
 Centres are processed in chunks (32 by default: the per-pair temporaries then stay in
 cache, measured 1.5× faster than 128 on one CPU thread).
+
+The element-weighted and compact types (n2p2 12, 13, 20–25; imported potentials) take a plainer
+route, one function at a time over the chunk's neighbour table and its full upper triangle of
+neighbour pairs (:meth:`SymmetryFunctions._extra`). Every cutoff type of n2p2 with its inner
+cutoff α r_c is :func:`cutoff_fn`; compact factors are :func:`compact_fn`.
 """
 
 from __future__ import annotations
@@ -26,17 +31,86 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ConfigError
-from .featureset import FeatureSet, is_noise
+from .featureset import CORES, N2P2_TYPE, FeatureSet, is_noise
+
+#: n2p2's core-function codes of the kernel table: 1..4 poly1..poly4, 5 exp (``CORES`` order + 1)
+CORE_CODE = {c: k + 1 for k, c in enumerate(CORES)}
 
 
-def cutoff_fn(r: torch.Tensor, rc: torch.Tensor, kind: str) -> torch.Tensor:
-    """f_c(r) for r < r_c, 0 beyond: cosine ½(cos(πr/r_c)+1) or polynomial ((15−6x)x−10)x³+1."""
-    x = (r / rc).clamp(max=1.0)
-    if kind == "cosine":
-        f = 0.5 * (torch.cos(math.pi * x) + 1.0)
+def core_fn(x: torch.Tensor, core: int, asym: bool = False) -> torch.Tensor:
+    """n2p2's core function c(x) on 0 ≤ x < 1 (c(0) = 1, c(1) = 0): 1 (2x−3)x²+1, 2
+    ((15−6x)x−10)x³+1, 3 (x(x(20x−70)+84)−35)x⁴+1, 4 (x(x((315−70x)x−540)+420)−126)x⁵+1, 5
+    exp(1 − 1/(1 − x²)); ``asym``: c((2 − x) x)."""
+    if asym:
+        x = (2.0 - x) * x
+    if core == 1:
+        return (2.0 * x - 3.0) * x * x + 1.0
+    if core == 2:
+        return ((15.0 - 6.0 * x) * x - 10.0) * x * x * x + 1.0
+    if core == 3:
+        x2 = x * x
+        return (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x2 * x2 + 1.0
+    if core == 4:
+        x2 = x * x
+        return (x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x2 * x2 * x + 1.0
+    return math.e * torch.exp(1.0 / (x * x - 1.0))
+
+
+def _cutoff_core(kind: str) -> int:
+    """The core-function code of the cutoff types that have one: poly1 … poly4 (``polynomial`` is
+    poly2) and exp (an if chain: TorchScript reads no global dicts)."""
+    if kind == "poly1":
+        return 1
+    if kind == "polynomial":
+        return 2
+    if kind == "poly3":
+        return 3
+    if kind == "poly4":
+        return 4
+    return 5
+
+
+def cutoff_fn(r: torch.Tensor, rc: torch.Tensor, kind: str, alpha: float = 0.0) -> torch.Tensor:
+    """f_c(r) of n2p2's cutoff type ``kind`` (see :mod:`~meltpot.descriptors.featureset`): 1 below
+    r_ci = α r_c, f(x) with x = (r − r_ci)/(r_c − r_ci) up to r_c, 0 beyond (tanhu and tanh:
+    tanh³(1 − r/r_c), the latter divided by tanh³ 1, without α; hard: 1)."""
+    inside = r < rc
+    if alpha == 0.0 and (kind == "cosine" or kind == "polynomial"):
+        x = (r / rc).clamp(max=1.0)
+        if kind == "cosine":
+            f = 0.5 * (torch.cos(math.pi * x) + 1.0)
+        else:
+            f = ((15.0 - 6.0 * x) * x - 10.0) * x * x * x + 1.0
+        return torch.where(inside, f, torch.zeros_like(f))
+    if kind == "hard":
+        f = torch.ones_like(r * rc)
+    elif kind == "tanhu" or kind == "tanh":
+        t = torch.tanh(1.0 - (r / rc).clamp(max=1.0))
+        f = t * t * t
+        if kind == "tanh":
+            f = f / math.tanh(1.0) ** 3
     else:
-        f = ((15.0 - 6.0 * x) * x - 10.0) * x * x * x + 1.0
-    return torch.where(r < rc, f, torch.zeros_like(f))
+        rci = alpha * rc
+        x = (r - rci) / (rc - rci)
+        ones = torch.ones_like(x)
+        outer = (x > 0.0) & inside
+        xs = torch.where(outer, x, 0.5 * ones)             # safe argument (no NaN gradients outside)
+        if kind == "cosine":
+            f = 0.5 * (torch.cos(math.pi * xs) + 1.0)
+        else:
+            f = core_fn(xs, _cutoff_core(kind))
+        f = torch.where(x <= 0.0, ones, f)
+    return torch.where(inside, f, torch.zeros_like(f))
+
+
+def compact_fn(r: torch.Tensor, left: float, right: float, core: int, asym: bool) -> torch.Tensor:
+    """n2p2's compact function: c(|r − m|/w) on left < r < right (m the centre, w the half
+    width), 0 outside."""
+    m, w = 0.5 * (left + right), 0.5 * (right - left)
+    x = (r - m).abs() / w
+    valid = (r > left) & (r < right) & (x < 1.0)
+    xs = torch.where(valid, x, torch.full_like(x, 0.5))
+    return torch.where(valid, core_fn(xs, core, asym), torch.zeros_like(x))
 
 
 class SymmetryFunctions(torch.nn.Module):
@@ -46,13 +120,16 @@ class SymmetryFunctions(torch.nn.Module):
     # them); a real dict, because this module's annotations are strings (__future__)
     __annotations__ = {"ang_narrow": List[bool], "ang_eta": List[float], "ang_rs": List[float],
                        "ang_rc": List[float], "ang_terms": List[List[Tuple[int, float, float, int, int]]],
-                       "ang_lams": List[List[float]], "ang_zetas": List[List[List[float]]]}
+                       "ang_lams": List[List[float]], "ang_zetas": List[List[List[float]]],
+                       "ext_kind": List[int], "ext_col": List[int], "ext_par": List[List[float]],
+                       "ext_e1": List[int], "ext_e2": List[int], "ext_core": List[int], "ext_asym": List[bool]}
 
     def __init__(self, featureset: FeatureSet, chunk_size: int = 32):
         super().__init__()
         self.featureset = featureset
         self.elements = featureset.elements
         self.cutoff_kind = featureset.cutoff
+        self.cutoff_alpha = float(featureset.cutoff_alpha)
         self.cutoff = float(featureset.cutoff_radius)
         self.chunk_size = chunk_size
         el_index = {e: k for k, e in enumerate(self.elements)}
@@ -74,7 +151,8 @@ class SymmetryFunctions(torch.nn.Module):
         self.register_buffer("n_features", torch.tensor([len(featureset.per_element[e]) for e in self.elements]),
                              persistent=False)
 
-        rad = [(u, f) for u, f in enumerate(union) if not f.is_angular]
+        classic = ("radial", "angular_narrow", "angular_wide")
+        rad = [(u, f) for u, f in enumerate(union) if f.type == "radial"]
         self.register_buffer("rad_index", torch.tensor([u for u, _ in rad], dtype=torch.long), persistent=False)
         self.register_buffer("rad_eta", torch.tensor([f.eta for _, f in rad], dtype=torch.float64), persistent=False)
         self.register_buffer("rad_rs", torch.tensor([f.rs for _, f in rad], dtype=torch.float64), persistent=False)
@@ -83,7 +161,7 @@ class SymmetryFunctions(torch.nn.Module):
                              persistent=False)
         # angular: groups sharing the radial part (type, eta, rs, rc), then terms (column u, zeta,
         # lambda, sorted neighbour-element pair e1 <= e2). Typed lists, so TorchScript compiles them.
-        ang = [(u, f) for u, f in enumerate(union) if f.is_angular]
+        ang = [(u, f) for u, f in enumerate(union) if f.type in ("angular_narrow", "angular_wide")]
         keys: list = []
         self.ang_narrow = []
         self.ang_eta = []
@@ -109,6 +187,30 @@ class SymmetryFunctions(torch.nn.Module):
         self.ang_zetas = [[sorted({t[1] for t in terms if t[2] == lam}) for lam in lams]
                                                    for terms, lams in zip(self.ang_terms, self.ang_lams)]
         self.n_elements = len(self.elements)
+        # weighted and compact types (n2p2 12, 13, 20-25): one entry per function; ext_par holds
+        # eta, rs, rc, zeta, lambda, rl, angle_left, angle_right (radians); e1/e2 -1 when weighted
+        from ase.data import atomic_numbers
+
+        self.register_buffer("z_weight", torch.tensor([float(atomic_numbers[e]) for e in self.elements],
+                                                      dtype=torch.float64), persistent=False)
+        self.ext_kind, self.ext_col, self.ext_par = [], [], []
+        self.ext_e1, self.ext_e2, self.ext_core, self.ext_asym = [], [], [], []
+        for u, f in enumerate(union):
+            if f.type in classic:
+                continue
+            nb = [el_index[e] for e in f.neighbors] + [-1, -1]
+            deg = math.pi / 180.0
+            self.ext_kind.append(N2P2_TYPE[f.type])
+            self.ext_col.append(u)
+            self.ext_par.append([float(f.eta), float(f.rs), float(f.rc), float(f.zeta or 0.0), float(f.lam or 0.0),
+                                 float(f.rl or 0.0), float(f.angle_left or 0.0) * deg,
+                                 float(f.angle_right or 0.0) * deg])
+            self.ext_e1.append(nb[0])
+            self.ext_e2.append(nb[1] if f.is_angular else -1)
+            self.ext_core.append(CORE_CODE[f.subtype.removesuffix("a")] if f.is_compact else 0)
+            self.ext_asym.append(bool(f.is_compact and f.subtype.endswith("a")))
+        self.n_ext = len(self.ext_kind)
+        self.ext_angular = any(k in (13, 21, 22, 24, 25) for k in self.ext_kind)
 
     # ------------------------------------------------------------------ helpers
     def split(self, G: torch.Tensor, species: torch.Tensor) -> list[torch.Tensor]:
@@ -166,13 +268,70 @@ class SymmetryFunctions(torch.nn.Module):
             eta = self.rad_eta.to(dtype)
             rs = self.rad_rs.to(dtype)
             rc = self.rad_rc.to(dtype)
-            fc = cutoff_fn(d[..., None], rc, self.cutoff_kind) * maskf[..., None]           # (n, M, Fr)
+            fc = cutoff_fn(d[..., None], rc, self.cutoff_kind, self.cutoff_alpha) * maskf[..., None]  # (n, M, Fr)
             term = torch.exp(-eta * (d[..., None] - rs) ** 2) * fc
             w = onehot.index_select(2, self.rad_elem)                                       # (n, M, Fr)
             out = out.index_copy(1, self.rad_index, (term * w).sum(1))
         if self.n_ang_groups > 0:
             self._angular(out, R, d, maskf, onehot)
+        if self.n_ext > 0:
+            self._extra(out, R, d, maskf, onehot)
         return out
+
+    def _extra(self, out: torch.Tensor, R: torch.Tensor, d: torch.Tensor, maskf: torch.Tensor,
+               onehot: torch.Tensor) -> None:
+        """The weighted and compact types (n2p2 12, 13, 20–25), one function at a time; angular
+        ones over all neighbour pairs j < k of the chunk's table (the upper triangle)."""
+        n, M = d.shape
+        dtype = R.dtype
+        zw = (onehot * self.z_weight.to(dtype)).sum(-1)              # (n, M): Z of each neighbour, 0 padded
+        a = torch.zeros(0, dtype=torch.long, device=R.device)
+        b = a
+        da, db, cos, rjk, pair = d[:, :0], d[:, :0], d[:, :0], d[:, :0], d[:, :0]
+        if self.ext_angular and M > 1:
+            tri = torch.triu_indices(M, M, offset=1, device=R.device)
+            a, b = tri[0], tri[1]
+            Ra, Rb = R.index_select(1, a), R.index_select(1, b)
+            da, db = d.index_select(1, a), d.index_select(1, b)
+            cos = (Ra * Rb).sum(-1) / (da * db)
+            rjk = torch.sqrt(((Rb - Ra) ** 2).sum(-1).clamp(min=1e-30))
+            pair = maskf.index_select(1, a) * maskf.index_select(1, b)
+        for q in range(self.n_ext):
+            kind, col, p = self.ext_kind[q], self.ext_col[q], self.ext_par[q]
+            eta, rs, rc, zeta, lam, rl = p[0], p[1], p[2], p[3], p[4], p[5]
+            e1, e2, core, asym = self.ext_e1[q], self.ext_e2[q], self.ext_core[q], self.ext_asym[q]
+            rct = torch.full((), rc, dtype=dtype, device=R.device)
+            if kind == 12 or kind == 20 or kind == 23:           # radial: sum over neighbours
+                w = onehot[..., e1] if kind == 20 else zw
+                if kind == 12:
+                    v = torch.exp(-eta * (d - rs) ** 2) * cutoff_fn(d, rct, self.cutoff_kind, self.cutoff_alpha)
+                else:
+                    v = compact_fn(d, rl, rc, core, asym)
+                out[:, col] = (w * v).sum(1)
+                continue
+            if a.numel() == 0:
+                out[:, col] = torch.zeros(n, dtype=dtype, device=R.device)
+                continue
+            if e1 < 0:                                            # weighted: Z_j Z_k
+                w = zw.index_select(1, a) * zw.index_select(1, b)
+            else:                                                 # the pairs {j, k} of species {e1, e2}
+                w = onehot[..., e1].index_select(1, a) * onehot[..., e2].index_select(1, b)
+                if e1 != e2:
+                    w = w + onehot[..., e2].index_select(1, a) * onehot[..., e1].index_select(1, b)
+            w = w * pair
+            if kind == 13:
+                fc = cutoff_fn(torch.stack([da, db, rjk]), rct, self.cutoff_kind, self.cutoff_alpha)
+                radial = torch.exp(-eta * ((da - rs) ** 2 + (db - rs) ** 2 + (rjk - rs) ** 2)) * fc[0] * fc[1] * fc[2]
+                ang = (1.0 + lam * cos).clamp(min=0.0) ** zeta * 2.0 ** (1.0 - zeta)
+            else:
+                radial = compact_fn(da, rl, rc, core, asym) * compact_fn(db, rl, rc, core, asym)
+                if kind == 21 or kind == 24:
+                    radial = radial * compact_fn(rjk, rl, rc, core, asym)
+                inner = (cos > -1.0) & (cos < 1.0)
+                theta = torch.acos(torch.where(inner, cos, torch.zeros_like(cos)))
+                # the angular factor is never asymmetric (n2p2 gives its angle function the core only)
+                ang = torch.where(inner, compact_fn(theta, p[6], p[7], core, False), torch.zeros_like(cos))
+            out[:, col] = (w * radial * ang).sum(1)
 
     def _angular(self, out: torch.Tensor, R: torch.Tensor, d: torch.Tensor, maskf: torch.Tensor,
                  onehot: torch.Tensor) -> None:
@@ -225,7 +384,7 @@ class SymmetryFunctions(torch.nn.Module):
             eta, rs = self.ang_eta[g], self.ang_rs[g]
             # torch.full, not torch.tensor: scripted torch.tensor(float) rounds through float32
             rc = torch.full((), self.ang_rc[g], dtype=dtype, device=device)
-            w = torch.exp(-eta * (d - rs) ** 2) * cutoff_fn(d, rc, self.cutoff_kind) * maskf
+            w = torch.exp(-eta * (d - rs) ** 2) * cutoff_fn(d, rc, self.cutoff_kind, self.cutoff_alpha) * maskf
             radial = w.gather(1, ja) * w.gather(1, jb) * validf
             if self.ang_narrow[g]:
                 if r_jk is None:
@@ -233,7 +392,8 @@ class SymmetryFunctions(torch.nn.Module):
                     r_jk = torch.sqrt(r2)
                 rjk = r_jk
                 assert rjk is not None
-                radial = radial * torch.exp(-eta * (rjk - rs) ** 2) * cutoff_fn(rjk, rc, self.cutoff_kind)
+                radial = radial * torch.exp(-eta * (rjk - rs) ** 2) * cutoff_fn(rjk, rc, self.cutoff_kind,
+                                                                                self.cutoff_alpha)
             for li, lam in enumerate(self.ang_lams[g]):
                 if lam not in bases:
                     bases[lam] = 1.0 + lam * cos

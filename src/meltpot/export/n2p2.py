@@ -19,22 +19,36 @@ n2p2 conventions (CompPhysVienna/n2p2, ``src/libnnp``; established from the sour
    ``Mode::setupSymmetryFunctions``, ``Mode.cpp``) with ``operator<``: by type (2 < 3 < 9),
    then cutoff type, cutoff alpha, r_c, η, r_s, and for radial functions e1
    (``SymFncExpRad.cpp``), for angular ones ζ, λ, e1, e2 with e1 ≤ e2 swapped on reading
-   (``SymFncExpAngn.cpp``, ``SymFncExpAngw.cpp``, ``SymFncBaseExpAng::setParameters``). The
+   (``SymFncExpAngn.cpp``, ``SymFncExpAngw.cpp``, ``SymFncBaseExpAng::setParameters``); types 12
+   and 13 by r_c, η, r_s (13: then ζ, λ); the compact types by subtype (a string), then 20: e1,
+   r_c, r_l; 21/22: e1, e2, r_c, r_l, left and right angle; 23: r_c, r_l; 24/25: r_c, r_l, the
+   angles (``operator<`` of ``SymFncExpRadWeighted.cpp`` … ``SymFncCompAngwWeighted.cpp``). The
    sorted index is the network input index and the row order of ``scaling.data``; the order of
    lines in ``input.nn`` does not matter.
-2. **Function lines** (``setParameters`` of ``SymFncExpRad.cpp`` / ``SymFncBaseExpAng.cpp``)::
+2. **Function lines** (``setParameters`` of ``SymFncExpRad.cpp`` / ``SymFncBaseExpAng.cpp`` /
+   ``SymFncExpRadWeighted.cpp`` / ``SymFncExpAngnWeighted.cpp`` / ``SymFncCompRad.cpp`` /
+   ``SymFncBaseCompAng.cpp`` / ``SymFncCompRadWeighted.cpp`` / ``SymFncBaseCompAngWeighted.cpp``)::
 
        symfunction_short <ec> 2 <e1> <eta> <rs> <rc>
        symfunction_short <ec> 3 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]
        symfunction_short <ec> 9 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]
+       symfunction_short <ec> 12 <eta> <rs> <rc>
+       symfunction_short <ec> 13 <eta> <rs> <lambda> <zeta> <rc>
+       symfunction_short <ec> 20 <e1> <rl> <rc> <subtype>
+       symfunction_short <ec> 21|22 <e1> <e2> <rl> <rc> <angle_left> <angle_right> <subtype>
+       symfunction_short <ec> 23 <rl> <rc> <subtype>
+       symfunction_short <ec> 24|25 <rl> <rc> <angle_left> <angle_right> <subtype>
 
    Type 3 is ``2^(1−ζ) Σ_{j<k} (1+λcosθ)^ζ exp(−η[(r_ij−r_s)²+(r_ik−r_s)²+(r_jk−r_s)²])
    f_c(r_ij) f_c(r_ik) f_c(r_jk)`` (the r_s shift applies to all three distances), type 9 the
-   same without the r_jk factors — exactly :mod:`meltpot.descriptors.symmetry`.
+   same without the r_jk factors — exactly :mod:`meltpot.descriptors.symmetry`; 12/13 weight the
+   neighbours with their atomic numbers; 20–25 are the compact functions (angles in degrees,
+   subtype p1…p4, p1a…p4a or e); formulas in :mod:`meltpot.descriptors.featureset`.
 3. **Cutoff.** ``cutoff_type <n> <alpha>`` is read as an integer (``Mode::setupCutoff``) of
-   ``CutoffFunction::CutoffType`` (``CutoffFunction.h``): 1 = CT_COS ½(cos πx + 1), 6 = CT_POLY2
-   ((15−6x)x−10)x³+1, with x = (r − αr_c)/(r_c − αr_c). α = 0 gives x = r/r_c, our cosine and
-   polynomial cutoffs exactly; we write ``cutoff_type 1 0.0`` or ``cutoff_type 6 0.0``.
+   ``CutoffFunction::CutoffType`` (``CutoffFunction.h``) 0–8 (hard, cos, tanhu, tanh, exp,
+   poly1 … poly4; meltpot's names in :data:`~meltpot.descriptors.featureset.N2P2_CUTOFF`), with
+   x = (r − αr_c)/(r_c − αr_c) and f_c = 1 below αr_c; 0 ≤ α < 1 (``setCutoffParameter``). We
+   write ``cutoff_type <n> 0.0`` for α = 0 (cosine 1, polynomial 6 as before), else the α.
 4. **Scaling** (``Mode::setupSymmetryFunctionScaling``, ``SymFnc::setScalingType`` and
    ``SymFnc::scale``, ``SymFnc.cpp``): ``scale_symmetry_functions_sigma`` alone selects
    ST_SCALESIGMA, G_s = S_min + (S_max − S_min)(G − mean)/sigma; with ``scale_min_short 0.0`` and
@@ -96,7 +110,7 @@ from pathlib import Path
 import numpy as np
 
 from ..descriptors.featureset import N2P2_CUTOFF, N2P2_TYPE, is_noise
-from ..errors import MeltpotError
+from ..errors import ConfigError, MeltpotError
 
 #: meltpot activation → n2p2 letter (shifted_softplus: "p" plus a bias fold)
 ACTIVATION_LETTER = {"linear": "l", "tanh": "t", "logistic": "s", "softplus": "p", "relu": "r", "gaussian": "g",
@@ -148,18 +162,29 @@ def n2p2_elements(elements) -> list[str]:
 
 def sort_key(fn: dict, element_index: dict) -> tuple:
     """n2p2's ``operator<`` as a tuple for one parsed-style function dict (same element and
-    cutoff for all functions of an element, so type, r_c, η, r_s, [ζ, λ], e1, [e2] remain)."""
+    cutoff for all functions of an element, so the type and the parameters of fact 1 remain)."""
     e = sorted(element_index[x] for x in fn["neighbors"])
-    if fn["type"] == 2:
+    t = fn["type"]
+    if t == 2:
         return (2, fn["rc"], fn["eta"], fn["rs"], e[0])
-    return (fn["type"], fn["rc"], fn["eta"], fn["rs"], fn["zeta"], fn["lambda"], e[0], e[1])
+    if t in (3, 9):
+        return (t, fn["rc"], fn["eta"], fn["rs"], fn["zeta"], fn["lambda"], e[0], e[1])
+    if t == 12:
+        return (12, fn["rc"], fn["eta"], fn["rs"])
+    if t == 13:
+        return (13, fn["rc"], fn["eta"], fn["rs"], fn["zeta"], fn["lambda"])
+    angles = (fn["angle_left"], fn["angle_right"]) if t in (21, 22, 24, 25) else ()
+    return (t, fn["subtype"], *e, fn["rc"], fn["rl"], *angles)
 
 
 def _as_n2p2_function(f) -> dict:
     """A meltpot :class:`SymmetryFunction` as the dict :func:`read_n2p2` yields."""
+    def num(v):
+        return None if v is None else float(v)
+
     return {"type": N2P2_TYPE[f.type], "neighbors": tuple(f.neighbors), "eta": float(f.eta), "rs": float(f.rs),
-            "rc": float(f.rc), "zeta": None if f.zeta is None else float(f.zeta),
-            "lambda": None if f.lam is None else float(f.lam)}
+            "rc": float(f.rc), "zeta": num(f.zeta), "lambda": num(f.lam), "rl": num(f.rl),
+            "angle_left": num(f.angle_left), "angle_right": num(f.angle_right), "subtype": f.subtype}
 
 
 def n2p2_permutation(functions, elements) -> np.ndarray:
@@ -177,11 +202,24 @@ def _num(x: float) -> str:
 def symfunction_line(element: str, f) -> str:
     """The ``symfunction_short`` line of a meltpot function of centre ``element`` (fact 2)."""
     t = N2P2_TYPE[f.type]
+    head = f"symfunction_short {element} {t}"
     if t == 2:
-        return f"symfunction_short {element} 2 {f.neighbors[0]} {_num(f.eta)} {_num(f.rs)} {_num(f.rc)}"
-    e1, e2 = n2p2_elements(f.neighbors)
-    return (f"symfunction_short {element} {t} {e1} {e2} {_num(f.eta)} {_num(f.lam)} {_num(f.zeta)} "
-            f"{_num(f.rc)} {_num(f.rs)}")
+        return f"{head} {f.neighbors[0]} {_num(f.eta)} {_num(f.rs)} {_num(f.rc)}"
+    if t in (3, 9):
+        e1, e2 = n2p2_elements(f.neighbors)
+        return f"{head} {e1} {e2} {_num(f.eta)} {_num(f.lam)} {_num(f.zeta)} {_num(f.rc)} {_num(f.rs)}"
+    if t == 12:
+        return f"{head} {_num(f.eta)} {_num(f.rs)} {_num(f.rc)}"
+    if t == 13:
+        return f"{head} {_num(f.eta)} {_num(f.rs)} {_num(f.lam)} {_num(f.zeta)} {_num(f.rc)}"
+    nbs = " ".join(n2p2_elements(f.neighbors))
+    angles = f" {_num(f.angle_left)} {_num(f.angle_right)}" if f.is_angular else ""
+    return f"{head}{' ' + nbs if nbs else ''} {_num(f.rl)} {_num(f.rc)}{angles} {f.subtype}"
+
+
+def cutoff_line(fs) -> str:
+    """``cutoff_type <n> <alpha>`` of a feature set (α = 0 written 0.0, as always)."""
+    return f"cutoff_type {N2P2_CUTOFF[fs.cutoff]} {_num(fs.cutoff_alpha) if fs.cutoff_alpha else '0.0'}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -299,7 +337,7 @@ def _input_nn(model, fs_lines: list[str], source: str | None) -> str:
         f"number_of_elements {len(els)}",
         f"elements {' '.join(els)}",
         *[f"atom_energy {el} {_num(refs[el])}" for el in els],
-        f"cutoff_type {N2P2_CUTOFF[model.featureset.cutoff]} 0.0",
+        cutoff_line(model.featureset),
         "scale_symmetry_functions_sigma",
         "scale_min_short 0.0",
         "scale_max_short 1.0",
@@ -378,8 +416,9 @@ def _weights_text(element: str, layers) -> str:
 class N2p2Potential:
     """An n2p2 potential directory as plain data, in n2p2's internal order.
 
-    ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9, neighbors, eta, rs,
-    rc, zeta, lambda, line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
+    ``elements``: by atomic number; ``functions[el]``: dicts (type 2/3/9/12/13/20–25, neighbors,
+    eta, rs, rc, zeta, lambda, rl, angle_left, angle_right, subtype — None or 0 where a type has
+    no such parameter — and line) sorted as n2p2 sorts them; ``scaling[el]``: (F, 4) min, max, mean,
     sigma; ``layers[el]``: [(W (out, in), b)]; ``hidden``: ``global_nodes_short``,
     ``element_hidden[el]``: the element's sizes after ``element_nodes_short``; ``activations``:
     the ``global_activation_short`` letters as written, one per layer after the input (n2p2
@@ -424,8 +463,9 @@ class N2p2Potential:
 
     @property
     def cutoff(self) -> str | None:
-        """meltpot name of the cutoff (``cosine``/``polynomial``) if α = 0, else None."""
-        return CUTOFF_OF_N2P2.get(self.cutoff_type) if self.cutoff_alpha == 0.0 else None
+        """meltpot name of the cutoff type (:data:`~meltpot.descriptors.featureset.N2P2_CUTOFF`),
+        None for a type meltpot does not know; its α is ``cutoff_alpha``."""
+        return CUTOFF_OF_N2P2.get(self.cutoff_type)
 
 
 def _fail(path, line: int | None, key: str, msg: str):
@@ -494,6 +534,18 @@ def _scaling_type(path, keys) -> tuple[str, float, float]:
     return kind, bounds[0], bounds[1]
 
 
+#: per n2p2 type: neighbour elements named, the numeric parameters in line order (an optional
+#: last one in brackets), and whether a subtype string ends the line (fact 2)
+_LINE_SYNTAX = {2: (1, ("eta", "rs", "rc"), False), 3: (2, ("eta", "lambda", "zeta", "rc", "[rs]"), False),
+                9: (2, ("eta", "lambda", "zeta", "rc", "[rs]"), False), 12: (0, ("eta", "rs", "rc"), False),
+                13: (0, ("eta", "rs", "lambda", "zeta", "rc"), False), 20: (1, ("rl", "rc"), True),
+                21: (2, ("rl", "rc", "angle_left", "angle_right"), True),
+                22: (2, ("rl", "rc", "angle_left", "angle_right"), True), 23: (0, ("rl", "rc"), True),
+                24: (0, ("rl", "rc", "angle_left", "angle_right"), True),
+                25: (0, ("rl", "rc", "angle_left", "angle_right"), True)}
+_SUBTYPES = ("p1", "p2", "p3", "p4", "p1a", "p2a", "p3a", "p4a", "e")
+
+
 def _parse_function(path, line: int, args: list[str], elements: list[str]) -> tuple[str, dict]:
     key = "symfunction_short"
     if len(args) < 2:
@@ -503,24 +555,43 @@ def _parse_function(path, line: int, args: list[str], elements: list[str]) -> tu
         _fail(path, line, key, f"centre element {ec!r} is not in the elements line {elements}")
     t = _int(path, line, key, args[1])
     if t not in TYPE_OF_N2P2:
-        _fail(path, line, key, f"type {t} is not supported here (types 2, 3, 9)")
-    want = 6 if t == 2 else 8
-    if len(args) < want or len(args) > (6 if t == 2 else 9):
-        _fail(path, line, key, f"type {t} takes {want - 2}{'' if t == 2 else ' or ' + str(want - 1)} "
-                               f"parameters after the type, got {len(args) - 2}")
-    n_nb = 1 if t == 2 else 2
+        _fail(path, line, key, f"type {t} is not supported here (types {', '.join(map(str, sorted(TYPE_OF_N2P2)))})")
+    n_nb, names, has_sub = _LINE_SYNTAX[t]
+    optional = names[-1].startswith("[")
+    most = 2 + n_nb + len(names) + has_sub
+    least = most - optional
+    if not least <= len(args) <= most:
+        _fail(path, line, key, f"type {t} takes {least - 2}{' or ' + str(most - 2) if optional else ''} "
+                               f"values after the type ({' '.join(['e'] * n_nb + list(names))}"
+                               f"{' subtype' if has_sub else ''}), got {len(args) - 2}")
     nbs = tuple(args[2:2 + n_nb])
     for nb in nbs:
         if nb not in elements:
             _fail(path, line, key, f"neighbour element {nb!r} is not in the elements line {elements}")
-    vals = [_float(path, line, key, a) for a in args[2 + n_nb:]]
-    if t == 2:
-        fn = {"type": 2, "neighbors": nbs, "eta": vals[0], "rs": vals[1], "rc": vals[2], "zeta": None, "lambda": None}
-    else:
-        fn = {"type": t, "neighbors": tuple(sorted(nbs, key=elements.index)), "eta": vals[0], "lambda": vals[1],
-              "zeta": vals[2], "rc": vals[3], "rs": vals[4] if len(vals) > 4 else 0.0}
+    nums = args[2 + n_nb:len(args) - has_sub]
+    fn = {"type": t, "neighbors": tuple(sorted(nbs, key=elements.index)), "eta": 0.0, "rs": 0.0, "zeta": None,
+          "lambda": None, "rl": None, "angle_left": None, "angle_right": None, "subtype": None}
+    for name, text in zip(names, nums):
+        fn[name.strip("[]")] = _float(path, line, key, text)
+    if has_sub:
+        fn["subtype"] = args[-1]
+        if args[-1] not in _SUBTYPES:
+            _fail(path, line, key, f"subtype {args[-1]!r} of type {t} is not supported here "
+                                   f"(supported: {', '.join(_SUBTYPES)})")
     fn["line"] = line
     return ec, fn
+
+
+def _cutoff(path, line: int, args: list[str]) -> tuple[int, float]:
+    """n2p2's cutoff type (0–8) and α (default 0) of a ``cutoff_type`` line (fact 3)."""
+    kind = _int(path, line, "cutoff_type", args[0])
+    alpha = _float(path, line, "cutoff_type", args[1]) if len(args) > 1 else 0.0
+    if kind not in CUTOFF_OF_N2P2:
+        _fail(path, line, "cutoff_type", f"{kind} is not an n2p2 cutoff type (0 … 8: "
+                                         f"{', '.join(f'{v} {k}' for k, v in N2P2_CUTOFF.items())})")
+    if not 0.0 <= alpha < 1.0:
+        _fail(path, line, "cutoff_type", f"alpha {args[1]} outside [0, 1) (n2p2 requires 0 <= alpha < 1)")
+    return kind, alpha
 
 
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
@@ -592,14 +663,15 @@ def _read_functions(path, keys, elements: list[str]) -> dict[str, list[dict]]:
     return functions
 
 
-def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = None):
+def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = None, cutoff_alpha: float = 0.0):
     """A meltpot :class:`FeatureSet` from the ``symfunction_short`` lines of an n2p2 settings file
     (``input.nn``, or a file of just those lines), in n2p2's order. Elements: the ``elements``
-    line, else those the lines name; cutoff: ``cutoff_type`` (1 cosine, 6 polynomial, α = 0),
-    else ``cutoff``. The parameters are physical lengths as written (n2p2 converts them together
+    line, else those the lines name; cutoff: ``cutoff_type`` (n2p2's type 0–8 and α), else
+    ``cutoff`` and ``cutoff_alpha``. The parameters are physical lengths as written (n2p2 converts them together
     with the positions when it normalises with ``conv_length``, so no conversion applies)."""
     from ..descriptors.featureset import FeatureSet, SymmetryFunction
 
+    alpha = cutoff_alpha
     path = Path(path)
     keys, _ = _settings(path)
     if "symfunction_short" not in keys:
@@ -613,26 +685,29 @@ def featureset_from_n2p2(path, cutoff: str | None = None, name: str | None = Non
         elements = n2p2_elements(sorted(named))
     if "cutoff_type" in keys:
         line, args = _one(path, keys, "cutoff_type", 1)
-        kind = _int(path, line, "cutoff_type", args[0])
-        alpha = _float(path, line, "cutoff_type", args[1]) if len(args) > 1 else 0.0
-        if kind not in CUTOFF_OF_N2P2 or alpha != 0.0:
-            _fail(path, line, "cutoff_type", f"{' '.join(args)}: meltpot computes 1 (cosine) and 6 (polynomial) "
-                                             "with α = 0")
+        kind, alpha = _cutoff(path, line, args)
         cutoff = CUTOFF_OF_N2P2[kind]
     elif cutoff is None:
         _fail(path, None, "cutoff_type", "keyword missing (or give the cutoff: cosine or polynomial)")
     functions = _read_functions(path, keys, elements)
-    per_element = {el: [SymmetryFunction(TYPE_OF_N2P2[f["type"]], eta=f["eta"], rc=f["rc"], rs=f["rs"],
-                                         zeta=f["zeta"], lam=f["lambda"], neighbors=f["neighbors"])
-                        for f in functions[el]] for el in elements}
-    return FeatureSet(per_element, cutoff=cutoff, name=name or path.stem)
+
+    def function(f):
+        try:
+            return SymmetryFunction(TYPE_OF_N2P2[f["type"]], eta=f["eta"], rc=f["rc"], rs=f["rs"], zeta=f["zeta"],
+                                    lam=f["lambda"], neighbors=f["neighbors"], rl=f["rl"], angle_left=f["angle_left"],
+                                    angle_right=f["angle_right"], subtype=f["subtype"])
+        except ConfigError as exc:
+            _fail(path, f["line"], "symfunction_short", str(exc))
+
+    per_element = {el: [function(f) for f in functions[el]] for el in elements}
+    return FeatureSet(per_element, cutoff=cutoff, name=name or path.stem, cutoff_alpha=alpha)
 
 
 def n2p2_symfunction_lines(fs) -> list[str]:
     """The ``cutoff_type`` and ``symfunction_short`` lines of a feature set (n2p2's element and
     function order), ready for an ``input.nn``."""
     check_featureset_exportable(fs)
-    lines = [f"cutoff_type {N2P2_CUTOFF[fs.cutoff]} 0.0"]
+    lines = [cutoff_line(fs)]
     for el in n2p2_elements(fs.elements):
         fns = fs.per_element[el]
         lines += [symfunction_line(el, fns[i]) for i in n2p2_permutation(fns, fs.elements)]
@@ -680,10 +755,7 @@ def read_n2p2(directory) -> N2p2Potential:
             _fail(path, line, "atom_energy", f"needs an element of {elements} and an energy, got {args}")
         atom_energy[args[0]] = _float(path, line, "atom_energy", args[1])
     line, args = _one(path, keys, "cutoff_type", 1)
-    cutoff_type = _int(path, line, "cutoff_type", args[0])
-    cutoff_alpha = _float(path, line, "cutoff_type", args[1]) if len(args) > 1 else 0.0
-    if cutoff_type not in CUTOFF_OF_N2P2:
-        _fail(path, line, "cutoff_type", f"{cutoff_type} is not supported here (1 = cosine, 6 = polynomial)")
+    cutoff_type, cutoff_alpha = _cutoff(path, line, args)
     scaling_type, smin, smax = _scaling_type(path, keys)
     line, args = _one(path, keys, "global_hidden_layers_short", 1)
     n_hidden = _int(path, line, "global_hidden_layers_short", args[0])
@@ -797,7 +869,7 @@ def n2p2_columns(pot: N2p2Potential, element: str, functions) -> np.ndarray:
     function (``functions``: a feature-set element list) with the same type and parameters;
     ``G[:, n2p2_columns(...)]`` puts meltpot descriptors into n2p2's order."""
     mine = [_as_n2p2_function(f) if not is_noise(f) else None for f in functions]
-    keys = ("type", "eta", "rs", "rc", "zeta", "lambda")
+    keys = ("type", "eta", "rs", "rc", "zeta", "lambda", "rl", "angle_left", "angle_right", "subtype")
     cols = []
     for fn in pot.functions[element]:
         hits = [i for i, m in enumerate(mine) if m is not None and all(m[k] == fn[k] for k in keys)

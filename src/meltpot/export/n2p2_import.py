@@ -29,7 +29,10 @@ engine, and can start training or an AGL λ path. What is folded where:
   every layer. An export of such a model writes these weights without the keyword: the same
   energies (to rounding), other files.
 
-Anything else — other cutoff types or a cutoff α, RuNNer's per-element keywords — is refused
+- **Symmetry functions**: n2p2 types 2, 3, 9, 12, 13 and 20–25 (all subtypes p1…p4, p1a…p4a,
+  e), with every cutoff type 0–8 and its α (:mod:`meltpot.descriptors.featureset`).
+
+Anything else — other symmetry-function types, RuNNer's per-element keywords — is refused
 with the file, line and keyword (the reader's :class:`N2p2FormatError`, or
 :class:`~meltpot.errors.MeltpotError` here).
 """
@@ -72,8 +75,7 @@ def model_from_n2p2(pot: N2p2Potential, units: str | None = None, name: str | No
 
     where = pot.directory / "input.nn"
     if pot.cutoff is None:
-        raise MeltpotError(f"{where}: cutoff_type {pot.cutoff_type} with α {pot.cutoff_alpha:g}: meltpot computes "
-                           "the cosine (1) and polynomial (6) cutoffs with α = 0")
+        raise MeltpotError(f"{where}: cutoff_type {pot.cutoff_type}: not one of n2p2's cutoff types 0-8")
     for letter in pot.layer_letters:
         if letter not in ACTIVATION_OF_LETTER:
             raise MeltpotError(f"{where}: global_activation_short: letter {letter!r} has no meltpot activation "

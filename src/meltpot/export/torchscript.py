@@ -17,7 +17,7 @@ descriptor and network code, compiled with ``torch.jit.script``). It carries two
 * ``energies_and_gradients(G, species) -> (e_atom, dE_dG)``: the networks only (feature scaling
   and reference energies included) on features G (n, F_max) laid out as
   :class:`~meltpot.descriptors.symmetry.SymmetryFunctions` gives them. The LAMMPS plugin (format
-  version 2) computes G and dG/dr_ij with the compiled kernel
+  version 3) computes G and dG/dr_ij with the compiled kernel
   (``meltpot/descriptors/acsf_kernel.cpp``, built into the plugin) from the function table below
   and contracts dE/dG with dG itself.
 
@@ -25,11 +25,13 @@ Metadata the plugin reads as attributes: ``elements`` (list of symbols, the netw
 ``cutoff`` (float), ``units`` ("metal" or "lj"), ``format_version``, ``has_range`` and the
 buffers ``feature_min`` / ``feature_max`` (n_elements, F_max). The kernel's function table
 (the argument layout of ``meltpot_acsf_f64``, as :class:`~meltpot.descriptors.kernel.
-KernelSymmetryFunctions` builds it): ``sf_par`` (n_fn, 5) float64 eta, rs, rc, zeta, lambda;
-``sf_int`` (n_fn, 4) int32 kind (0 radial, 1 narrow, 2 wide), e1, e2, column in the union;
-``sf_need`` (n_elements, n_union) uint8; ``sf_columns`` (n_elements, F_max) int64, the union
-column of each element's feature (−1: none); ``sf_cutoff_kind`` (0 cosine, 1 polynomial) and
-``sf_n_union``. A model shrunk by feature selection carries only its kept functions, so both
+KernelSymmetryFunctions` builds it): ``sf_par`` (n_fn, 8) float64 eta, rs, rc, zeta, lambda, rl,
+angle_left, angle_right (radians); ``sf_int`` (n_fn, 5) int32 kind (0 radial, 1 narrow, 2 wide,
+else the n2p2 type 12, 13, 20–25), e1, e2, column in the union, compact core (1–4 poly1–4, 5
+exp; +8 asymmetric); ``sf_need`` (n_elements, n_union) uint8; ``sf_columns`` (n_elements, F_max)
+int64, the union column of each element's feature (−1: none); ``sf_weights`` (n_elements,)
+float64 atomic numbers (weighted types); ``sf_cutoff_kind`` (n2p2's cutoff type 0–8),
+``sf_cutoff_alpha`` and ``sf_n_union``. A model shrunk by feature selection carries only its kept functions, so both
 routes compute only those.
 """
 
@@ -50,9 +52,11 @@ from ..model.hdnnp import HDNNP
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-"""2: the kernel's function table and ``energies_and_gradients`` (the plugin's route); 1: the
-torch route only (the plugin of format 2 refuses it: re-export)."""
+FORMAT_VERSION = 3
+"""3: the function table of 8 + 5 columns (weighted and compact types), any n2p2 cutoff type with
+``sf_cutoff_alpha``, ``sf_weights``; 2: the kernel's function table of 5 + 4 columns and
+``energies_and_gradients`` (the plugin's route); 1: the torch route only. The plugin reads only
+its own version (re-export older files)."""
 
 
 class ExportError(MeltpotError):
@@ -61,27 +65,11 @@ class ExportError(MeltpotError):
 
 def kernel_table(sf) -> dict:
     """The compiled kernel's function table of a :class:`SymmetryFunctions` (see the module
-    docstring): the arrays that :class:`~meltpot.descriptors.kernel.KernelSymmetryFunctions`
-    passes to ``meltpot_acsf_f64``, built here without loading the kernel library."""
-    from ..descriptors.kernel import CUTOFF_KINDS, KINDS
+    docstring and :func:`~meltpot.descriptors.kernel.function_table`), built without loading the
+    kernel library."""
+    from ..descriptors.kernel import function_table
 
-    par, ints = [], []
-    for k, u in enumerate(sf.rad_index.tolist()):
-        par.append((float(sf.rad_eta[k]), float(sf.rad_rs[k]), float(sf.rad_rc[k]), 0.0, 0.0))
-        ints.append((KINDS["radial"], int(sf.rad_elem[k]), 0, int(u)))
-    for g, terms in enumerate(sf.ang_terms):
-        kind = KINDS["angular_narrow" if sf.ang_narrow[g] else "angular_wide"]
-        for u, zeta, lam, e1, e2 in terms:
-            par.append((float(sf.ang_eta[g]), float(sf.ang_rs[g]), float(sf.ang_rc[g]), float(zeta), float(lam)))
-            ints.append((kind, int(e1), int(e2), int(u)))
-    cols = sf.columns.clone()
-    need = torch.zeros(len(sf.elements), max(sf.n_union, 1), dtype=torch.uint8)
-    rows = torch.arange(len(sf.elements))[:, None].expand_as(cols)
-    need[rows[cols >= 0], cols[cols >= 0]] = 1
-    return {"par": torch.tensor(par, dtype=torch.float64).reshape(-1, 5).contiguous(),
-            "int": torch.tensor(ints, dtype=torch.int32).reshape(-1, 4).contiguous(),
-            "need": need.contiguous(), "columns": cols.to(torch.int64).contiguous(),
-            "cutoff_kind": int(CUTOFF_KINDS[sf.cutoff_kind]), "n_union": int(sf.n_union)}
+    return function_table(sf)
 
 
 class LammpsPotential(nn.Module):
@@ -125,7 +113,9 @@ class LammpsPotential(nn.Module):
         self.register_buffer("sf_int", table["int"])
         self.register_buffer("sf_need", table["need"])
         self.register_buffer("sf_columns", table["columns"])
+        self.register_buffer("sf_weights", table["weights"])
         self.sf_cutoff_kind: int = table["cutoff_kind"]
+        self.sf_cutoff_alpha: float = table["cutoff_alpha"]
         self.sf_n_union: int = table["n_union"]
         self.n_features: List[int] = [int(f) for f in model.n_features]
 

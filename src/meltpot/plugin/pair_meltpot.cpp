@@ -55,7 +55,7 @@
 #pragma GCC visibility pop
 
 // The export layout this plugin reads (meltpot.export.torchscript.FORMAT_VERSION).
-#define MELTPOT_FORMAT_VERSION 2
+#define MELTPOT_FORMAT_VERSION 3
 
 using namespace LAMMPS_NS;
 
@@ -87,7 +87,7 @@ template <class T> std::vector<T> to_vector(const torch::Tensor &t)
 }    // namespace
 
 PairMeltpot::PairMeltpot(LAMMPS *lmp) :
-    Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), single(false), batch_atoms(0),
+    Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), cutoff_alpha(0.0), single(false), batch_atoms(0),
     has_range(false), extrap_limit(-1), extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1),
     extrap_step(0.0), extrap_total(0.0)
 {
@@ -222,10 +222,12 @@ void PairMeltpot::load_model()
   if (n_el < 1) throw std::runtime_error("no elements");
   n_union = (int) model.attr("sf_n_union").toInt();
   cutoff_kind = (int) model.attr("sf_cutoff_kind").toInt();
-  torch::Tensor par = cpu_tensor(model, "sf_par", torch::kFloat64, {-1, 5});
+  cutoff_alpha = model.attr("sf_cutoff_alpha").toDouble();
+  torch::Tensor par = cpu_tensor(model, "sf_par", torch::kFloat64, {-1, N_PAR});
   n_fn = (int) par.size(0);
   fn_par = to_vector<double>(par);
-  fn_int = to_vector<int32_t>(cpu_tensor(model, "sf_int", torch::kInt32, {n_fn, 4}));
+  fn_int = to_vector<int32_t>(cpu_tensor(model, "sf_int", torch::kInt32, {n_fn, N_INT}));
+  fn_weights = to_vector<double>(cpu_tensor(model, "sf_weights", torch::kFloat64, {n_el}));
   fn_need = to_vector<uint8_t>(cpu_tensor(model, "sf_need", torch::kUInt8, {n_el, std::max<int64_t>(n_union, 1)}));
   torch::Tensor cols = cpu_tensor(model, "sf_columns", torch::kInt64, {n_el, -1});
   f_max = (int) cols.size(1);
@@ -407,13 +409,13 @@ void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, doub
     w_dUf.resize(std::max<int64_t>(np, 1) * n_union * 3);
     rc = meltpot_acsf_f32(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
                           w_rijf.data(), n_el, n_union, n_fn, fn_par.data(), fn_int.data(), fn_need.data(),
-                          cutoff_kind, w_Uf.data(), w_dUf.data(), 1);
+                          cutoff_kind, cutoff_alpha, fn_weights.data(), w_Uf.data(), w_dUf.data(), 1);
     for (int64_t k = 0; k < nb * n_union; k++) w_U[k] = w_Uf[k];
   } else {
     w_dU.resize(std::max<int64_t>(np, 1) * n_union * 3);
     rc = meltpot_acsf_f64(nb, np, w_centre.data() + p0, w_nbspecies.data() + p0, w_cspecies.data() + ii0,
                           w_rij.data() + 3 * p0, n_el, n_union, n_fn, fn_par.data(), fn_int.data(),
-                          fn_need.data(), cutoff_kind, w_U.data(), w_dU.data(), 1);
+                          fn_need.data(), cutoff_kind, cutoff_alpha, fn_weights.data(), w_U.data(), w_dU.data(), 1);
   }
   if (rc != 0)
     throw std::runtime_error(std::string("the symmetry-function kernel failed: ") +

@@ -40,9 +40,11 @@ class PairMeltpot : public Pair {
   std::vector<int> type_element;    // LAMMPS type (1..ntypes) -> model element index
 
   // the kernel's function table (from the export; layout of meltpot_acsf_f64)
-  int n_fn, n_union, f_max, cutoff_kind;
-  std::vector<double> fn_par;       // n_fn x 5: eta, rs, rc, zeta, lambda
-  std::vector<int32_t> fn_int;      // n_fn x 4: kind, e1, e2, column in the union
+  int n_fn, n_union, f_max, cutoff_kind;   // cutoff_kind: n2p2's cutoff type
+  double cutoff_alpha;              // its inner cutoff alpha rc
+  std::vector<double> fn_par;       // n_fn x 8: eta, rs, rc, zeta, lambda, rl, angle_left, angle_right
+  std::vector<int32_t> fn_int;      // n_fn x 5: kind, e1, e2, column in the union, compact core
+  std::vector<double> fn_weights;   // n_elements: atomic numbers (weighted types)
   std::vector<uint8_t> fn_need;     // n_elements x n_union: columns each centre element needs
   std::vector<int64_t> columns;     // n_elements x f_max: union column of each feature (-1: none)
   std::vector<double> feat_min, feat_max;   // n_elements x f_max: training range (widened)

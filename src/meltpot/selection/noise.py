@@ -40,7 +40,8 @@ def noise_featureset(featureset: FeatureSet, stats: dict, k: int, seed: int) -> 
             raise ConfigError(f"noise features: no valid training statistics for element {el}")
         per[el] = list(fns) + [NoiseFeature(index=j, mean=float(mean[j % len(fns)]), std=float(std[j % len(fns)]),
                                             seed=int(seed)) for j in range(k)]
-    return FeatureSet(per, cutoff=featureset.cutoff, name=f"{featureset.name}+noise{k}", meta=dict(featureset.meta))
+    return FeatureSet(per, cutoff=featureset.cutoff, cutoff_alpha=featureset.cutoff_alpha,
+                      name=f"{featureset.name}+noise{k}", meta=dict(featureset.meta))
 
 
 def _noise_of(featureset: FeatureSet, el: str) -> tuple[list[int], list[NoiseFeature]]:
