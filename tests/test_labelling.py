@@ -125,3 +125,35 @@ def test_label_frames_keeps_tags_and_drops_or_fails_on_a_bad_frame():
     assert labelled[0].info["state_id"] == "s" and labelled[0].info["sampled_index"] == 4
     with pytest.raises(EngineError, match="frame 1 \\(sampled frame 4 of x.extxyz\\)"):
         label_frames([good, bad], engine, on_error="fail", progress=False)
+
+
+def test_aimd_liquid_is_melted_by_the_sampler_and_run_by_the_reference(tmp_path):
+    """An `aimd: true` liquid: the cheap sampler (LAMMPS EAM) melts and cools it, the reference
+    (here EMT, standing in for DFT) runs only equilibration and production from there."""
+    cfg = validate_config({
+        "run_id": "t", "seed": 1, "units": "metal", "elements": ["Al"], "reference": EMT, "md": {"timestep": 0.002},
+        "labelling": {"enabled": True, "sampler": {"engine": "lammps", "pair_style": "eam/fs",
+                                                   "pair_coeff": ["* * Al_mm.eam.fs Al"]}},
+        "sampling": {"n_atoms": 32, "melt_temperature": 2500, "melt_steps": 2000, "equilibration_steps": 10,
+                     "production_steps": 20, "sample_every": 10,
+                     "states": [{"id": "liq", "phase": "fcc", "T": 300, "P": 0.0},
+                                {"id": "md", "phase": "liquid", "T": 1200, "density": 2.3, "aimd": True}]}})
+    unit = next(u for u in expand_states(cfg) if u.aimd)
+    sampler = make_engine(cfg["labelling"]["sampler"], cfg["elements"], cfg["units"])
+    reference = make_engine(cfg["reference"], cfg["elements"], cfg["units"])
+    out = tmp_path / "md.extxyz"
+    summary = sample_unit(cfg, unit, reference, out, progress=False, melt_engine=sampler)
+    frames = read_frames(out)
+    assert len(frames) == 2 and summary["states"]["md"]["frames"] == 2
+    assert all(f.info["engine"] == "ase:EMT" for f in frames)
+    assert [f.info["step"] for f in frames] == [20, 30]      # steps of the reference's own segments
+    # melted: the 32 atoms are far from any fcc arrangement (mean distance to the nearest site of
+    # the starting lattice, periodic, well above thermal vibration)
+    from meltpot.sampling.structures import initial_structure
+
+    lattice = initial_structure("liquid", 32, frames[0].get_volume() / 32, {}, ["Al"], np.random.default_rng(0))
+    d = frames[0].positions[:, None, :] - lattice.positions[None, :, :]
+    cell = frames[0].cell.array
+    frac = d @ np.linalg.inv(cell)
+    d = (frac - np.round(frac)) @ cell
+    assert np.linalg.norm(d, axis=-1).min(axis=1).mean() > 0.5

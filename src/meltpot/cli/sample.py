@@ -43,10 +43,18 @@ def cmd_sample(args) -> int:
     ref = dict(cfg["reference"], base_dir=cfg.get("_base_dir"))
     out = Path(args.out)
     # a DFT code's own files (logs, wavefunctions) beside the frames, one folder per unit
-    if cfg["labelling"]["enabled"] and not unit.aimd:   # the cheap engine samples; the reference labels
-        ref = dict(cfg["labelling"]["sampler"], base_dir=cfg.get("_base_dir"))
-    engine = make_engine(ref, cfg["elements"], cfg["units"], workdir=out.with_name(f".{out.name}.dft"))
-    summary = sample_unit(cfg, unit, engine, args.out, progress=not args.no_progress)
+    melt_engine = None
+    if cfg["labelling"]["enabled"]:   # the cheap sampler runs the MD; the reference labels picked frames
+        sampler = make_engine(dict(cfg["labelling"]["sampler"], base_dir=cfg.get("_base_dir")), cfg["elements"],
+                              cfg["units"])
+        if not unit.aimd:
+            ref = None
+            engine = sampler
+        else:   # an AIMD state: the sampler melts and cools, the reference takes over
+            melt_engine = sampler
+    if ref is not None:
+        engine = make_engine(ref, cfg["elements"], cfg["units"], workdir=out.with_name(f".{out.name}.dft"))
+    summary = sample_unit(cfg, unit, engine, args.out, progress=not args.no_progress, melt_engine=melt_engine)
     if args.summary:
         write_json(args.summary, summary)
     for sid, st in summary["states"].items():

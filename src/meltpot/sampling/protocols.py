@@ -103,9 +103,33 @@ def build_segments(cfg: dict, unit: SamplingUnit, n_atoms: int, seed: int) -> tu
     return segments, production
 
 
+def _melt_with(engine: ReferenceEngine, atoms, melt: list[MDSegment], seed: int, unit_id: str):
+    """The liquid after the melt and cooling segments, run by ``engine`` (velocities kept)."""
+    from dataclasses import replace
+
+    last_run = max(i for i, seg in enumerate(melt) if seg.steps > 0) if any(seg.steps for seg in melt) else None
+    if last_run is None:
+        return atoms
+    segs = [replace(seg, sample_every=seg.steps if i == last_run else 0) for i, seg in enumerate(melt)]
+    t0 = time.perf_counter()
+    final = None
+    for _, frame in engine.md(atoms, segs, seed):
+        final = frame
+    if final is None or final.get_velocities() is None:
+        raise RuntimeError(f"{unit_id}: the melt with {engine.name} gave no final frame with velocities")
+    final.calc = None
+    log.info("%s: melted and cooled with %s in %.1f s (%d steps)", unit_id, engine.name,
+             time.perf_counter() - t0, sum(seg.steps for seg in melt))
+    return final
+
+
 def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path: str | Path,
-                progress: bool = True) -> dict:
+                progress: bool = True, melt_engine: ReferenceEngine | None = None) -> dict:
     """Run one sampling unit and write its frames to ``out_path`` (extxyz).
+
+    ``melt_engine``: runs a liquid's melt and cooling instead of ``engine`` (an AIMD state
+    pre-equilibrated with the cheap sampler: thousands of melt steps are out of DFT's reach);
+    ``engine`` continues from its last positions and velocities.
 
     Returns a summary: frames per state, mean instantaneous temperature, wall time.
     """
@@ -121,6 +145,9 @@ def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path
     segments, production = build_segments(cfg, unit, n, seed)
     expected = sum(production[i].production_steps // production[i].sample_every for i in production)
     comp = composition_string(atoms.get_chemical_symbols(), order=cfg["elements"])
+    n_melt = sum(1 for seg in segments if seg.label in ("melt", "cool")) if melt_engine is not None else 0
+    melt, segments = segments[:n_melt], segments[n_melt:]
+    production = {i - n_melt: spec for i, spec in production.items()}
 
     tmp = partial_path(out_path)
     ckpt = checkpoint_path(out_path)
@@ -139,6 +166,8 @@ def sample_unit(cfg: dict, unit: SamplingUnit, engine: ReferenceEngine, out_path
                  resume["segment"], resume["done"])
     n_done = sum(len(v) for v in counts.values())
     t0 = time.perf_counter()
+    if melt and resume is None:   # (a resumed run starts from its checkpoint's positions)
+        atoms = _melt_with(melt_engine, atoms, melt, seed, unit.unit_id)
     bar = tqdm(total=expected, initial=n_done, desc=unit.unit_id, unit="frame", disable=not progress, leave=False)
     run = engine.md(atoms, segments, seed) if resume is None else engine.md(atoms, segments, seed, resume=resume)
     try:
