@@ -20,6 +20,7 @@ from ase.io import read, write
 from helpers import make_featureset, random_model
 from lammps_points import MASSES, random_systems, rel, run_lammps, single_point
 from meltpot.analysis.trajectory import read_log
+from meltpot.descriptors.compute import AtomsDescriptor
 from meltpot.export.torchscript import ExportError, load_torchscript, write_committee, write_torchscript
 from meltpot.model.committee import Committee, deviation_from, read_deviation
 from meltpot.plugin.build import build_plugin, pair_commands
@@ -47,8 +48,11 @@ def members(system):
 
 
 @pytest.fixture(scope="module")
-def committee_file(members, tmp_path_factory):
-    return write_committee(members, tmp_path_factory.mktemp("committee") / "committee.pt")
+def committee_file(system, members, tmp_path_factory):
+    """The committee with the starting frame's feature range: the heated atoms leave it."""
+    G = AtomsDescriptor(members[0].featureset).per_element(system)
+    return write_committee(members, tmp_path_factory.mktemp("committee") / "committee.pt",
+                           {el: g.min(0) for el, g in G.items()}, {el: g.max(0) for el, g in G.items()})
 
 
 def nvt_run(workdir, atoms, pair, elements, nprocs=1):
@@ -60,7 +64,7 @@ def nvt_run(workdir, atoms, pair, elements, nprocs=1):
              *[f"mass {k + 1} {MASSES[el]}" for k, el in enumerate(elements)], *pair,
              "compute pe all pe/atom", "compute pm all pair meltpot",
              "velocity all create 900 5 loop geom", "timestep 0.001", "fix 1 all nvt temp 900 900 0.05",
-             f"thermo {EVERY}", "thermo_style custom step pe c_pm[3] c_pm[4] c_pm[5] c_pm[6]",
+             f"thermo {EVERY}", "thermo_style custom step pe c_pm[1] c_pm[3] c_pm[4] c_pm[5] c_pm[6]",
              "thermo_modify format float %.17g",
              f"dump d all custom {EVERY} dump.txt id type x y z fx fy fz c_pe",
              "dump_modify d sort id format float %.17g", f"run {STEPS}"]
@@ -86,7 +90,8 @@ def test_lammps_deviation_equals_python_committee_on_nvt_frames(nprocs, system, 
                                                                tmp_path):
     """The deviation file (every 5 steps of a 30-step NVT run), the integrated forces and the
     per-atom energies equal the Python committee's on the dumped frames; compute pair meltpot's
-    c_ID[3..6] carry the same four values."""
+    c_ID[3..6] carry the same four values; the extrapolation column counts the atoms outside the
+    export's range (Python descriptors against its feature_min/max), as c_ID[1]."""
     elements = members[0].elements
     pair = pair_commands(committee_file, elements, plugin=plugin, deviation=(EVERY, tmp_path / "devi.out"))
     frames = nvt_run(tmp_path, system, pair, elements, nprocs=nprocs)
@@ -95,8 +100,13 @@ def test_lammps_deviation_equals_python_committee_on_nvt_frames(nprocs, system, 
     header = (tmp_path / "devi.out").read_text().splitlines()[0]
     assert "3 models" in header and "eV/Angstrom" in header
     committee = Committee(members)
+    mod = load_torchscript(committee_file)
+    desc = AtomsDescriptor(members[0].featureset)
     worst = {}
     for fr, (_, row) in zip(frames, devi.iterrows()):
+        G, species = desc.features(fr["atoms"])
+        outside = ((G < mod.feature_min[species]) | (G > mod.feature_max[species])).any(1).sum()
+        assert row["extrapolating"] == int(outside)
         per = committee.evaluate(fr["atoms"])
         ref = deviation_from(per)
         assert ref["max_devi_f"] > 1e-2 and ref["devi_e"] > 1e-4          # the members really disagree
@@ -110,6 +120,8 @@ def test_lammps_deviation_equals_python_committee_on_nvt_frames(nprocs, system, 
     th = read_log(tmp_path / "log.lammps")
     for k, col in zip(range(3, 7), ("max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")):
         assert np.allclose(th[f"c_pm[{k}]"].to_numpy(), devi[col].to_numpy(), rtol=1e-14, atol=0)
+    assert (th["c_pm[1]"].to_numpy() == devi["extrapolating"].to_numpy()).all()
+    assert devi["extrapolating"].iloc[0] == 0 and devi["extrapolating"].max() > 0
     log = (tmp_path / "log.lammps").read_text()
     assert "committee of 3 models: LAMMPS integrates the committee mean; deviation every 5 steps" in log
 
@@ -136,6 +148,7 @@ def test_committee_of_one_model_twice_equals_the_single_export(nprocs, system, m
         assert rel(b[key], a[key]) < 1e-13, key
     devi = read_deviation(tmp_path / "devi.out")
     assert len(devi) == 1 and (devi[["max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"]].to_numpy() == 0).all()
+    assert devi["extrapolating"].iloc[0] == -1                      # no training range in the export
 
 
 def test_committee_export_refuses_different_feature_sets(system, members, tmp_path):
@@ -200,3 +213,48 @@ def test_export_cli_writes_a_committee(system, members, tmp_path, capsys):
     assert main(["export", "torchscript", str(paths[0]), str(tmp_path / "other.pt"), "--out",
                  str(tmp_path / "bad.pt")]) == 2
     assert "different feature set" in capsys.readouterr().err
+
+
+def test_deviation_with_a_rank_without_atoms(members, committee_file, plugin, tmp_path):
+    """An Al–Ni slab in a box 40 Å long in x on two ranks split along x: the second rank owns no
+    atom (its min over no atoms must not win); the line equals the Python committee's."""
+    from ase.build import bulk
+
+    slab = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+    slab.rattle(0.1, seed=3)
+    slab.set_chemical_symbols(["Al", "Ni"] * 16)
+    slab.set_cell(np.diag([40.0, 8.1, 8.1]), scale_atoms=False)
+    slab.positions[:, 0] += 4.0
+    elements = members[0].elements
+    lmp = single_point(tmp_path, slab, pair_commands(committee_file, elements, plugin=plugin,
+                                                     deviation=(1, tmp_path / "devi.out")), elements, nprocs=2)
+    assert "2 by 1 by 1 MPI processor grid" in (tmp_path / "log.lammps").read_text()
+    row = read_deviation(tmp_path / "devi.out").iloc[0]
+    ref = Committee(members).deviation(lmp["atoms"])
+    for col in ("max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"):
+        assert abs(row[col] - ref[col]) < 1e-10 * abs(ref[col]), col
+    assert rel(lmp["forces"], Committee(members).mean(lmp["atoms"])["forces"]) < 1e-10
+
+
+def test_md_render_writes_the_deviation_keyword(plugin, tmp_path, capsys):
+    """`meltpot md render … --plugin SO --model COMMITTEE --deviation 10`: the pair_style line
+    carries `deviation 10 model_devi.out`; --deviation without the plugin route is refused."""
+    import yaml
+
+    from meltpot.cli import main
+
+    atoms = random_systems(7)["Al"]
+    fs = make_featureset(["Al"])
+    committee = write_committee([random_model(fs, [atoms], seed=s) for s in (60, 61)], tmp_path / "c.pt")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "run_id": "committee-test", "elements": ["Al"],
+        "reference": {"engine": "lammps", "pair_style": "eam/fs", "pair_coeff": ["* * Al_mm.eam.fs Al"]},
+        "sampling": {"states": [{"id": "fcc_300K", "phase": "fcc", "T": 300, "P": 0}]},
+        "md": {"timestep": 0.002, "run": {"n_atoms": 32, "melt_steps": 10, "cool_steps": 10}}}))
+    assert main(["md", "render", "nvt", str(cfg), "--plugin", str(plugin), "--model", str(committee),
+                 "--deviation", "10", "--out-dir", str(tmp_path / "r")]) == 0
+    assert f"pair_style meltpot {committee} device cpu deviation 10 model_devi.out" in \
+        (tmp_path / "r" / "in.lammps").read_text()
+    assert main(["md", "render", "nvt", str(cfg), "--deviation", "10", "--out-dir", str(tmp_path / "s")]) == 2
+    assert "--deviation is the meltpot pair style's committee output" in capsys.readouterr().err

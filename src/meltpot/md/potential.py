@@ -102,13 +102,16 @@ class Potential:
         """The meltpot ML pair style: ``plugin load PLUGIN``, ``pair_style meltpot MODEL
         device DEVICE [extrapolation_limit N] [precision single] [deviation N FILE]``,
         ``pair_coeff * * El1 El2 …`` (``deviation``: (N, FILE) for a committee export)."""
-        from ..plugin.build import pair_style_args
+        from ..plugin.build import deviation_args, pair_style_args
 
         plugin = os.path.abspath(os.fspath(plugin))
         if not os.path.isfile(plugin):
             raise ConfigError(f"LAMMPS plugin {plugin} does not exist")
-        pot = cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit, precision, deviation),
+        pot = cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit, precision),
                                 ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"], **kwargs)
+        if deviation is not None:
+            # an output file (relative: in the run folder), so not resolved as the input files are
+            pot.pair_style += " " + deviation_args(deviation)
         pot.route, pot.device = "plugin", device
         return pot
 

@@ -24,8 +24,10 @@ import torch
 
 from .batch import frame_graph, predict
 
-DEVIATION_COLUMNS = ("step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")
-"""Columns of the deviation file the plugin writes (and of :func:`read_deviation`)."""
+DEVIATION_COLUMNS = ("step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e", "extrapolating")
+"""Columns of the deviation file the plugin writes (and of :func:`read_deviation`): the step, the
+force deviations (eV/Å), the energy deviation (eV/atom), the atoms extrapolating at that step
+(a feature outside the export's training range; −1 when it holds none)."""
 
 
 class Committee:
@@ -96,4 +98,5 @@ def read_deviation(path: str | Path):
     data = np.loadtxt(path, comments="#", ndmin=2)
     df = pd.DataFrame(data, columns=list(DEVIATION_COLUMNS))
     df["step"] = df["step"].astype(np.int64)
+    df["extrapolating"] = df["extrapolating"].astype(np.int64)     # -1: the export holds no range
     return df

@@ -161,11 +161,17 @@ def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_l
     if precision != "double":
         args += f" precision {precision}"
     if deviation is not None:
-        every, path = deviation
-        if int(every) < 1:
-            raise ValueError(f"deviation every N steps needs N >= 1, got {every!r}")
-        args += f" deviation {int(every)} {os.fspath(path)}"
+        args += " " + deviation_args(deviation)
     return args
+
+
+def deviation_args(deviation: tuple[int, str | Path]) -> str:
+    """``deviation N FILE`` of ``pair_style meltpot`` (a committee export's deviation every N
+    steps to FILE) from (N, FILE)."""
+    every, path = deviation
+    if int(every) < 1:
+        raise ValueError(f"deviation every N steps needs N >= 1, got {every!r}")
+    return f"deviation {int(every)} {os.fspath(path)}"
 
 
 def pair_commands(model_file: str | Path, elements: list[str], plugin: str | Path | None = None,

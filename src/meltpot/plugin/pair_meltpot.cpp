@@ -39,10 +39,11 @@
    (each evaluation at a step that is a multiple of N, as DeePMD's model_devi out_freq/out_file):
    on those steps the per-model forces f_i^k are scattered too (K x 3 values per atom, those on
    ghost atoms reverse-communicated to their owners), and rank 0 appends one line to FILE:
-     step  max_i sigma_F(i)  min_i sigma_F(i)  mean_i sigma_F(i)  sigma_E
+     step  max_i sigma_F(i)  min_i sigma_F(i)  mean_i sigma_F(i)  sigma_E  n_extrapolating
    with sigma_F(i) = sqrt((1/K) sum_k |f_i^k - f_mean_i|^2) (eV/A; DeePMD's definition) over the
    atoms of this pair style on all ranks, and sigma_E = sqrt((1/K) sum_k (E^k - E_mean)^2) / N
-   (eV/atom; E^k the total energy of model k, N the number of atoms). Units are the model's
+   (eV/atom; E^k the total energy of model k, N the number of atoms), and the atoms with a feature
+   outside the training range at this step (all ranks; -1 when the export holds no range). Units are the model's
    (eV, A for units metal; epsilon, sigma for units lj). The same four values of the last
    deviation step are `compute pair meltpot`'s c_ID[3..6] (max, min, mean sigma_F, sigma_E). */
 
@@ -247,7 +248,10 @@ void PairMeltpot::settings(int narg, char **arg)
     fprintf(devi_fp, "# meltpot committee deviation: %d models of %s, every %lld steps; sigma_F(i) = sqrt(mean_k "
                      "|f_i^k - mean f_i|^2) in %s, sigma_E = std_k(E^k) / N in %s\n", n_models, model_file.c_str(),
             (long long) devi_every, metal ? "eV/Angstrom" : "epsilon/sigma", metal ? "eV/atom" : "epsilon/atom");
-    fprintf(devi_fp, "# %10s %24s %24s %24s %24s\n", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e");
+    fprintf(devi_fp, "# extrapolating: atoms with a feature outside the training range this step (-1: the "
+                     "export holds no range)\n");
+    fprintf(devi_fp, "# %10s %24s %24s %24s %24s %13s\n", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e",
+            "extrapolating");
     fflush(devi_fp);
   }
 
@@ -386,7 +390,6 @@ void PairMeltpot::compute(int eflag, int vflag)
                fail);
   if (eflag_global) eng_vdwl += energy;
   if (vflag_fdotr) virial_fdotr_compute();
-  if (devi_now) deviation();
 
   // extrapolation: atoms of this rank with any feature outside the training range
   if (has_range) {
@@ -394,6 +397,10 @@ void PairMeltpot::compute(int eflag, int vflag)
     pvector[1] += mine;
     MPI_Allreduce(&mine, &extrap_step, 1, MPI_DOUBLE, MPI_SUM, world);
     extrap_total += extrap_step;
+  }
+  // the deviation line (with this step's extrapolation count) before a limit can stop the run
+  if (devi_now) deviation();
+  if (has_range) {
     if (extrap_step > 0 && comm->me == 0) {
       if (extrap_warnings_written < extrap_warnings_max)
         utils::logmesg(lmp, "WARNING: meltpot: step {}: {} atoms have descriptors outside the training range "
@@ -696,8 +703,8 @@ void PairMeltpot::deviation()
   // compute pair sums pvector over ranks: rank 0 carries the (global) values, the others zero
   for (int k = 0; k < 4; k++) pvector[2 + k] = comm->me == 0 ? devi[k] : 0.0;
   if (devi_fp) {
-    fprintf(devi_fp, "%12lld %24.16e %24.16e %24.16e %24.16e\n", (long long) update->ntimestep, devi[0], devi[1],
-            devi[2], devi[3]);
+    fprintf(devi_fp, "%12lld %24.16e %24.16e %24.16e %24.16e %13lld\n", (long long) update->ntimestep, devi[0],
+            devi[1], devi[2], devi[3], has_range ? (long long) extrap_step : -1LL);
     fflush(devi_fp);
   }
 }
