@@ -191,6 +191,8 @@ def test_deviation_keyword_errors(members, committee_file, plugin, tmp_path):
         "single": (f"pair_style meltpot {single} deviation 10 d.out", "deviation needs a committee export"),
         "zero": (f"pair_style meltpot {committee_file} deviation 0 d.out", "needs N >= 1"),
         "missing": (f"pair_style meltpot {committee_file} deviation 10", "deviation needs two values"),
+        "file": (f"pair_style meltpot {committee_file} deviation 10 {tmp_path}/no/such/dir/d.out",
+                 "cannot open deviation file"),
     }
     for case, (line, message) in cases.items():
         res = run_lammps(tmp_path / case, base + [line, "pair_coeff * * Al Ni", "run 0"], check=False)

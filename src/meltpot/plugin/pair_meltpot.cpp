@@ -41,11 +41,14 @@
    ghost atoms reverse-communicated to their owners), and rank 0 appends one line to FILE:
      step  max_i sigma_F(i)  min_i sigma_F(i)  mean_i sigma_F(i)  sigma_E  n_extrapolating
    with sigma_F(i) = sqrt((1/K) sum_k |f_i^k - f_mean_i|^2) (eV/A; DeePMD's definition) over the
-   atoms of this pair style on all ranks, and sigma_E = sqrt((1/K) sum_k (E^k - E_mean)^2) / N
-   (eV/atom; E^k the total energy of model k, N the number of atoms), and the atoms with a feature
-   outside the training range at this step (all ranks; -1 when the export holds no range). Units are the model's
-   (eV, A for units metal; epsilon, sigma for units lj). The same four values of the last
-   deviation step are `compute pair meltpot`'s c_ID[3..6] (max, min, mean sigma_F, sigma_E). */
+   atoms of this pair style on all ranks, sigma_E = sqrt((1/K) sum_k (E^k - E_mean)^2) / N
+   (eV/atom; E^k the total energy of model k, N the number of atoms), and the atoms with a
+   feature outside the training range at this step (all ranks; -1 when the export holds no
+   range; the line is written before extrapolation_limit can stop the run). Units are the
+   model's (eV, A for units metal; epsilon, sigma for units lj). The four deviations of the last
+   deviation step are also `compute pair meltpot`'s c_ID[3..6] (max, min, mean sigma_F, sigma_E;
+   zero before the first). Without `deviation`, a committee costs K network evaluations per
+   step and nothing else. */
 
 #include "pair_meltpot.h"
 
@@ -61,10 +64,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <limits>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -243,7 +246,8 @@ void PairMeltpot::settings(int narg, char **arg)
   }
   if (devi_every > 0 && comm->me == 0) {
     devi_fp = fopen(devi_file.c_str(), "w");
-    if (!devi_fp) error->one(FLERR, "pair_style meltpot: cannot open deviation file {}: {}", devi_file, utils::getsyserror());
+    if (!devi_fp)
+      error->one(FLERR, "pair_style meltpot: cannot open deviation file {}: {}", devi_file, utils::getsyserror());
     const bool metal = model_units == "metal";
     fprintf(devi_fp, "# meltpot committee deviation: %d models of %s, every %lld steps; sigma_F(i) = sqrt(mean_k "
                      "|f_i^k - mean f_i|^2) in %s, sigma_E = std_k(E^k) / N in %s\n", n_models, model_file.c_str(),
