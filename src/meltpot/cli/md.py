@@ -111,7 +111,8 @@ def add_commands(sub) -> None:
                             "precision (faster; forces differ by ~1e-6 relative, see docs/lammps.md)")
         p.add_argument("--deviation", type=int, metavar="N",
                        help="meltpot pair style with a committee export: write the committee's force and energy "
-                            f"deviation every N steps to {DEVIATION_FILE} in the run folder (docs/lammps.md)")
+                            f"deviation every N steps to {DEVIATION_FILE} in the run folder (docs/lammps.md; "
+                            "default: none)")
         if name == "run":
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")
