@@ -6,6 +6,12 @@
   the training split's feature range goes into the file and the plugin counts extrapolating
   atoms; without it the plugin warns once that extrapolation is not checked. Files of format
   version 1 (before the kernel) are refused by the plugin: export them again.
+  ``torchscript MODEL1 MODEL2 ... --out FILE.pt``: a committee of K ≥ 2 models on one feature set
+  (:class:`~meltpot.export.torchscript.CommitteePotential`; refused, naming the difference, when
+  their elements, functions or units differ): LAMMPS integrates the committee mean and, with
+  ``pair_style meltpot FILE.pt deviation N DEVI_FILE``, writes the committee's force and energy
+  deviation every N steps (docs/lammps.md). ``--cache`` gives the training range of the first
+  model's feature set (shared by all).
 * ``mliap MODEL --out FILE.pkl``: a LAMMPS ML-IAP unified pickle, printing the LAMMPS lines that
   use it.
 * ``n2p2 MODEL --cache CACHE.h5 --out-dir DIR``: an n2p2 potential directory. The feature minima
@@ -34,8 +40,10 @@ from .options import command, group
 def add_commands(sub) -> None:
     esub = group(sub, "export", "export a trained model for LAMMPS (TorchScript plugin, ML-IAP) or n2p2")
     p = command(esub, "torchscript", "TorchScript file for the LAMMPS pair style meltpot (plugin)")
-    p.add_argument("model", help="meltpot model file (.pt, from meltpot train / select), or the chosen.json of "
-                                 "`meltpot select path` (its chosen λ's retrained model)")
+    p.add_argument("model", nargs="+", help="meltpot model file (.pt, from meltpot train / select), or the chosen.json "
+                                            "of `meltpot select path` (its chosen λ's retrained model); several: "
+                                            "one committee export (same feature set; LAMMPS runs their mean and "
+                                            "can write their deviation)")
     p.add_argument("--out", required=True, help="TorchScript file to write")
     p.add_argument("--cache", help="descriptor cache holding the model's features: its training-split min/max "
                                    "become the extrapolation range")
@@ -94,19 +102,25 @@ def cmd_import_n2p2(args) -> int:
 
 def cmd_torchscript(args) -> int:
     from ..export.ranges import training_stats
-    from ..export.torchscript import write_torchscript
+    from ..export.torchscript import write_committee, write_torchscript
     from ..model.modelfile import load_model, resolve_model_path
 
-    model = load_model(resolve_model_path(args.model))
+    models = [load_model(resolve_model_path(m)) for m in args.model]
+    model = models[0]
     lo = hi = None
     if args.cache:
         stats = training_stats(model, args.cache)
         lo = {el: s["min"] for el, s in stats.items()}
         hi = {el: s["max"] for el, s in stats.items()}
-    path = write_torchscript(model, args.out, lo, hi)
-    print(f"wrote {path} ({model.descriptor.n_union} symmetry functions, units {model.units}); in LAMMPS "
+    if len(models) > 1:
+        path = write_committee(models, args.out, lo, hi)
+        what, extra = f"a committee of {len(models)} models, ", " deviation 10 model_devi.out"
+    else:
+        path = write_torchscript(model, args.out, lo, hi)
+        what, extra = "", ""
+    print(f"wrote {path} ({what}{model.descriptor.n_union} symmetry functions, units {model.units}); in LAMMPS "
           f"(after `meltpot plugin build`):\n"
-          f"  units {model.units}\n  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu\n"
+          f"  units {model.units}\n  plugin load <meltpot.so>\n  pair_style meltpot {path} device cpu{extra}\n"
           f"  pair_coeff * * {' '.join(model.elements)}")
     return 0
 

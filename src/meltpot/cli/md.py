@@ -1,9 +1,11 @@
 """``meltpot md run|render|check|compare``: MD protocols in LAMMPS (:mod:`meltpot.md`).
 
 ``meltpot md run PROTOCOL CONFIG [KEY=VALUE ...] --out-dir DIR [--replica K] [--mpi N]
-[--set KEY=VALUE ...] [--plugin SO --model PT | --mliap PKL] [--device cpu|cuda]``
+[--set KEY=VALUE ...] [--plugin SO --model PT [--deviation N] | --mliap PKL] [--device cpu|cuda]``
 renders the protocol into DIR (``structure.data``, ``in.lammps``), runs LAMMPS there and
-writes ``thermo.csv`` and ``summary.json``; ``md render`` only writes the input files.
+writes ``thermo.csv`` and ``summary.json``; ``md render`` only writes the input files. With a
+committee export as ``--model``, ``--deviation N`` writes its deviation every N steps to
+``model_devi.out`` in DIR (the pair style's ``deviation N FILE``).
 Overrides: see :mod:`meltpot.md.plan`. ``minimize`` takes its trajectory from
 ``md.protocols.minimize.trajectory`` or ``--input``. ``meltpot md check [--route R --device D]``
 reports what the LAMMPS in use can do, and whether it runs an ML route. ``meltpot md compare
@@ -20,6 +22,9 @@ from pathlib import Path
 from ..md.plan import ALL_PROTOCOLS
 from .options import command
 
+DEVIATION_FILE = "model_devi.out"
+"""The committee deviation file of ``md run --deviation N`` in the run folder."""
+
 
 def _load(args) -> dict:
     from ..config import load_config
@@ -33,6 +38,11 @@ def _potential(args, cfg):
     from ..md.potential import Potential
 
     common = {"units": cfg.get("units", "metal"), "masses": cfg.get("reference", {}).get("masses")}
+    if getattr(args, "deviation", None) and not (args.plugin and args.model):
+        from ..errors import ConfigError
+
+        raise ConfigError("--deviation is the meltpot pair style's committee output: give --plugin and --model "
+                          "(a committee export)")
     if getattr(args, "mliap", None):
         if args.plugin or args.model:
             from ..errors import ConfigError
@@ -44,9 +54,10 @@ def _potential(args, cfg):
             from ..errors import ConfigError
 
             raise ConfigError("--plugin and --model go together (the meltpot ML pair style)")
+        deviation = (args.deviation, DEVIATION_FILE) if args.deviation else None
         return Potential.meltpot_plugin(args.plugin, args.model, cfg["elements"], device=args.device,
                                         extrapolation_limit=args.extrapolation_limit, precision=args.precision,
-                                        **common)
+                                        deviation=deviation, **common)
     return None
 
 
@@ -98,6 +109,10 @@ def add_commands(sub) -> None:
         p.add_argument("--precision", choices=["double", "single"], default="double",
                        help="meltpot pair style: the symmetry-function kernel in double (default) or single "
                             "precision (faster; forces differ by ~1e-6 relative, see docs/lammps.md)")
+        p.add_argument("--deviation", type=int, metavar="N",
+                       help="meltpot pair style with a committee export: write the committee's force and energy "
+                            f"deviation every N steps to {DEVIATION_FILE} in the run folder (docs/lammps.md; "
+                            "default: none)")
         if name == "run":
             p.add_argument("--mpi", type=int, help="MPI ranks (default md.run.mpi)")
             p.add_argument("--input", help="minimize: the trajectory (default md.protocols.minimize.trajectory)")

@@ -148,6 +148,106 @@ class LammpsPotential(nn.Module):
         return e_atom.detach(), d
 
 
+class CommitteePotential(LammpsPotential):
+    """A committee of K ≥ 2 HDNNPs on one feature set (same elements, functions, cutoff and
+    units; weights, scaling, reference energies and hidden sizes free), as one export that the
+    pair style ``meltpot`` runs (see :func:`committee_members` for what must agree).
+
+    The metadata, the function table and the training range are those of a single export (the
+    first member's feature set, which all share), plus ``committee_size`` (int K). Routes:
+
+    * ``committee_energies_and_gradients(G, species) -> (e_atom (K, n), dE_dG (K, n, F_max))``:
+      every member's per-atom energies (eV or ε) and dE_i/dG_i, one backward pass (each member
+      on its own copy of G). The plugin's route for a committee.
+    * ``energies_and_gradients(G, species)``: the committee mean of both, (n,) and (n, F_max):
+      the mean potential, so any consumer of a single-model export runs the mean.
+    * ``forward``: as :class:`LammpsPotential`, with the committee-mean energies and
+      dE/dr_ij (the mean forces).
+    """
+
+    def __init__(self, models: List[HDNNP], feature_min: dict | None = None, feature_max: dict | None = None):
+        committee_members(models)
+        super().__init__(models[0], feature_min, feature_max)
+        members = []
+        for m in models:
+            if m.descriptor.has_noise:
+                raise ExportError("a committee member's feature set holds noise pseudo-features")
+            c = copy.deepcopy(m).double().eval()
+            for p in c.parameters():
+                p.requires_grad_(False)
+            members.append(c)
+        self.members = nn.ModuleList(members)
+        self.committee_size: int = len(members)
+
+    def forward(self, species: torch.Tensor, center: torch.Tensor, neighbor: torch.Tensor, rij: torch.Tensor,
+                n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rij = rij.detach().requires_grad_(True)
+        G = self.model.descriptor(species, center, neighbor, rij, n_local)
+        local = species[:n_local]
+        e_atom = torch.zeros(G.shape[0], dtype=G.dtype, device=G.device)
+        for m in self.members:
+            e_atom = e_atom + m.atomic_energies(G, local)
+        e_atom = e_atom / float(self.committee_size)
+        g: Optional[torch.Tensor] = None
+        if e_atom.requires_grad:
+            g = torch.autograd.grad([e_atom.sum()], [rij], allow_unused=True)[0]
+        if g is None:
+            g = torch.zeros_like(rij)
+        Gd = G.detach()
+        outside = (Gd < self.feature_min[local]) | (Gd > self.feature_max[local])
+        return e_atom.detach(), g, outside.sum(1)
+
+    @torch.jit.export
+    def committee_energies_and_gradients(self, G: torch.Tensor,
+                                         species: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-member per-atom energies (K, n) and dE_i/dG_i (K, n, F_max) from features G
+        (n, F_max) of atoms of element ``species`` (n,)."""
+        G = G.detach().to(torch.float64)
+        Gs: List[torch.Tensor] = []
+        es: List[torch.Tensor] = []
+        for m in self.members:
+            Gk = G.clone().requires_grad_(True)
+            Gs.append(Gk)
+            es.append(m.atomic_energies(Gk, species))
+        e = torch.stack(es)
+        grads: List[Optional[torch.Tensor]] = [None for _ in Gs]
+        if e.requires_grad:                   # not so for n = 0
+            grads = torch.autograd.grad([e.sum()], Gs, allow_unused=True)
+        ds: List[torch.Tensor] = []
+        for k in range(len(Gs)):
+            d = grads[k]
+            ds.append(torch.zeros_like(G) if d is None else d)
+        return e.detach(), torch.stack(ds)
+
+    @torch.jit.export
+    def energies_and_gradients(self, G: torch.Tensor, species: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The committee mean of :meth:`committee_energies_and_gradients`: (n,), (n, F_max)."""
+        e, d = self.committee_energies_and_gradients(G, species)
+        return e.mean(0), d.mean(0)
+
+
+def committee_members(models) -> List[HDNNP]:
+    """Check that ``models`` can form a committee (ExportError naming the first difference):
+    at least two, the same elements in the same order, the same feature set (every element's
+    functions and the cutoff function, by definition) and the same units."""
+    models = list(models)
+    if len(models) < 2:
+        raise ExportError(f"a committee needs at least 2 models, got {len(models)}")
+    ref = models[0]
+    for k, m in enumerate(models[1:], start=2):
+        if list(m.elements) != list(ref.elements):
+            raise ExportError(f"committee member {k} has elements {list(m.elements)}, member 1 {list(ref.elements)}: "
+                              "a committee shares one feature set")
+        if m.featureset.content_hash() != ref.featureset.content_hash():
+            diff = [el for el in ref.elements if m.featureset.per_element[el] != ref.featureset.per_element[el]]
+            what = (f"the functions of {', '.join(diff)} differ" if diff else "the cutoff function differs")
+            raise ExportError(f"committee member {k} has a different feature set than member 1 ({what}): "
+                              "a committee shares one feature set (train the members on the same descriptor cache)")
+        if getattr(m, "units", "metal") != getattr(ref, "units", "metal"):
+            raise ExportError(f"committee member {k} is in {m.units} units, member 1 in {ref.units}")
+    return models
+
+
 def script_potential(model: HDNNP, feature_min: dict | None = None, feature_max: dict | None = None):
     """``torch.jit.script`` of :class:`LammpsPotential` (raises ExportError with the compiler's reason)."""
     try:
@@ -215,6 +315,61 @@ def write_torchscript(model: HDNNP, path: str | Path, feature_min: dict | None =
              path, "/".join(model.elements), model.cutoff,
              "extrapolation range from the training split" if feature_min is not None else "no extrapolation range",
              diff)
+    return path
+
+
+def check_committee_export(scripted, models: List[HDNNP], rtol: float = 5e-9) -> float:
+    """:func:`check_export` for a committee: on the random probe cell, each member's energies and
+    dE/dG (``committee_energies_and_gradients``) against that Python model, the mean route
+    (``energies_and_gradients``) and ``forward`` against the members' mean; returns the largest
+    relative difference (ExportError above ``rtol``)."""
+    ref = models[0]
+    species, center, neighbor, rij = _probe_structure(ref)
+    n = int(species.numel())
+    G = ref.descriptor(species, center, neighbor, rij.detach(), n).detach()
+    e_ref, d_ref = [], []
+    for m in models:
+        Gk = G.clone().requires_grad_(True)
+        e = m.atomic_energies(Gk, species)
+        d, = torch.autograd.grad(e.sum(), Gk)
+        e_ref.append(e.detach())
+        d_ref.append(d)
+    e_ref, d_ref = torch.stack(e_ref), torch.stack(d_ref)
+    e, d = scripted.committee_energies_and_gradients(G, species)
+    e_mean, d_mean = scripted.energies_and_gradients(G, species)
+    rij = rij.detach().requires_grad_(True)
+    e_pairs = sum(m.double()(species, center, neighbor, rij, n) for m in models) / len(models)
+    g_ref, = torch.autograd.grad(e_pairs.sum(), rij)
+    e_f, g_f, _ = scripted(species, center, neighbor, rij.detach(), n)
+
+    def rel(a, b):
+        return float((a - b).abs().max() / b.abs().max().clamp(min=1e-300))
+
+    diff = max(rel(e, e_ref), rel(d, d_ref), rel(e_mean, e_ref.mean(0)), rel(d_mean, d_ref.mean(0)),
+               rel(e_f, e_pairs.detach()), rel(g_f, g_ref))
+    if not diff <= rtol:
+        raise ExportError(f"the committee export differs from its models by {diff:.3g} (relative) on a test cell")
+    return diff
+
+
+def write_committee(models: List[HDNNP], path: str | Path, feature_min: dict | None = None,
+                    feature_max: dict | None = None) -> Path:
+    """A committee of K ≥ 2 models (:class:`CommitteePotential`) scripted, checked against the
+    Python models and saved atomically to ``path``; ExportError when the models do not share a
+    feature set (:func:`committee_members`)."""
+    path = Path(path)
+    models = committee_members(models)
+    try:
+        scripted = torch.jit.script(CommitteePotential(models, feature_min, feature_max))
+    except RuntimeError as exc:  # pragma: no cover - a code change that breaks scripting
+        raise ExportError(f"the committee does not compile with TorchScript: {exc}") from exc
+    diff = check_committee_export(scripted, models)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    scripted.save(str(tmp))
+    tmp.replace(path)
+    log.info("TorchScript committee %s: %d models, elements %s, cutoff %.4g; export check %.2g (relative)",
+             path, len(models), "/".join(models[0].elements), models[0].cutoff, diff)
     return path
 
 

@@ -98,16 +98,20 @@ class Potential:
     @classmethod
     def meltpot_plugin(cls, plugin: str | os.PathLike, model: str | os.PathLike, elements: Sequence[str],
                        device: str = "cpu", extrapolation_limit: int | None = None, precision: str = "double",
-                       **kwargs) -> Potential:
+                       deviation: tuple[int, str | os.PathLike] | None = None, **kwargs) -> Potential:
         """The meltpot ML pair style: ``plugin load PLUGIN``, ``pair_style meltpot MODEL
-        device DEVICE [extrapolation_limit N] [precision single]``, ``pair_coeff * * El1 El2 …``."""
-        from ..plugin.build import pair_style_args
+        device DEVICE [extrapolation_limit N] [precision single] [deviation N FILE]``,
+        ``pair_coeff * * El1 El2 …`` (``deviation``: (N, FILE) for a committee export)."""
+        from ..plugin.build import deviation_args, pair_style_args
 
         plugin = os.path.abspath(os.fspath(plugin))
         if not os.path.isfile(plugin):
             raise ConfigError(f"LAMMPS plugin {plugin} does not exist")
         pot = cls.from_commands(elements, pair_style_args(model, device, extrapolation_limit, precision),
                                 ["* * " + " ".join(elements)], pre_commands=[f"plugin load {plugin}"], **kwargs)
+        if deviation is not None:
+            # an output file (relative: in the run folder), so not resolved as the input files are
+            pot.pair_style += " " + deviation_args(deviation)
         pot.route, pot.device = "plugin", device
         return pot
 

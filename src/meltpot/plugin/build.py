@@ -149,9 +149,10 @@ def build_plugin(out_dir: str | Path | None = None, force: bool = False) -> Path
 
 
 def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_limit: int | None = None,
-                    precision: str = "double") -> str:
+                    precision: str = "double", deviation: tuple[int, str | Path] | None = None) -> str:
     """Arguments of ``pair_style`` for an exported model: ``meltpot MODEL device DEV
-    [extrapolation_limit N] [precision single]``."""
+    [extrapolation_limit N] [precision single] [deviation N FILE]`` (``deviation``: (N, FILE),
+    a committee export's disagreement every N steps)."""
     if precision not in ("double", "single"):
         raise ValueError(f"precision must be double or single, got {precision!r}")
     args = f"meltpot {os.fspath(model_file)} device {device}"
@@ -159,13 +160,26 @@ def pair_style_args(model_file: str | Path, device: str = "cpu", extrapolation_l
         args += f" extrapolation_limit {int(extrapolation_limit)}"
     if precision != "double":
         args += f" precision {precision}"
+    if deviation is not None:
+        args += " " + deviation_args(deviation)
     return args
 
 
+def deviation_args(deviation: tuple[int, str | Path]) -> str:
+    """``deviation N FILE`` of ``pair_style meltpot`` (a committee export's deviation every N
+    steps to FILE) from (N, FILE)."""
+    every, path = deviation
+    if int(every) < 1:
+        raise ValueError(f"deviation every N steps needs N >= 1, got {every!r}")
+    return f"deviation {int(every)} {os.fspath(path)}"
+
+
 def pair_commands(model_file: str | Path, elements: list[str], plugin: str | Path | None = None,
-                  device: str = "cpu", extrapolation_limit: int | None = None, precision: str = "double") -> list[str]:
+                  device: str = "cpu", extrapolation_limit: int | None = None, precision: str = "double",
+                  deviation: tuple[int, str | Path] | None = None) -> list[str]:
     """The LAMMPS lines that load the plugin and use an exported model for ``elements`` (atom types
     1..n in this order)."""
     so = Path(plugin) if plugin else build_plugin()
-    return [f"plugin load {so}", "pair_style " + pair_style_args(model_file, device, extrapolation_limit, precision),
+    return [f"plugin load {so}",
+            "pair_style " + pair_style_args(model_file, device, extrapolation_limit, precision, deviation),
             "pair_coeff * * " + " ".join(elements)]

@@ -3,7 +3,7 @@
    Syntax
      plugin load /path/to/meltpot.so
      pair_style meltpot model.pt [device cpu|cuda|cuda:N] [extrapolation_limit N] [extrapolation_warnings K]
-                                 [precision double|single] [batch N]
+                                 [precision double|single] [batch N] [deviation N FILE]
      pair_coeff * * Al Ni          (one model element per LAMMPS atom type)
 
    Per step: the pairs within the cutoff from the full neighbour list (centres: the local
@@ -27,7 +27,28 @@
    `extrapolation_warnings` steps with extrapolation, default 10; then the running total every
    1000 steps), available as `compute pair meltpot` (c_ID[1]: atoms this step, summed over ranks;
    c_ID[2]: cumulative), and the run stops with an error when more than `extrapolation_limit`
-   atoms extrapolate in one step (default -1: never). */
+   atoms extrapolate in one step (default -1: never).
+
+   Committee (active learning; `meltpot export torchscript M1.pt M2.pt ... --out committee.pt`):
+   an export with `committee_size` K >= 2 holds K networks on one feature set; the kernel runs
+   once, `committee_energies_and_gradients(G, species)` gives every model's per-atom energies
+   (K, n) and dE/dG (K, n, F). LAMMPS integrates the committee MEAN: energy, per-atom energies,
+   forces and virial of the mean potential (forces from the mean dE/dG, which is exactly the mean
+   of the models' forces; DeePMD integrates its first model instead: the mean is smoother and
+   no member is preferred). `deviation N FILE` writes the committee disagreement every N steps
+   (each evaluation at a step that is a multiple of N, as DeePMD's model_devi out_freq/out_file):
+   on those steps the per-model forces f_i^k are scattered too (K x 3 values per atom, those on
+   ghost atoms reverse-communicated to their owners), and rank 0 appends one line to FILE:
+     step  max_i sigma_F(i)  min_i sigma_F(i)  mean_i sigma_F(i)  sigma_E  n_extrapolating
+   with sigma_F(i) = sqrt((1/K) sum_k |f_i^k - f_mean_i|^2) (eV/A; DeePMD's definition) over the
+   atoms of this pair style on all ranks, sigma_E = sqrt((1/K) sum_k (E^k - E_mean)^2) / N
+   (eV/atom; E^k the total energy of model k, N the number of atoms), and the atoms with a
+   feature outside the training range at this step (all ranks; -1 when the export holds no
+   range; the line is written before extrapolation_limit can stop the run). Units are the
+   model's (eV, A for units metal; epsilon, sigma for units lj). The four deviations of the last
+   deviation step are also `compute pair meltpot`'s c_ID[3..6] (max, min, mean sigma_F, sigma_E;
+   zero before the first). Without `deviation`, a committee costs K network evaluations per
+   step and nothing else. */
 
 #include "pair_meltpot.h"
 
@@ -44,7 +65,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -89,20 +112,22 @@ template <class T> std::vector<T> to_vector(const torch::Tensor &t)
 PairMeltpot::PairMeltpot(LAMMPS *lmp) :
     Pair(lmp), device(torch::kCPU), cutoff(0.0), n_fn(0), n_union(0), f_max(0), cutoff_kind(0), cutoff_alpha(0.0), single(false), batch_atoms(0),
     has_range(false), extrap_limit(-1), extrap_warnings_max(10), extrap_warnings_written(0), extrap_last_report(-1),
-    extrap_step(0.0), extrap_total(0.0)
+    extrap_step(0.0), extrap_total(0.0), n_models(1), devi_every(0), devi_fp(nullptr), devi_now(false)
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  nextra = 2;
+  nextra = 6;
   pvector = new double[nextra];
-  pvector[0] = pvector[1] = 0.0;
+  for (int k = 0; k < nextra; k++) pvector[k] = 0.0;
+  for (double &d : devi) d = 0.0;
 }
 
 PairMeltpot::~PairMeltpot()
 {
   delete[] pvector;
+  if (devi_fp) fclose(devi_fp);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -122,13 +147,22 @@ void PairMeltpot::allocate()
 void PairMeltpot::settings(int narg, char **arg)
 {
   if (narg < 1) error->all(FLERR, "Illegal pair_style meltpot command: pair_style meltpot model.pt [device cpu|cuda] "
-                                  "[extrapolation_limit N] [extrapolation_warnings K] [precision double|single] [batch N]");
+                                  "[extrapolation_limit N] [extrapolation_warnings K] [precision double|single] [batch N] "
+                                  "[deviation N FILE]");
   model_file = arg[0];
   std::string dev = "cpu";
+  devi_every = 0;
+  devi_file.clear();
   for (int iarg = 1; iarg < narg; iarg += 2) {
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style meltpot: keyword {} needs a value", arg[iarg]);
     std::string key = arg[iarg];
-    if (key == "device") dev = arg[iarg + 1];
+    if (key == "deviation") {
+      if (iarg + 2 >= narg) error->all(FLERR, "pair_style meltpot: deviation needs two values: deviation N FILE");
+      devi_every = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (devi_every < 1) error->all(FLERR, "pair_style meltpot: deviation N FILE needs N >= 1 (steps)");
+      devi_file = arg[iarg + 2];
+      iarg++;
+    } else if (key == "device") dev = arg[iarg + 1];
     else if (key == "extrapolation_limit") extrap_limit = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
     else if (key == "extrapolation_warnings") extrap_warnings_max = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
     else if (key == "precision") {
@@ -141,7 +175,7 @@ void PairMeltpot::settings(int narg, char **arg)
       if (batch_atoms < 0) error->all(FLERR, "pair_style meltpot: batch must be >= 0 (0: automatic)");
     } else
       error->all(FLERR, "pair_style meltpot: unknown keyword {} (allowed: device, extrapolation_limit, "
-                        "extrapolation_warnings, precision, batch)", key);
+                        "extrapolation_warnings, precision, batch, deviation)", key);
   }
   if (dev == "cpu") {
     device = torch::Device(torch::kCPU);
@@ -201,12 +235,40 @@ void PairMeltpot::settings(int narg, char **arg)
                lammps_units, model_units, model_units == "lj" ? "sigma" : "Angstrom",
                model_units == "lj" ? "epsilon" : "eV");
 
+  if (devi_every > 0 && n_models < 2)
+    error->all(FLERR, "pair_style meltpot: deviation needs a committee export (K >= 2 models: meltpot export "
+                      "torchscript MODEL1.pt MODEL2.pt ... --out FILE); {} holds a single model", model_file);
+  // per-model forces on ghosts travel back to their owners on deviation steps (K x 3 values per atom)
+  comm_reverse = devi_every > 0 ? 3 * n_models : 0;
+  if (devi_fp) {
+    fclose(devi_fp);
+    devi_fp = nullptr;
+  }
+  if (devi_every > 0 && comm->me == 0) {
+    devi_fp = fopen(devi_file.c_str(), "w");
+    if (!devi_fp)
+      error->one(FLERR, "pair_style meltpot: cannot open deviation file {}: {}", devi_file, utils::getsyserror());
+    const bool metal = model_units == "metal";
+    fprintf(devi_fp, "# meltpot committee deviation: %d models of %s, every %lld steps; sigma_F(i) = sqrt(mean_k "
+                     "|f_i^k - mean f_i|^2) in %s, sigma_E = std_k(E^k) / N in %s\n", n_models, model_file.c_str(),
+            (long long) devi_every, metal ? "eV/Angstrom" : "epsilon/sigma", metal ? "eV/atom" : "epsilon/atom");
+    fprintf(devi_fp, "# extrapolating: atoms with a feature outside the training range this step (-1: the "
+                     "export holds no range)\n");
+    fprintf(devi_fp, "# %10s %24s %24s %24s %24s %13s\n", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e",
+            "extrapolating");
+    fflush(devi_fp);
+  }
+
   if (comm->me == 0) {
     std::string els;
     for (const auto &e : model_elements) els += (els.empty() ? "" : " ") + e;
     utils::logmesg(lmp, "meltpot: model {} (elements {}, cutoff {}, units {}, {} symmetry functions) on {}; "
                         "compiled symmetry-function kernel on the CPU{}\n", model_file, els, cutoff, model_units,
                    n_union, device.str(), has_range ? "" : "; no training range stored: extrapolation is not checked");
+    if (n_models > 1)
+      utils::logmesg(lmp, "meltpot: committee of {} models: LAMMPS integrates the committee mean{}\n", n_models,
+                     devi_every > 0 ? fmt::format("; deviation every {} steps to {}", devi_every, devi_file)
+                                    : std::string("; no deviation output (pair_style keyword deviation N FILE)"));
   }
 }
 
@@ -238,6 +300,10 @@ void PairMeltpot::load_model()
   feat_max = to_vector<double>(cpu_tensor(model, "feature_max", torch::kFloat64, {n_el, f_max}));
   if (model.find_method("energies_and_gradients") == c10::nullopt)
     throw std::runtime_error("no method energies_and_gradients");
+  n_models = model.hasattr("committee_size") ? (int) model.attr("committee_size").toInt() : 1;
+  if (n_models < 1) throw std::runtime_error("committee_size < 1");
+  if (n_models > 1 && model.find_method("committee_energies_and_gradients") == c10::nullopt)
+    throw std::runtime_error("a committee without the method committee_energies_and_gradients");
   if (!(cutoff > 0.0) || n_union < 1 || f_max < 1) throw std::runtime_error("empty feature set");
 }
 
@@ -277,6 +343,24 @@ double PairMeltpot::init_one(int, int)
   return cutoff;
 }
 
+/* Deviation steps: each model's forces on ghost atoms, K x 3 values per atom, to their owners. */
+int PairMeltpot::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int k3 = 3 * n_models;
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int c = 0; c < k3; c++) buf[m++] = w_fk[(size_t) i * k3 + c];
+  return m;
+}
+
+void PairMeltpot::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int k3 = 3 * n_models;
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < k3; c++) w_fk[(size_t) list[i] * k3 + c] += buf[m++];
+}
+
 void *PairMeltpot::extract(const char *name, int &dim)
 {
   dim = 0;
@@ -292,6 +376,9 @@ void PairMeltpot::compute(int eflag, int vflag)
   // any exception of torch, the kernel or the C++ library reaches LAMMPS's error handling with
   // its message (error->one: one rank may fail alone)
   double energy = 0.0, mine = 0.0;
+  devi_now = devi_every > 0 && update->ntimestep % devi_every == 0;
+  w_ek.assign(n_models, 0.0);
+  if (devi_now) w_fk.assign((size_t) (atom->nlocal + atom->nghost) * 3 * n_models, 0.0);
   std::string fail;
   try {
     evaluate(pair_virial, energy, mine);
@@ -314,6 +401,10 @@ void PairMeltpot::compute(int eflag, int vflag)
     pvector[1] += mine;
     MPI_Allreduce(&mine, &extrap_step, 1, MPI_DOUBLE, MPI_SUM, world);
     extrap_total += extrap_step;
+  }
+  // the deviation line (with this step's extrapolation count) before a limit can stop the run
+  if (devi_now) deviation();
+  if (has_range) {
     if (extrap_step > 0 && comm->me == 0) {
       if (extrap_warnings_written < extrap_warnings_max)
         utils::logmesg(lmp, "WARNING: meltpot: step {}: {} atoms have descriptors outside the training range "
@@ -447,24 +538,58 @@ void PairMeltpot::batch(int ii0, int ii1, bool pair_virial, double &energy, doub
     tG = tG.to(device);
     tS = tS.to(device);
   }
-  auto out = model.get_method("energies_and_gradients")({tG, tS}).toTuple();
+  // a committee: every model's energies (K, nb) and dE/dG (K, nb, F); LAMMPS integrates their mean
+  const int K = n_models;
+  auto out = model.get_method(K > 1 ? "committee_energies_and_gradients" : "energies_and_gradients")({tG, tS})
+                 .toTuple();
   torch::Tensor te = out->elements()[0].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
   torch::Tensor td = out->elements()[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
-  if (te.numel() != nb || td.numel() != nb * f_max)
-    throw std::runtime_error("energies_and_gradients returned tensors of the wrong size");
+  if (te.numel() != K * nb || td.numel() != K * nb * f_max)
+    throw std::runtime_error(K > 1 ? "committee_energies_and_gradients returned tensors of the wrong size"
+                                   : "energies_and_gradients returned tensors of the wrong size");
   const double *e = te.data_ptr<double>();
   const double *d = td.data_ptr<double>();
 
-  for (int64_t b = 0; b < nb; b++) {
-    energy += e[b];
-    if (eflag_atom) eatom[ilist[ii0 + b]] += e[b];
-  }
-  // dE/dU: each feature's gradient on its union column
-  w_dEdU.assign(nb * n_union, 0.0);
-  for (int64_t b = 0; b < nb; b++) {
-    const int64_t *col = &columns[(size_t) w_cspecies[ii0 + b] * f_max];
-    for (int k = 0; k < f_max; k++)
-      if (col[k] >= 0) w_dEdU[b * n_union + col[k]] += d[b * f_max + k];
+  if (K == 1) {
+    for (int64_t b = 0; b < nb; b++) {
+      energy += e[b];
+      w_ek[0] += e[b];
+      if (eflag_atom) eatom[ilist[ii0 + b]] += e[b];
+    }
+    // dE/dU: each feature's gradient on its union column
+    w_dEdU.assign(nb * n_union, 0.0);
+    for (int64_t b = 0; b < nb; b++) {
+      const int64_t *col = &columns[(size_t) w_cspecies[ii0 + b] * f_max];
+      for (int k = 0; k < f_max; k++)
+        if (col[k] >= 0) w_dEdU[b * n_union + col[k]] += d[b * f_max + k];
+    }
+  } else {
+    const double inv_k = 1.0 / K;
+    for (int64_t b = 0; b < nb; b++) {
+      double eb = 0.0;
+      for (int m = 0; m < K; m++) {
+        eb += e[m * nb + b];
+        w_ek[m] += e[m * nb + b];
+      }
+      energy += eb * inv_k;
+      if (eflag_atom) eatom[ilist[ii0 + b]] += eb * inv_k;
+    }
+    // the mean dE/dU (forces of the mean potential); on deviation steps also each model's
+    w_dEdU.assign(nb * n_union, 0.0);
+    if (devi_now) w_dEdUk.assign(nb * K * n_union, 0.0);
+    for (int64_t b = 0; b < nb; b++) {
+      const int64_t *col = &columns[(size_t) w_cspecies[ii0 + b] * f_max];
+      for (int k = 0; k < f_max; k++) {
+        if (col[k] < 0) continue;
+        double s = 0.0;
+        for (int m = 0; m < K; m++) {
+          const double dm = d[(m * nb + b) * f_max + k];
+          s += dm;
+          if (devi_now) w_dEdUk[(b * K + m) * n_union + col[k]] += dm;
+        }
+        w_dEdU[b * n_union + col[k]] += s * inv_k;
+      }
+    }
   }
 
   if (single)
@@ -498,6 +623,26 @@ void PairMeltpot::scatter(const Real *dU, int ii0, int64_t p0, int64_t np, bool 
     f[j][0] -= gx;
     f[j][1] -= gy;
     f[j][2] -= gz;
+    if (devi_now) {
+      // each model's pair gradient into its own force array (ghosts reverse-communicated later)
+      const int K = n_models;
+      double *fi = &w_fk[(size_t) i * 3 * K], *fj = &w_fk[(size_t) j * 3 * K];
+      for (int m = 0; m < K; m++) {
+        const double *wm = &w_dEdUk[(c * K + m) * n_union];
+        double hx = 0.0, hy = 0.0, hz = 0.0;
+        for (int u = 0; u < n_union; u++) {
+          hx += wm[u] * du[3 * u];
+          hy += wm[u] * du[3 * u + 1];
+          hz += wm[u] * du[3 * u + 2];
+        }
+        fi[3 * m] += hx;
+        fi[3 * m + 1] += hy;
+        fi[3 * m + 2] += hz;
+        fj[3 * m] -= hx;
+        fj[3 * m + 1] -= hy;
+        fj[3 * m + 2] -= hz;
+      }
+    }
     if (pair_virial) {
       const double dx = w_rij[3 * p], dy = w_rij[3 * p + 1], dz = w_rij[3 * p + 2];
       const double v[6] = {-dx * gx, -dy * gy, -dz * gz, -dx * gy, -dx * gz, -dy * gz};
@@ -509,6 +654,62 @@ void PairMeltpot::scatter(const Real *dU, int ii0, int64_t p0, int64_t np, bool 
           vatom[j][k] += 0.5 * v[k];
         }
     }
+  }
+}
+
+/* A deviation step, after the pairs: each model's forces on ghosts to their owners, then per
+   local atom sigma_F(i) = sqrt((1/K) sum_k |f_i^k - f_mean_i|^2) (eV/A); max, min and sum over
+   all ranks, the models' total energies summed over ranks for sigma_E = std_k(E^k) / N (eV/atom);
+   rank 0 writes the line. Collective: every rank calls it. */
+void PairMeltpot::deviation()
+{
+  if (n_models < 2) return;
+  const int K = n_models;
+  comm->reverse_comm(this);
+  const int inum = list->inum;
+  int *ilist = list->ilist;
+  double lmax = 0.0, lmin = std::numeric_limits<double>::max(), lsum = 0.0;
+  for (int ii = 0; ii < inum; ii++) {
+    const double *fi = &w_fk[(size_t) ilist[ii] * 3 * K];
+    double mean[3] = {0.0, 0.0, 0.0};
+    for (int m = 0; m < K; m++)
+      for (int c = 0; c < 3; c++) mean[c] += fi[3 * m + c];
+    for (double &v : mean) v /= K;
+    double var = 0.0;
+    for (int m = 0; m < K; m++)
+      for (int c = 0; c < 3; c++) {
+        const double df = fi[3 * m + c] - mean[c];
+        var += df * df;
+      }
+    const double sigma = std::sqrt(var / K);
+    lmax = std::max(lmax, sigma);
+    lmin = std::min(lmin, sigma);
+    lsum += sigma;
+  }
+  double gmax, gmin;
+  MPI_Allreduce(&lmax, &gmax, 1, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(&lmin, &gmin, 1, MPI_DOUBLE, MPI_MIN, world);
+  // sum of sigma_F, then the atoms; then each model's energy
+  std::vector<double> local(K + 2), global(K + 2);
+  local[0] = lsum;
+  local[1] = (double) inum;
+  for (int m = 0; m < K; m++) local[2 + m] = w_ek[m];
+  MPI_Allreduce(local.data(), global.data(), K + 2, MPI_DOUBLE, MPI_SUM, world);
+  const double natoms = global[1];
+  double emean = 0.0, evar = 0.0;
+  for (int m = 0; m < K; m++) emean += global[2 + m];
+  emean /= K;
+  for (int m = 0; m < K; m++) evar += (global[2 + m] - emean) * (global[2 + m] - emean);
+  devi[0] = natoms > 0 ? gmax : 0.0;
+  devi[1] = natoms > 0 ? gmin : 0.0;
+  devi[2] = natoms > 0 ? global[0] / natoms : 0.0;
+  devi[3] = natoms > 0 ? std::sqrt(evar / K) / natoms : 0.0;
+  // compute pair sums pvector over ranks: rank 0 carries the (global) values, the others zero
+  for (int k = 0; k < 4; k++) pvector[2 + k] = comm->me == 0 ? devi[k] : 0.0;
+  if (devi_fp) {
+    fprintf(devi_fp, "%12lld %24.16e %24.16e %24.16e %24.16e %13lld\n", (long long) update->ntimestep, devi[0],
+            devi[1], devi[2], devi[3], has_range ? (long long) extrap_step : -1LL);
+    fflush(devi_fp);
   }
 }
 

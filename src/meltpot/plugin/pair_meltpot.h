@@ -1,6 +1,6 @@
 /* pair_style meltpot: a LAMMPS plugin that runs a meltpot HDNNP: the symmetry functions and
    their derivatives by the compiled kernel (meltpot/descriptors/acsf_kernel.cpp, built into the
-   plugin), the networks from a TorchScript export (format version 2).
+   plugin), the networks from a TorchScript export (format version 3), one model or a committee of K.
 
    Built by `meltpot plugin build` against the installed LAMMPS headers and libtorch;
    loaded with `plugin load meltpot.so`. See pair_meltpot.cpp for the syntax. */
@@ -29,6 +29,8 @@ class PairMeltpot : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   void *extract(const char *, int &) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
  private:
   torch::jit::Module model;
@@ -72,7 +74,19 @@ class PairMeltpot : public Pair {
   double extrap_step;               // atoms extrapolating in the last evaluation (all ranks)
   double extrap_total;              // sum over evaluations so far (all ranks)
 
+  // committee (an export with committee_size K >= 2: K networks on one feature set)
+  int n_models;                     // K (1: a single-model export)
+  bigint devi_every;                // write the deviation every N steps (0: never)
+  std::string devi_file;
+  FILE *devi_fp;                    // rank 0's open deviation file
+  bool devi_now;                    // this evaluation computes per-model forces
+  std::vector<double> w_dEdUk;      // deviation steps: nb x K x n_union, each model's dE/dU
+  std::vector<double> w_ek;         // K: each model's energy of this rank's local atoms (eV)
+  std::vector<double> w_fk;         // deviation steps: (nlocal + nghost) x K x 3, each model's forces (eV/A)
+  double devi[4];                   // last deviation: max, min, mean sigma_F (eV/A), sigma_E (eV/atom)
+
   void allocate();
+  void deviation();
   void load_model();
   void evaluate(bool pair_virial, double &energy, double &n_extrapolating);
   void batch(int ii0, int ii1, bool pair_virial, double &energy, double &n_extrapolating);
