@@ -260,3 +260,34 @@ def test_md_render_writes_the_deviation_keyword(plugin, tmp_path, capsys):
         (tmp_path / "r" / "in.lammps").read_text()
     assert main(["md", "render", "nvt", str(cfg), "--deviation", "10", "--out-dir", str(tmp_path / "s")]) == 2
     assert "--deviation is the meltpot pair style's committee output" in capsys.readouterr().err
+
+
+def test_model_deviation_cli_equals_the_committee(system, members, tmp_path, capsys):
+    """`meltpot model deviation` on frames: one row per frame, equal to Committee.deviation, and a
+    committee of one model twice deviates by exactly 0."""
+    import pandas as pd
+
+    from meltpot.cli import main
+    from meltpot.data.io import write_frames
+    from meltpot.model import save_model
+    from meltpot.model.committee import Committee
+
+    paths = []
+    for k, m in enumerate(members):
+        paths.append(tmp_path / f"m{k}.pt")
+        save_model(m, paths[-1])
+    frames = [system.copy(), system.copy()]
+    frames[1].rattle(0.05, seed=9)
+    write_frames(tmp_path / "f.extxyz", frames)
+    assert main(["model", "deviation", *map(str, paths), "--frames", str(tmp_path / "f.extxyz"),
+                 "--out", str(tmp_path / "d.csv")]) == 0
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert list(table["frame"]) == [0, 1]
+    com = Committee.from_files(paths)
+    for k, atoms in enumerate(frames):
+        dev = com.deviation(atoms)
+        for c in ("max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"):
+            assert table.loc[k, c] == pytest.approx(dev[c], rel=1e-12)
+    assert main(["model", "deviation", str(paths[0]), str(paths[0]), "--frames", str(tmp_path / "f.extxyz"),
+                 "--out", str(tmp_path / "z.csv")]) == 0
+    assert (pd.read_csv(tmp_path / "z.csv")[["max_devi_f", "devi_e"]] == 0).all().all()

@@ -76,6 +76,32 @@ def add_commands(sub) -> None:
     p.add_argument("--units", choices=["metal", "lj"], help="unit system of the potential (n2p2 has none; default: "
                                                             "the file's meltpot_units comment, else metal)")
     p.set_defaults(func=cmd_import_n2p2)
+    d = command(msub, "deviation", "committee disagreement on frames (DeePMD's model deviation, evaluated in Python): "
+                                   "max/min/mean over atoms of the force deviation σ_F (eV/Å) and the energy "
+                                   "deviation per atom (eV/atom), one row per frame")
+    d.add_argument("models", nargs="+", help="two or more meltpot model files of the same feature set")
+    d.add_argument("--frames", required=True, help="frames (any format meltpot reads)")
+    d.add_argument("--out", required=True, help="CSV: frame, max_devi_f, min_devi_f, avg_devi_f, devi_e")
+    d.set_defaults(func=cmd_model_deviation)
+
+
+def cmd_model_deviation(args) -> int:
+    """Committee deviations of the frames of a file, as the pair style's deviation file has them."""
+    import pandas as pd
+
+    from ..data.io import read_frames
+    from ..model.committee import Committee
+
+    committee = Committee.from_files(args.models)
+    rows = []
+    for k, atoms in enumerate(read_frames(args.frames)):
+        dev = committee.deviation(atoms)
+        rows.append({"frame": k, **{c: dev[c] for c in ("max_devi_f", "min_devi_f", "avg_devi_f", "devi_e")}})
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out, index=False)
+    print(f"wrote {args.out}: {len(table)} frames, committee of {committee.size}; max_devi_f "
+          f"{table['max_devi_f'].min():.3g} … {table['max_devi_f'].max():.3g} eV/Å")
+    return 0
 
 
 def cmd_import_n2p2(args) -> int:
