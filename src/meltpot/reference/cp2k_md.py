@@ -6,7 +6,9 @@ single-point input (ASE's CP2K input generator fed with the same :class:`DftSett
 both drivers evaluate the same ``FORCE_EVAL``) plus
 
 * ``&MOTION/&MD``: ``ENSEMBLE NVE`` (velocity Verlet) or ``NVT`` with a global Nosé–Hoover
-  chain of length 3 (ASE's default chain) and ``TIMECON`` = the segment's ``tdamp``;
+  chain of length 3 (ASE's default chain) and ``TIMECON`` = the segment's ``tdamp`` (CP2K's
+  masses N_f·kT·τ², kT·τ², as ASE's but with N_f = 3N − 3 where ASE counts 3N; the chain
+  starts at rest as ASE's does, where CP2K alone would draw its velocities at random);
   ``TIMESTEP`` in fs, ``STEPS``, ``TEMPERATURE`` in K;
 * ``&SUBSYS/&VELOCITY``: meltpot's velocities (seeded draws, carried over between segments),
   so the seed, not CP2K, controls them; ``&KIND … MASS``: the engine's masses (amu);
@@ -55,6 +57,9 @@ from .common import segment_times
 _ANG_PER_FS = 1.0 / ase_units.fs
 #: bohr/a.u.(time) -> Å/fs
 _AU_VELOCITY = ase_units.Bohr / (ase_units._aut * 1e15)
+#: K and fs per atomic unit (CP2K's conversions)
+_AU_KELVIN = 3.15774647902944e5
+_AU_FS = 2.41888432650478e-2
 #: eV per Hartree as CP2K 2023.1 converts it (its physcon, CODATA 2006): the factor behind the
 #: energies ``cp2k_shell`` hands the ASE driver, so both drivers label the same energy
 CP2K_HARTREE_EV = 27.21138386
@@ -135,6 +140,15 @@ def md_input(engine, work: Atoms, seg: MDSegment, steps: int, project: str, rest
         root.add_keyword("MOTION/MD/THERMOSTAT", "TYPE NOSE")
         root.add_keyword("MOTION/MD/THERMOSTAT", "REGION GLOBAL")
         nose.keywords.extend([f"LENGTH {CHAIN}", f"TIMECON [fs] {seg.t_damp * 1000.0!r}"])
+        # the chain starts at rest, as ASE's does (CP2K would draw its velocities from its own
+        # random stream): positions, velocities and forces 0, masses CP2K's own N_f·kT·τ², kT·τ²
+        kt = seg.temperature / _AU_KELVIN
+        tau = seg.t_damp * 1000.0 / _AU_FS
+        n_free = 3 * len(work) - 3
+        masses = [n_free * kt * tau ** 2] + [kt * tau ** 2] * (CHAIN - 1)
+        for name, values in (("COORD", [0.0] * CHAIN), ("VELOCITY", [0.0] * CHAIN), ("MASS", masses),
+                             ("FORCE", [0.0] * CHAIN)):
+            root.get_subsection(f"MOTION/MD/THERMOSTAT/NOSE/{name}").keywords.extend(repr(float(x)) for x in values)
     every = seg.sample_every if seg.sample_every > 0 else steps
     root.add_keyword("MOTION/MD/PRINT/ENERGY/EACH", f"MD {int(every)}")
     for key, extra in (("TRAJECTORY", ["FORMAT XYZ"]), ("VELOCITIES", ["FORMAT XYZ", "UNIT angstrom*fs^-1"]),
