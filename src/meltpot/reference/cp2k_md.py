@@ -140,15 +140,17 @@ def md_input(engine, work: Atoms, seg: MDSegment, steps: int, project: str, rest
         root.add_keyword("MOTION/MD/THERMOSTAT", "TYPE NOSE")
         root.add_keyword("MOTION/MD/THERMOSTAT", "REGION GLOBAL")
         nose.keywords.extend([f"LENGTH {CHAIN}", f"TIMECON [fs] {seg.t_damp * 1000.0!r}"])
-        # the chain starts at rest, as ASE's does (CP2K would draw its velocities from its own
-        # random stream): positions, velocities and forces 0, masses CP2K's own N_f·kT·τ², kT·τ²
-        kt = seg.temperature / _AU_KELVIN
-        tau = seg.t_damp * 1000.0 / _AU_FS
-        n_free = 3 * len(work) - 3
-        masses = [n_free * kt * tau ** 2] + [kt * tau ** 2] * (CHAIN - 1)
-        for name, values in (("COORD", [0.0] * CHAIN), ("VELOCITY", [0.0] * CHAIN), ("MASS", masses),
-                             ("FORCE", [0.0] * CHAIN)):
-            root.get_subsection(f"MOTION/MD/THERMOSTAT/NOSE/{name}").keywords.extend(repr(float(x)) for x in values)
+        if restart is None:
+            # the chain starts at rest, as ASE's does (CP2K would draw its velocities from its own
+            # random stream): positions, velocities, forces 0; masses CP2K's own N_f·kT·τ², kT·τ²
+            # (atomic units). A resumed segment takes the chain from the restart file instead.
+            kt = seg.temperature / _AU_KELVIN
+            tau = seg.t_damp * 1000.0 / _AU_FS
+            q = [(3 * len(work) - 3) * kt * tau ** 2] + [kt * tau ** 2] * (CHAIN - 1)
+            for name, values in (("COORD", [0.0] * CHAIN), ("VELOCITY", [0.0] * CHAIN), ("MASS", q),
+                                 ("FORCE", [0.0] * CHAIN)):
+                root.get_subsection(f"MOTION/MD/THERMOSTAT/NOSE/{name}").keywords.append(
+                    " ".join(repr(float(x)) for x in values))     # one line: a list, not repeats
     every = seg.sample_every if seg.sample_every > 0 else steps
     root.add_keyword("MOTION/MD/PRINT/ENERGY/EACH", f"MD {int(every)}")
     for key, extra in (("TRAJECTORY", ["FORMAT XYZ"]), ("VELOCITIES", ["FORMAT XYZ", "UNIT angstrom*fs^-1"]),
