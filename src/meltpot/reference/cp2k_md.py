@@ -232,12 +232,15 @@ class _Files:
         (self.folder / f"{self.project}-1_{step}.restart").unlink(missing_ok=True)
 
     def restart_text(self, step: int) -> str | None:
-        """The restart file CP2K wrote at ``step`` (complete: ends with its last section)."""
+        """The restart file CP2K wrote at ``step``, once complete (ends with its last section)."""
         path = self.folder / f"{self.project}-1_{step}.restart"
         if not path.exists():
             return None
-        text = path.read_text(errors="replace")
-        return text if text.rstrip().endswith("&END FORCE_EVAL") else None
+        text = path.read_text(errors="replace").rstrip()
+        # a resumed run's restart file ends with its &EXT_RESTART section, after FORCE_EVAL
+        last = text.rsplit("\n", 1)[-1].strip()
+        return text + "\n" if "&END FORCE_EVAL" in text and last in ("&END FORCE_EVAL", "&END EXT_RESTART") \
+            else None
 
 
 def _step_of(comment: str) -> int:
