@@ -184,6 +184,10 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
     from .sampling.labelling import check_labelling
 
     check_labelling(cfg, source)
+    if ref["engine"] == "cp2k" and _md_driver(ref) == "native":
+        from .reference.cp2k_md import check_config
+
+        check_config(cfg, source)
     # the feature set must load for the run's elements (reads one small YAML file)
     spec = cfg["descriptors"]["featureset"]
     try:
@@ -205,6 +209,12 @@ def check_lammps_stages(cfg: dict, source: str = "config") -> None:
             lammps_reference(cfg)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {', '.join(needs)}: {exc}") from None
+
+
+def _md_driver(block: dict) -> str:
+    from .reference.dft import DftSettings
+
+    return DftSettings.from_config(block["engine"], block.get("dft")).md_driver
 
 
 def _check_engine(block: dict, where: str, source: str, cfg: dict) -> None:
