@@ -51,7 +51,11 @@ def labelling_lines(run: Path) -> list[str]:
             frames += read_frames(p)
     its = [f.info.get("scf_iterations") for f in frames if f.info.get("scf_iterations")]
     per_state = pd.Series([f.info.get("state_id") for f in frames]).value_counts().sort_index()
-    out = [f"Labelling: {lab} of {n} picked frames labelled by GPAW in {len(reports)} chunk jobs "
+    picked = run / "labelling" / "picked" / "picked.csv"
+    n_picked = len(pd.read_csv(picked)) if picked.exists() else n
+    n_chunks = len(list((run / "labelling" / "picked").glob("chunk_*.extxyz")))
+    done = f"{len(reports)} of {n_chunks} chunk jobs done: " if len(reports) < n_chunks else ""
+    out = [f"Labelling: {done}{lab} of the {n_picked} picked frames labelled by GPAW in {len(reports)} chunk jobs "
            f"({', '.join(f'{k} {v}' for k, v in per_state.items())}); {len(dropped)} dropped"
            + (f" ({'; '.join(sorted({d['error'][:80] for d in dropped}))})" if dropped else "")
            + f"; {wall / max(n, 1):.0f} s per single point (one core, {_minutes(wall)} of job time in all)"
@@ -66,8 +70,9 @@ def aimd_lines(run: Path) -> list[str]:
         if not s["unit_id"].startswith("aimd"):
             continue
         n = sum(st["frames"] for st in s["states"].values())
-        out.append(f"AIMD ({s['unit_id']}, {s['n_atoms']} atoms): {n} frames in {_minutes(s['wall_s'])}.")
-    return out
+        out.append(f"AIMD ({s['unit_id']}, {s['n_atoms']} atoms, melted and cooled by the EAM, then GPAW): "
+                   f"{n} frames in {_minutes(s['wall_s'])}.")
+    return out or ["AIMD: not run yet."]
 
 
 def model_lines(run: Path) -> list[str]:
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
         print(text)
         return 0
     doc = args.doc.read_text()
-    pattern = re.compile(re.escape(START) + r"\n.*?\n" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(START) + r"\n(?:.*?\n)?" + re.escape(END), re.S)
     if not pattern.search(doc):
         print(f"{args.doc}: no {START} … {END} block", file=sys.stderr)
         return 2
