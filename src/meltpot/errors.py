@@ -27,3 +27,7 @@ class FrameError(MeltpotError):
 
 class EngineError(MeltpotError):
     """A reference engine failed (LAMMPS error, calculator missing, NaN energy...)."""
+
+
+class ScfNotConverged(EngineError):
+    """The SCF cycle of a DFT calculation did not converge."""

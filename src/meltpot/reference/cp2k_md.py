@@ -277,7 +277,7 @@ def run_md(engine, atoms: Atoms, segments: Sequence[MDSegment], seed: int,
     resume restores)."""
     from ase.md.velocitydistribution import Stationary, force_temperature, thermalize_momenta
 
-    from .dft import ScfNotConverged
+    from ..errors import ScfNotConverged
 
     segments = list(segments)
     check_segments(segments, engine.thermostat)

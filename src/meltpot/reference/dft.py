@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ase import units as ase_units
 
-from ..errors import ConfigError, EngineError
+from ..errors import ConfigError, EngineError, ScfNotConverged
 from .ase_engine import AseEngine
 
 CODES = ("gpaw", "cp2k")
@@ -55,10 +55,6 @@ DEFAULT_MD_DRIVER = {"gpaw": "ase", "cp2k": "ase"}
 MD_DRIVERS = ("ase", "native")
 _CODE_ONLY = {"basis": "cp2k", "basis_file": "cp2k", "pseudopotential": "cp2k", "potential_file": "cp2k",
               "added_mos": "cp2k", "magmoms": "gpaw"}
-
-
-class ScfNotConverged(EngineError):
-    """The SCF cycle of a DFT single point did not converge."""
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..manifest import json_text
-
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +39,9 @@ def partial_path(out_path: str | os.PathLike) -> Path:
 
 def fingerprint(unit_id: str, seed: int, segments, engine, n_atoms: int) -> str:
     """sha256 of what determines the trajectory: a checkpoint of another run is never used."""
-    text = json_text({"unit": unit_id, "seed": int(seed), "n_atoms": int(n_atoms),
-                      "segments": [asdict(s) for s in segments], "engine": engine.describe()}, indent=None)
+    text = json.dumps({"unit": unit_id, "seed": int(seed), "n_atoms": int(n_atoms),
+                       "segments": [asdict(s) for s in segments], "engine": engine.describe()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -52,7 +51,7 @@ def write_checkpoint(path: Path, state: dict, fp: str, partial_bytes: int, frame
             "meta": state["meta"], "partial_bytes": int(partial_bytes), "frames": int(frames)}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, __meta__=np.array(json_text(meta, indent=None)),
+        np.savez(fh, __meta__=np.array(json.dumps(meta, allow_nan=False)),
                  **{f"a:{k}": np.asarray(v, dtype=float) for k, v in state["arrays"].items()})
     os.replace(tmp, path)
 
