@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_numbers import _fmt, _json, _minutes, _stage_seconds  # noqa: E402
+from readme_numbers import _fmt, _json, _minutes, _stage_seconds, write_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- numbers:al-dft -->", "<!-- /numbers:al-dft -->"
@@ -144,21 +143,7 @@ def main(argv=None) -> int:
     if not (args.write or args.check):
         print(text)
         return 0
-    doc = args.doc.read_text()
-    pattern = re.compile(re.escape(START) + r"\n(?:.*?\n)?" + re.escape(END), re.S)
-    if not pattern.search(doc):
-        print(f"{args.doc}: no {START} … {END} block", file=sys.stderr)
-        return 2
-    new = pattern.sub(lambda m: f"{START}\n{text}\n{END}", doc)
-    if args.check:
-        if new != doc:
-            print(f"{args.doc}: the al-dft numbers differ from {args.run}; run with --write", file=sys.stderr)
-            return 1
-        return 0
-    args.doc.write_text(new)
-    print(f"{args.doc}: al-dft section written from {args.run}")
-    return 0
-
+    return write_block(args.doc, START, END, text, args.check, "the al-dft numbers", args.run)
 
 if __name__ == "__main__":
     sys.exit(main())

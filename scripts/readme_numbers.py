@@ -172,19 +172,25 @@ def main(argv=None) -> int:
     if not (args.write or args.check):
         print(text)
         return 0
-    readme = args.readme.read_text()
-    pattern = re.compile(re.escape(START) + r"\n.*?\n" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        print(f"{args.readme}: no {START} … {END} block", file=sys.stderr)
+    return write_block(args.readme, START, END, text, args.check, "the numbers", args.run)
+
+
+def write_block(path: Path, start: str, end: str, text: str, check: bool, what: str, run: Path) -> int:
+    """Put ``text`` between the marker lines ``start`` and ``end`` of ``path`` (``check``: only
+    compare, exit status 1 when it differs). Exit status 2 when the markers are missing."""
+    doc = path.read_text()
+    pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)?" + re.escape(end), re.S)
+    if not pattern.search(doc):
+        print(f"{path}: no {start} … {end} block", file=sys.stderr)
         return 2
-    new = pattern.sub(lambda m: f"{START}\n{text}\n{END}", readme)
-    if args.check:
-        if new != readme:
-            print(f"{args.readme}: the numbers differ from {args.run}; run with --write", file=sys.stderr)
+    new = pattern.sub(lambda m: f"{start}\n{text}\n{end}", doc)
+    if check:
+        if new != doc:
+            print(f"{path}: {what} differ from {run}; run with --write", file=sys.stderr)
             return 1
         return 0
-    args.readme.write_text(new)
-    print(f"{args.readme}: numbers written from {args.run}")
+    path.write_text(new)
+    print(f"{path}: {what} written from {run}")
     return 0
 
 

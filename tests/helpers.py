@@ -141,3 +141,24 @@ def n2p2_types_featureset():
            S("compact_angular_narrow", eta=0, rl=-5.0, rc=5.0, angle_left=30, angle_right=150, subtype="p3a"),
            S("weighted_compact_angular_wide", eta=0, rl=1.8, rc=5.2, angle_left=-90, angle_right=90, subtype="e")]
     return FeatureSet.from_generic(fns, ["Al", "Ni"], cutoff="exp", cutoff_alpha=0.3, name="n2p2-types")
+
+
+# ----------------------------------------------------------------------------- an interrupted MD run
+class Killed(Exception):
+    pass
+
+
+class KilledAfter:
+    """The engine, interrupted (as by a kill) right after its k-th frame was yielded."""
+
+    def __init__(self, engine, k):
+        self.engine, self.k = engine, k
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def md(self, *args, **kwargs):
+        for i, item in enumerate(self.engine.md(*args, **kwargs)):
+            if i == self.k:
+                raise Killed()
+            yield item

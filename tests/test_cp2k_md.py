@@ -20,6 +20,8 @@ from meltpot.sampling.checkpoint import checkpoint_path, partial_path
 from meltpot.sampling.grid import expand_states
 from meltpot.sampling.protocols import sample_unit
 
+from helpers import Killed, KilledAfter
+
 pytestmark = pytest.mark.dft
 
 
@@ -119,26 +121,6 @@ def test_md_driver_defaults():
 
 
 # ---------------------------------------------------------------- kill and resume
-class Killed(Exception):
-    pass
-
-
-class KilledAfter:
-    """The engine, interrupted (as by a kill) right after its k-th frame was yielded."""
-
-    def __init__(self, engine, k):
-        self.engine, self.k = engine, k
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def md(self, *args, **kwargs):
-        for i, item in enumerate(self.engine.md(*args, **kwargs)):
-            if i == self.k:
-                raise Killed()
-            yield item
-
-
 def test_killed_native_run_keeps_its_frames_and_resumes(tmp_path):
     """Killed after 2 of 4 frames: the 2 frames stay byte for byte, the rerun restarts CP2K from
     the restart file of frame 2 (positions, velocities, Nosé–Hoover chain) and its frames 3, 4

@@ -17,6 +17,8 @@ from meltpot.sampling.checkpoint import checkpoint_path, partial_path
 from meltpot.sampling.grid import expand_states
 from meltpot.sampling.protocols import sample_unit
 
+from helpers import Killed, KilledAfter
+
 
 def _cfg(thermostat="nose-hoover", ensemble="nvt"):
     state = {"id": "liq", "phase": "liquid", "T": 900.0}
@@ -31,26 +33,6 @@ def _cfg(thermostat="nose-hoover", ensemble="nvt"):
         "sampling": {"n_atoms": 32, "melt_temperature": 2000, "melt_steps": 10, "equilibration_steps": 10,
                      "production_steps": 60, "sample_every": 10,
                      "states": [dict(state, composition={"Al": 0.75, "Ni": 0.25})]}})
-
-
-class Killed(Exception):
-    pass
-
-
-class KilledAfter:
-    """The engine, interrupted (as by a kill) right after its k-th frame was yielded."""
-
-    def __init__(self, engine, k):
-        self.engine, self.k = engine, k
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def md(self, *args, **kwargs):
-        for i, item in enumerate(self.engine.md(*args, **kwargs)):
-            if i == self.k:
-                raise Killed()
-            yield item
 
 
 def _engine(cfg):
