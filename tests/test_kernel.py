@@ -202,10 +202,9 @@ def test_float32_kernel():
     assert float((dGf.double() - dG).abs().max()) < 1e-4 * float(dG.abs().max())
 
 
-def test_forces_finite_differences():
-    """E = Σ_i w[e_i]·G_i: forces F_i = Σ_p(i=c) g_p − Σ_p(i=n) g_p with g_p = Σ_f w_f dG[p, f]."""
-    fs = alloy_set("polynomial")
-    atoms = alloy_atoms(n=8, seed=11)                             # cell ≈ 5.4 Å: many images
+def kernel_and_fd_forces(fs: FeatureSet, atoms: Atoms, h: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Forces of E = Σ_i w[e_i]·G_i (random w): from the kernel's dG, F_i = Σ_p(i=c) g_p − Σ_p(i=n) g_p
+    with g_p = Σ_f w_f dG[p, f], and by central differences of the kernel's E (step h, Å)."""
     k = KernelSymmetryFunctions(fs)
     w = torch.tensor(np.random.default_rng(0).normal(size=(2, k.f_max)))
 
@@ -216,10 +215,9 @@ def test_forces_finite_differences():
         G, dG = k.compute(species, i, j, rij, len(a))
         return float((w[species] * G).sum()), species, i, j, dG
 
-    e0, species, i, j, dG = energy(atoms.positions)
+    _, species, i, j, dG = energy(atoms.positions)
     g = (w[species[i]][..., None] * dG).sum(1)                    # (P, 3) = ∂E/∂r_ij
     forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, i, g).index_add_(0, j, -g)
-    h = 1e-5
     fd = np.zeros((len(atoms), 3))
     for a in range(len(atoms)):
         for c in range(3):
@@ -228,7 +226,15 @@ def test_forces_finite_differences():
             ep = energy(pos)[0]
             pos[a, c] -= 2 * h
             fd[a, c] = -(ep - energy(pos)[0]) / (2 * h)
-    assert np.abs(forces.numpy() - fd).max() < 1e-6 * np.abs(fd).max()
+    return forces.numpy(), fd
+
+
+def test_forces_finite_differences():
+    """E = Σ_i w[e_i]·G_i: the kernel's forces against central differences."""
+    fs = alloy_set("polynomial")
+    atoms = alloy_atoms(n=8, seed=11)                             # cell ≈ 5.4 Å: many images
+    forces, fd = kernel_and_fd_forces(fs, atoms)
+    assert np.abs(forces - fd).max() < 1e-6 * np.abs(fd).max()
 
 
 def test_noise_features_refused():

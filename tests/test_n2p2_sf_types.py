@@ -28,7 +28,7 @@ from meltpot.export.n2p2 import (N2p2FormatError, _weights_text, featureset_from
                                  n2p2_symfunction_lines, read_n2p2)
 from meltpot.export.n2p2_import import model_from_n2p2
 from meltpot.model.calculator import MeltpotCalculator
-from test_kernel import alloy_atoms, pair_list, reference
+from test_kernel import alloy_atoms, kernel_and_fd_forces, pair_list, reference
 
 S = SymmetryFunction
 Z = {"Al": 13, "Ni": 28}
@@ -222,28 +222,7 @@ def test_compact_types_torch_and_kernel_equal_the_reference(sub, structure):
                          ids=["exp", "tanh", "compact-p3a", "compact-e"])
 def test_kernel_forces_equal_finite_differences(fs):
     """E = Σ_i w[e_i]·G_i from the kernel: forces from dG against central differences (h = 1e-5 Å)."""
-    atoms = cluster(9, seed=2)
-    k = KernelSymmetryFunctions(fs)
-    w = torch.tensor(np.random.default_rng(0).normal(size=(2, k.f_max)))
-
-    def energy(pos):
-        a = atoms.copy()
-        a.positions = pos
-        species, i, j, rij = pair_list(a, fs)
-        G, dG = k.compute(species, i, j, rij, len(a))
-        return float((w[species] * G).sum()), species, i, j, dG
-
-    _, species, i, j, dG = energy(atoms.positions)
-    g = (w[species[i]][..., None] * dG).sum(1)
-    forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, i, g).index_add_(0, j, -g).numpy()
-    h, fd = 1e-5, np.zeros((len(atoms), 3))
-    for a in range(len(atoms)):
-        for c in range(3):
-            pos = atoms.positions.copy()
-            pos[a, c] += h
-            ep = energy(pos)[0]
-            pos[a, c] -= 2 * h
-            fd[a, c] = -(ep - energy(pos)[0]) / (2 * h)
+    forces, fd = kernel_and_fd_forces(fs, cluster(9, seed=2))
     assert np.abs(fd).max() > 1e-2
     assert np.abs(forces - fd).max() < 1e-7 * np.abs(fd).max()
 
