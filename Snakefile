@@ -14,6 +14,7 @@ include: "workflow/rules/select.smk"
 include: "workflow/rules/lammps.smk"
 include: "workflow/rules/nucleation.smk"
 include: "workflow/rules/transport.smk"
+include: "workflow/rules/active.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
 localrules: run_config, stage_config
@@ -41,5 +42,6 @@ rule all:
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
         *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
+        *([f"{RUN}/active/iterations.csv"] if AL["enabled"] else []),
         f"{RUN}/manifest.json",
         f"{RUN}/summary.md",

@@ -184,6 +184,9 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
     from .sampling.labelling import check_labelling
 
     check_labelling(cfg, source)
+    from .active.settings import check_active
+
+    check_active(cfg, source)
     if ref["engine"] == "cp2k" and _md_driver(ref) == "native":
         from .reference.cp2k_md import check_config
 

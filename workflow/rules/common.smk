@@ -220,6 +220,8 @@ STAGE_KEYS = {
                       "validation_md.device", "validation_md.extrapolation_limit",
                       *(() if VAL_MULTI else ("validation_md.T", "validation_md.temperatures"))),
     "validation_compare": ("units", "validation_md.thresholds"),
+    # the active-learning loop: its splits, exploration MD and selection (training has its own stage)
+    "active": ("seed", "units", "elements", "md", "active_learning"),
     # MD stages: the settings of one run (temperatures and replicas only add or drop runs); the
     # analysis keys have their own stage, so changing them reruns only the analysis
     "nucleation_md": ("seed", "units", "elements", "reference", "md", "nucleation_md.potential",
@@ -285,3 +287,46 @@ def lambda_results(wc):
         if json.loads(Path(res).read_text()).get("end", True):
             break
     return out
+
+
+# active learning (workflow/rules/active.smk): iteration folders and the inputs that depend on the iteration
+AL = CFG["active_learning"]
+if AL["enabled"]:
+    from meltpot.active.settings import exploration_jobs, iteration_name
+    from meltpot.seeds import derive_seed
+
+    ALDIR = f"{RUN}/active"
+    AL_JOBS = [j.id for j in exploration_jobs(CFG)]
+    AL_IT = f"{ALDIR}/iter_{{it}}"
+
+
+def al_dir(it):
+    return f"{ALDIR}/{iteration_name(it)}"
+
+
+def al_frames(wc):
+    """The iteration's frames: the initial ones and every earlier iteration's labelled frames."""
+    return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(int(wc.it))]
+
+
+def al_init(wc):
+    """The member's model of the previous iteration (warm start), if any."""
+    it = int(wc.it)
+    return {"init": f"{al_dir(it - 1)}/committee/member_{wc.member}.pt"} if it > 0 and AL["warm_start"] else {}
+
+
+def al_epochs(wc):
+    """--max-epochs of a member: warm_epochs when warm-started, else max_epochs (none: the config's)."""
+    n = AL["warm_epochs"] if int(wc.it) > 0 and AL["warm_start"] and AL["warm_epochs"] else AL["max_epochs"]
+    return f"--max-epochs {n}" if n else ""
+
+
+def al_iterations(wc):
+    """Iteration folders up to the one whose selection stopped the loop (walks the checkpoints)."""
+    out, it = [], 0
+    while True:
+        status = checkpoints.al_select.get(it=f"{it:03d}").output.status
+        out.append(al_dir(it))
+        if json.loads(Path(status).read_text())["stop"]:
+            return out
+        it += 1

@@ -23,9 +23,9 @@ from ..errors import MeltpotError
 def stages() -> tuple:
     """The stage modules of this package, in the order ``meltpot --help`` lists them; each has
     ``add_commands(subparsers)``."""
-    from . import analyze, config, data, descriptors, export, md, plugin, report, sample, select, train
+    from . import active, analyze, config, data, descriptors, export, md, plugin, report, sample, select, train
 
-    return (config, sample, data, descriptors, train, select, analyze, md, export, plugin, report)
+    return (config, sample, data, descriptors, train, select, active, analyze, md, export, plugin, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,10 @@ def add_commands(sub) -> None:
     t.add_argument("--max-epochs", type=int, help="override training.max_epochs (and schedule.restarts; "
                                                   "default: the config's)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="override training.device")
+    t.add_argument("--seed", type=int, help="weight-initialisation and batch-order seed (default training.seed, "
+                                            "else derived from the run's seed)")
+    t.add_argument("--init", help="model file to start from (same feature set and hidden layers): its weights, "
+                                  "scaling and reference energies (a warm start; default: random weights)")
     add_threads(t)
     add_progress(t)
     t.set_defaults(func=cmd_train)
@@ -56,7 +60,8 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config)
     set_threads(args.threads)
     run = prepare_training(cfg, args.cache, args.index, args.splits, derivatives=args.derivatives,
-                           max_epochs=args.max_epochs, device=args.device, progress=not args.no_progress,
+                           max_epochs=args.max_epochs, device=args.device, seed=args.seed, init=args.init,
+                           progress=not args.no_progress,
                            config_name=str(args.config))
     print(run.describe(), file=sys.stderr)
     res = run_training(run, args.out, checkpoint=args.checkpoint, history=args.history, resume=args.resume)

@@ -78,3 +78,20 @@ def state_summary(index: pd.DataFrame) -> pd.DataFrame:
                 energy_per_atom_mean=("energy_per_atom", "mean"), energy_per_atom_std=("energy_per_atom", "std"),
                 volume_per_atom_mean=("volume_per_atom", "mean"))
     return out.reset_index()
+
+
+def read_index_frames(index: pd.DataFrame, root: Path, frame_ids: np.ndarray):
+    """Frames of ``frame_ids`` (in that order) with their (source file, index in file)."""
+    from .io import read_frames
+
+    rows = index.set_index("frame_id", drop=False).loc[frame_ids]
+    frames, sources = [None] * len(rows), [None] * len(rows)
+    pos = np.arange(len(rows))
+    for file, grp in pd.DataFrame({"file": rows["file"].to_numpy(), "fi": rows["file_index"].to_numpy(),
+                                   "pos": pos}).groupby("file", sort=False):
+        path = Path(root) / file
+        loaded = read_frames(path)
+        for fi, p in zip(grp["fi"], grp["pos"]):
+            frames[p] = loaded[int(fi)]
+            sources[p] = (str(path), int(fi))
+    return frames, sources

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ..data.frames import labels
-from ..data.io import read_frames
+from ..data.index import read_index_frames
 from ..data.splits import SPLITS
 from ..errors import MeltpotError
 from ..manifest import jsonable, write_json
@@ -68,21 +68,6 @@ def _force_mode(forces) -> str:
     return mode
 
 
-def _read_split_frames(index: pd.DataFrame, root: Path, frame_ids: np.ndarray):
-    """Frames of ``frame_ids`` (in that order) with their (source file, index in file)."""
-    rows = index.set_index("frame_id", drop=False).loc[frame_ids]
-    frames, sources = [None] * len(rows), [None] * len(rows)
-    pos = np.arange(len(rows))
-    for file, grp in pd.DataFrame({"file": rows["file"].to_numpy(), "fi": rows["file_index"].to_numpy(),
-                                   "pos": pos}).groupby("file", sort=False):
-        path = Path(root) / file
-        loaded = read_frames(path)
-        for fi, p in zip(grp["fi"], grp["pos"]):
-            frames[p] = loaded[int(fi)]
-            sources[p] = (str(path), int(fi))
-    return frames, sources
-
-
 def _predict_forces(model, graphs, device):
     """Energies and forces of frames: by the compiled kernel on the CPU when it builds (the same
     numbers, no autograd through the descriptors), else by autograd through positions."""
@@ -103,7 +88,7 @@ def _force_errors(model, index, root, frame_ids, batch_frames, device):
     Returns (ref (N, 3), pred (N, 3), frame id per atom (N,), energies from positions
     per frame id, number of frames without forces).
     """
-    frames, sources = _read_split_frames(index, root, frame_ids)
+    frames, sources = read_index_frames(index, root, frame_ids)
     keep = [k for k, fr in enumerate(frames) if "forces" in labels(fr)]
     ref, pred, fid_atom, e_pos = [], [], [], {}
     for s in range(0, len(keep), batch_frames):

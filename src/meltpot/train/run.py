@@ -59,9 +59,13 @@ class TrainingRun:
 
 
 def prepare_training(cfg: dict, cache_path, index_path, splits_path, *, derivatives=None, max_epochs=None,
-                     device=None, progress: bool = True, config_name: str = "the config") -> TrainingRun:
+                     device=None, seed=None, init=None, progress: bool = True,
+                     config_name: str = "the config") -> TrainingRun:
     """Check the cache against the config's feature set and the dataset, and build the settings
-    (``max_epochs``/``device`` override the training block), data and initialised model."""
+    (``max_epochs``/``device``/``seed`` override the training block), data and initialised model.
+    ``init``: a model file (same feature set and architecture) whose weights, feature scaling and
+    reference energies the fit starts from (a warm start, e.g. the previous active-learning
+    iteration's member)."""
     from ..config import load_run_featureset
     from ..data.splits import read_splits
     from ..descriptors.cache import DescriptorCache, _load_splits, frames_key, read_index, stats_key
@@ -79,7 +83,9 @@ def prepare_training(cfg: dict, cache_path, index_path, splits_path, *, derivati
     if device:
         overrides["device"] = device
     tcfg = cfg["training"]
-    if tcfg.get("seed") is None:
+    if seed is not None:
+        overrides["seed"] = int(seed)
+    elif tcfg.get("seed") is None:
         overrides["seed"] = derive_seed(cfg["seed"], "train")
     settings = TrainSettings.from_config(tcfg, **overrides)
 
@@ -126,11 +132,30 @@ def prepare_training(cfg: dict, cache_path, index_path, splits_path, *, derivati
         train_data, val_data = dataset(ids["train"]), dataset(ids["validation"])
         model = HDNNP(fs, hidden=cfg["model"]["hidden"], activation=cfg["model"]["activation"])
         prep = prepare_model(model, cache, train_data, seed=settings.seed)
+        if init is not None:
+            prep = warm_start(model, init, prep)
         cache_meta = {"path": str(cache_path), "key": info["key"], "featureset": info["featureset"],
                       "featureset_hash": info["featureset_hash"], "stats_over": info["stats_over"]}
     return TrainingRun(cfg=cfg, featureset=fs, settings=settings, model=model, train_data=train_data,
                        val_data=val_data, cache_meta=cache_meta, prep=prep, index_path=index_path,
                        splits_path=str(splits_path), derivatives=derivatives, t_start=t_start)
+
+
+def warm_start(model, init, prep: dict) -> dict:
+    """Copy weights, scaling and reference energies of the model file ``init`` into ``model``
+    (checked: same feature set and hidden layers); returns ``prep`` updated."""
+    from ..model.modelfile import check_featureset, load_model
+
+    start = load_model(init)
+    check_featureset(model, start.featureset.content_hash(), what=f"the warm-start model {init}")
+    if start.describe()["hidden"] != model.describe()["hidden"] or \
+            start.describe()["activation"] != model.describe()["activation"]:
+        raise MeltpotError(f"warm-start model {init} has hidden layers {start.architecture_text()}, the config "
+                           f"{model.architecture_text()}: it cannot start this fit")
+    model.load_state_dict(start.state_dict())
+    ref = {el: float(e) for el, e in zip(model.elements, model.reference_energy.tolist())}
+    return {**prep, "reference_energies": ref, "scaling": f"{prep['scaling']}, then the warm-start model's",
+            "warm_start": str(init)}
 
 
 def run_training(run: TrainingRun, out, checkpoint=None, history=None, resume: bool = False) -> dict:

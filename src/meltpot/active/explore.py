@@ -1,0 +1,114 @@
+"""One exploration job: MD with the committee in LAMMPS, and its frames with their deviation.
+
+The committee export runs in the ``meltpot`` pair style, which integrates the committee mean and
+writes the deviation (``model_devi.out``: max/min/mean σ_F over atoms, σ_E per atom, atoms
+extrapolating) every ``exploration.every`` steps, the dump interval. A run that LAMMPS stops
+(atoms lost, non-finite energies, …) counts as failed: the frames it dumped before are kept.
+
+Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``dump*.lammpstrj``,
+``model_devi.out``, ``summary.json``), ``frames.extxyz`` (every dumped frame, positions only,
+tagged with the job and its deviation) and ``exploration.json`` (status, frames, steps/s, the
+pair style's extrapolation warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, FrameError
+from ..md.runner import MDError
+from .settings import exploration_jobs
+
+log = logging.getLogger(__name__)
+
+DEVIATION_FILE = "model_devi.out"
+
+
+def find_job(cfg: dict, job_id: str):
+    jobs = {j.id: j for j in exploration_jobs(cfg)}
+    if job_id not in jobs:
+        raise ConfigError(f"no exploration job {job_id!r}; known: {', '.join(jobs)}")
+    return jobs[job_id]
+
+
+def _dumped_frames(out_dir: Path) -> list:
+    """The frames of the run's dump files (a frame cut short by a failed run is left out)."""
+    from ..analysis.trajectory import iter_frames
+
+    frames = []
+    for path in sorted(out_dir.glob("dump*.lammpstrj")):
+        try:
+            for atoms in iter_frames(path):
+                frames.append(atoms)
+        except FrameError as exc:   # the last frame of a run stopped while dumping
+            log.warning("%s: stopped reading at a broken frame (%s)", path, exc)
+    return frames
+
+
+def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: int = 0, device: str = "cpu",
+            progress_every: float = 10.0) -> dict:
+    """Run exploration job ``job_id`` with the committee export ``committee`` (TorchScript, the
+    LAMMPS plugin ``plugin``) in ``out_dir``; returns the ``exploration.json`` record."""
+    from ..data.io import write_frames
+    from ..manifest import write_json
+    from ..md.execute import run_protocol
+    from ..md.plan import apply_overrides
+    from ..md.potential import Potential
+    from ..model.committee import read_deviation
+
+    job = find_job(cfg, job_id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("dump*.lammpstrj"), out / DEVIATION_FILE]:
+        stale.unlink(missing_ok=True)   # a rerun must not read an earlier attempt's frames
+    run_cfg = apply_overrides(cfg, job.protocol, job.override_args())
+    every = cfg["active_learning"]["exploration"]["every"]
+    pot = Potential.meltpot_plugin(plugin, committee, cfg["elements"], device=device, units=cfg["units"],
+                                   masses=cfg["reference"].get("masses"), deviation=(every, DEVIATION_FILE),
+                                   extrapolation_limit=cfg["active_learning"]["exploration"]["extrapolation_limit"])
+    error = None
+    try:
+        summary = run_protocol(run_cfg, job.protocol, out, potential=pot, progress_every=progress_every)
+    except MDError as exc:
+        error = str(exc).splitlines()[0]
+        log.warning("exploration %s failed: %s", job_id, error)
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    devi_path = out / DEVIATION_FILE
+    devi = read_deviation(devi_path) if devi_path.exists() and devi_path.stat().st_size else None
+    frames = _dumped_frames(out)
+    by_step = {} if devi is None else {int(r.step): r for r in devi.itertuples()}
+    kept = []
+    for atoms in frames:
+        step = int(atoms.info["timestep"])
+        row = by_step.get(step)
+        if row is None:
+            continue     # no deviation line for this step (the run stopped between the two writes)
+        clean = atoms.copy()
+        for key in list(clean.arrays):
+            if key not in ("numbers", "positions"):
+                del clean.arrays[key]
+        clean.info = {"state_id": job.id, "branch": f"active:{iteration}", "phase": job.phase,
+                      "T_target": job.T, "P_target": job.P, "step": step, "iteration": int(iteration),
+                      "explore_job": job.id, "max_devi_f": float(row.max_devi_f),
+                      "avg_devi_f": float(row.avg_devi_f), "devi_e": float(row.devi_e),
+                      "extrapolating": int(row.extrapolating)}
+        kept.append(clean)
+    if kept:
+        write_frames(out / "frames.extxyz", kept, format="extxyz")
+    else:
+        (out / "frames.extxyz").write_text("")   # nothing dumped before the run failed
+    extrapolating = None if devi is None else int((devi["extrapolating"] > 0).sum())
+    record = {"job": job.id, "protocol": job.protocol, "phase": job.phase, "T": job.T, "P": job.P,
+              "iteration": int(iteration), "status": "failed" if error else "ok", "error": error,
+              "frames": len(kept), "steps_run": int(devi["step"].max()) if devi is not None and len(devi) else 0,
+              "total_steps": summary.get("total_steps"), "steps_per_s": summary.get("steps_per_s"),
+              "wall_s": summary.get("wall_s"), "deviation_lines": 0 if devi is None else len(devi),
+              "steps_extrapolating": extrapolating,
+              "max_devi_f": None if devi is None or not len(devi) else float(np.nanmax(devi["max_devi_f"])),
+              "warnings": summary.get("warnings", [])}
+    write_json(out / "exploration.json", record)
+    return record

@@ -1,0 +1,394 @@
+"""Active learning (meltpot.active): the exploration jobs, the member splits, the selection by
+force deviation, the exploration in real LAMMPS (deviation of the dumped frames against the
+Python committee; a run stopped by the extrapolation limit counts as failed and keeps its
+frames), the held-out errors, the warm start; and two iterations of the loop through Snakemake
+(slow), resumed after a stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from helpers import labelled, make_featureset, random_model
+from meltpot.active.data import heldout_frames, member_splits
+from meltpot.active.report import committee_errors
+from meltpot.active.select import CANDIDATE, KEPT_OUT, classify, quotas, select_frames
+from meltpot.active.settings import exploration_jobs
+from meltpot.config import validate_config
+from meltpot.data.io import read_frames, write_frames
+from meltpot.errors import ConfigError
+from meltpot.sampling.labelling import farthest_point_indices, frame_summaries
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+PRESET = ROOT / "config" / "presets" / "lj-active-tiny.yaml"
+
+
+def _cfg(**active):
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["active_learning"].update(active)
+    return validate_config(raw, source="test", base_dir=ROOT)
+
+
+# --------------------------------------------------------------------------- config
+def test_exploration_jobs_expand_lists_and_carry_md_overrides():
+    cfg = _cfg()
+    jobs = exploration_jobs(cfg)
+    assert [j.id for j in jobs] == ["liquid_T1.2", "liquid_T2", "heat"]
+    liq, heat = jobs[1], jobs[2]
+    assert liq.protocol == "npt" and liq.T == 2.0 and liq.P == 1.0
+    assert liq.overrides["protocols.npt.T"] == 2.0 and liq.overrides["protocols.npt.production_steps"] == 200
+    assert liq.overrides["run.dump_every"] == 20 == cfg["active_learning"]["exploration"]["every"]
+    # the ramp's rate gives exactly `steps` steps at the config's timestep
+    from meltpot.md.protocols import ramp_steps
+
+    o = heat.overrides
+    assert ramp_steps(o["protocols.ramp.T_start"], o["protocols.ramp.T_stop"], o["protocols.ramp.rate"],
+                      cfg["md"]["timestep"]) == 200
+    # the overrides make a valid md config (the protocol renders)
+    from meltpot.md.plan import apply_overrides, render
+
+    md_cfg = apply_overrides(cfg, "ramp", heat.override_args())
+    assert md_cfg["md"]["protocols"]["ramp"]["phase"] == "fcc" and render(md_cfg, "ramp").total_steps == 200
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"trust_lo": 1.0, "trust_hi": 0.5}, "trust_lo = 1.0 must be below trust_hi"),
+    ({"exploration": {"jobs": [{"id": "r", "protocol": "ramp", "T_start": 1.0, "steps": 10}]}}, "needs T_stop"),
+    ({"exploration": {"jobs": [{"id": "a", "protocol": "npt", "steps": 10}]}}, "needs T"),
+    ({"exploration": {"jobs": [{"id": "a_T1", "protocol": "npt", "T": 1.0, "steps": 10},
+                               {"id": "a", "protocol": "npt", "T": [1.0, 2.0], "steps": 10}]}}, "repeat"),
+    ({"committee": 1}, "committee"),
+])
+def test_bad_active_learning_block_fails_before_any_work(change, message):
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["active_learning"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(raw, source="test", base_dir=ROOT)
+
+
+def test_active_learning_needs_force_training():
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["training"]["loss"] = {"energy": 1.0, "forces": 0.0}
+    with pytest.raises(ConfigError, match="training.loss.forces"):
+        validate_config(raw, source="test", base_dir=ROOT)
+
+
+# --------------------------------------------------------------------------- selection pieces
+def test_classify_and_quotas():
+    assert list(classify([0.01, 0.05, 0.2, 0.35, 0.4], 0.05, 0.35)) == \
+        ["accurate", CANDIDATE, CANDIDATE, CANDIDATE, KEPT_OUT]
+    assert quotas({"a": 3, "b": 2}, 10) == {"a": 3, "b": 2}
+    # one per job with candidates, the other 7 in proportion to the 89, 8, 0 left (6.42, 0.58, 0)
+    assert quotas({"a": 90, "b": 9, "c": 1, "d": 0}, 10) == {"a": 7, "b": 2, "c": 1, "d": 0}
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        counts = {k: int(c) for k, c in zip("abcdef", rng.integers(0, 30, 6))}
+        n = int(rng.integers(1, 60))
+        q = quotas(counts, n)
+        assert sum(q.values()) == min(n, sum(counts.values()))
+        assert all(0 <= q[k] <= counts[k] for k in counts)
+        if n >= sum(c > 0 for c in counts.values()):     # every job with candidates gets one
+            assert all(q[k] >= 1 for k, c in counts.items() if c > 0)
+
+
+def _index(files_frames):
+    rows = []
+    for file, n in files_frames:
+        rows += [{"file": file, "file_index": i, "state_id": Path(file).stem} for i in range(n)]
+    df = pd.DataFrame(rows)
+    df.insert(0, "frame_id", np.arange(len(df)))
+    return df
+
+
+def test_member_splits_hold_out_the_test_frames_and_keep_each_frames_place(tmp_path):
+    root = tmp_path / "dataset"
+    heldout = pd.DataFrame({"source": [str((root / "../frames/a.extxyz").resolve())] * 3, "file_index": [0, 1, 2]})
+    first = _index([("../frames/a.extxyz", 40), ("../frames/b.extxyz", 40)])
+    pool, members = member_splits(first, root, heldout, members=3, seed=11, validation_fraction=0.25)
+    test = pool["split"] == "test"
+    assert test.sum() == 3 and pool.loc[~test, "split"].eq("train").all()
+    for m in members:
+        assert (m["split"] == "test").sum() == 3 and m.loc[test.to_numpy(), "split"].eq("test").all()
+        assert 8 <= (m["split"] == "validation").sum() <= 32
+    assert not members[0]["split"].equals(members[1]["split"])        # each member its own split
+    # the next iteration adds labelled frames: every old frame keeps its split in every member
+    later = _index([("../frames/a.extxyz", 40), ("../active/iter_000/labelled.extxyz", 6),
+                    ("../frames/b.extxyz", 40)])
+    _, again = member_splits(later, root, heldout, members=3, seed=11, validation_fraction=0.25)
+    key = ["file", "file_index"]
+    for m0, m1 in zip(members, again):
+        old = first[key].assign(split=m0["split"].astype(str).to_numpy())
+        new = later[key].assign(split=m1["split"].astype(str).to_numpy())
+        assert old.merge(new, on=key, suffixes=("_0", "_1")).eval("split_0 == split_1").all()
+
+
+def _explore_dir(path, job, deviations, status="ok", rng=None, close_at=()):
+    """An exploration folder as `explore` writes it: Al frames with the given max force deviations."""
+    path.mkdir(parents=True)
+    frames = []
+    for k, d in enumerate(deviations):
+        atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        atoms.positions += rng.normal(0, 0.05 + 0.1 * k / len(deviations), atoms.positions.shape)
+        if k in close_at:
+            atoms.positions[1] = atoms.positions[0] + [0.5, 0, 0]
+        atoms.info.update(state_id=job, explore_job=job, step=10 * k, max_devi_f=float(d), avg_devi_f=float(d) / 2,
+                          devi_e=0.001, extrapolating=0, phase="liquid", T_target=1000.0, P_target=0.0)
+        frames.append(atoms)
+    write_frames(path / "frames.extxyz", frames, format="extxyz")
+    (path / "exploration.json").write_text(json.dumps({"job": job, "status": status}))
+    return frames
+
+
+def _al_cfg(**active):
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    raw["training"]["loss"] = {"energy": 1.0, "forces": 1.0}
+    raw["active_learning"] = {"enabled": True, "trust_lo": 0.05, "trust_hi": 0.5, "max_candidates": 5,
+                              "failed_frames": 2, "exploration": {"jobs": [
+                                  {"id": "liq", "protocol": "npt", "T": 1000, "steps": 100}]}, **active}
+    return validate_config(raw, source="test", base_dir=ROOT)
+
+
+def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
+    rng = np.random.default_rng(5)
+    cfg = _al_cfg()
+    fs = make_featureset(["Al"])
+    a = _explore_dir(tmp_path / "a", "a", [0.01, 0.1, 0.2, 0.3, 0.4, 0.45, 0.2, 0.1, 0.3, 0.6], rng=rng, close_at=(8,))
+    _explore_dir(tmp_path / "b", "b", [0.01, 0.02, 0.9], rng=rng)
+    _explore_dir(tmp_path / "c", "c", [0.01, 0.02, 0.03, 0.7], status="failed", rng=rng)
+    sel = select_frames(cfg, [tmp_path / "a", tmp_path / "b", tmp_path / "c"], iteration=0, featureset=fs)
+    t, st = sel.table, sel.status
+    # a: 7 in the window (the close pair of frame 8 is kept out), 1 above; b: none; c (failed): its
+    # last two frames below trust_hi become candidates whatever their deviation
+    assert t.loc[t["job"] == "a", "class"].tolist() == ["accurate"] + [CANDIDATE] * 7 + [KEPT_OUT, KEPT_OUT]
+    assert t.loc[t["job"] == "c", "class"].tolist() == ["accurate", CANDIDATE, CANDIDATE, KEPT_OUT]
+    assert (st["explored"], st["candidate"], st["kept_out"], st["too_close"]) == (17, 9, 4, 1)
+    assert st["failed_runs"] == 1 and st["failed_jobs"] == ["c"] and not st["converged"] and not st["stop"]
+    # 5 of 9: a gets 4 (7/9 of 5, rounded by largest remainder), c gets 1; a's by FPS in descriptor space
+    chosen = t[t["selected"]]
+    assert len(sel.frames) == st["selected"] == 5 and chosen["job"].value_counts().to_dict() == {"a": 4, "c": 1}
+    cand_a = [k for k in range(10) if t.loc[k, "class"] == CANDIDATE]
+    fps = np.sort(np.array(cand_a)[farthest_point_indices(frame_summaries([a[k] for k in cand_a], fs), 4)])
+    assert chosen.loc[chosen["job"] == "a", "step"].tolist() == [10 * k for k in fps]
+    assert all(f.calc is None and f.info["sampled_from"].startswith("active:0:") for f in sel.frames)
+    # convergence: few candidates and no failed run; or the iteration limit
+    for sub in ("d", "e"):
+        _explore_dir(tmp_path / sub, sub, [0.01] * 120 + [0.1], rng=rng)
+    done = select_frames(cfg, [tmp_path / "d", tmp_path / "e"], iteration=1, featureset=fs).status
+    assert done["candidate_fraction"] == pytest.approx(2 / 242) and done["converged"] and done["stop"]
+    last = select_frames(_al_cfg(max_iterations=2), [tmp_path / "a"], iteration=1, featureset=fs).status
+    assert not last["converged"] and last["stop"] and last["reason"] == "max_iterations"
+
+
+# --------------------------------------------------------------------------- held-out errors, warm start
+def test_committee_errors_against_the_ase_calculator(tmp_path):
+    from meltpot.model.calculator import MeltpotCalculator
+    from meltpot.model.modelfile import save_model
+
+    rng = np.random.default_rng(2)
+    fs = make_featureset(["Al"])
+    frames = []
+    for _ in range(3):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        frames.append(labelled(a))
+    paths = []
+    for seed in (1, 2):
+        path = tmp_path / f"m{seed}.pt"
+        save_model(random_model(fs, frames, seed=seed, refs={"Al": -3.0}), path, units="metal")
+        paths.append(path)
+    res = committee_errors(paths, frames)
+    e_err = {p: [] for p in paths}
+    f_err = {p: [] for p in paths}
+    mean_f = []
+    for fr in frames:
+        ref_e, ref_f = fr.get_potential_energy(), fr.get_forces()
+        fs_k = []
+        for p in paths:
+            a = fr.copy()
+            a.calc = MeltpotCalculator(str(p))
+            e_err[p].append((a.get_potential_energy() - ref_e) / len(a))
+            f_err[p].append((a.get_forces() - ref_f).ravel())
+            fs_k.append(a.get_forces())
+        mean_f.append((np.mean(fs_k, axis=0) - ref_f).ravel())
+    for k, p in enumerate(paths):
+        assert res["member_energy_rmse"][k] == pytest.approx(np.sqrt(np.mean(np.square(e_err[p]))), rel=1e-9)
+        assert res["member_force_rmse"][k] == pytest.approx(np.sqrt(np.mean(np.square(f_err[p]))), rel=1e-9)
+    assert res["mean_force_rmse"] == pytest.approx(np.sqrt(np.mean(np.square(mean_f))), rel=1e-9)
+    assert res["force_rmse"] == pytest.approx(np.mean(res["member_force_rmse"]))
+
+
+def test_heldout_set_is_the_initial_test_split_plus_test_files(tmp_path):
+    from meltpot.data.dataset import build_dataset
+
+    rng = np.random.default_rng(4)
+    cfg = _al_cfg()
+    frames = []
+    for k in range(10):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        a.positions += rng.normal(0, 0.08, a.positions.shape)
+        frames.append(labelled(a, state_id="s"))
+    write_frames(tmp_path / "frames.extxyz", frames, format="extxyz")
+    write_frames(tmp_path / "extra.extxyz", frames[:2], format="extxyz")
+    cfg["split"] = {**cfg["split"], "by": "frame", "train": 0.6, "validation": 0.2, "test": 0.2, "holdout_states": []}
+    ds = build_dataset(cfg, [tmp_path / "frames.extxyz"], tmp_path / "ds")
+    cfg["active_learning"]["test_files"] = ["extra.extxyz"]
+    got, table = heldout_frames(cfg, ds.index_path, config_dir=tmp_path)
+    assert len(got) == 2 + 2 and (table["file_index"] >= 0).sum() == 2
+    ids = table.loc[table["file_index"] >= 0, "file_index"].tolist()
+    for fr, i in zip(got[:2], ids):
+        np.testing.assert_array_equal(fr.positions, frames[i].positions)
+
+
+def test_train_init_starts_from_the_given_model_and_refuses_another_architecture(tmp_path):
+    from meltpot.model.modelfile import load_model, save_model
+    from meltpot.train.run import warm_start
+
+    rng = np.random.default_rng(1)
+    fs = make_featureset(["Al"])
+    frames = []
+    for _ in range(2):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        a.positions += rng.normal(0, 0.08, a.positions.shape)
+        frames.append(labelled(a))
+    start = random_model(fs, frames, seed=3, refs={"Al": -2.5})
+    save_model(start, tmp_path / "start.pt", units="metal")
+    fresh = random_model(fs, frames, seed=9, refs={"Al": -1.0})
+    prep = warm_start(fresh, tmp_path / "start.pt", {"scaling": "cache", "reference_energies": {"Al": -1.0}})
+    loaded = load_model(tmp_path / "start.pt")
+    for (name, p), q in zip(fresh.state_dict().items(), loaded.state_dict().values()):
+        assert np.array_equal(p.numpy(), q.numpy()), name
+    assert prep["reference_energies"] == {"Al": -2.5} and prep["warm_start"].endswith("start.pt")
+    other = random_model(fs, frames, seed=9, hidden=(5,))
+    with pytest.raises(Exception, match="hidden layers"):
+        warm_start(other, tmp_path / "start.pt", prep)
+
+
+# --------------------------------------------------------------------------- exploration in LAMMPS
+@pytest.fixture(scope="module")
+def plugin():
+    from meltpot.plugin.build import build_plugin
+
+    return build_plugin()
+
+
+def _explore_cfg(**exploration):
+    ex = {"n_atoms": 32, "every": 10, "jobs": [{"id": "fcc", "protocol": "nvt", "phase": "fcc", "T": 600,
+                                                "steps": 60}], **exploration}
+    return _al_cfg(exploration=ex)
+
+
+def _committee(tmp_path, narrow_range=False):
+    from meltpot.descriptors.compute import AtomsDescriptor
+    from meltpot.export.torchscript import write_committee
+
+    fs = make_featureset(["Al"])
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(2):
+        a = atoms.copy()
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        frames.append(a)
+    members = [random_model(fs, frames, seed=s, refs={"Al": -3.0}) for s in (21, 22)]
+    G = AtomsDescriptor(fs).per_element(atoms if narrow_range else frames[0])
+    lo = {el: g.min(0) - (0 if narrow_range else 10) for el, g in G.items()}
+    hi = {el: g.max(0) + (0 if narrow_range else 10) for el, g in G.items()}
+    return members, write_committee(members, tmp_path / "committee.pt", lo, hi)
+
+
+def test_exploration_deviation_equals_the_python_committee_on_the_dumped_frames(tmp_path, plugin):
+    from meltpot.active.explore import explore
+    from meltpot.model.committee import Committee
+
+    members, path = _committee(tmp_path)
+    rec = explore(_explore_cfg(), "fcc", path, plugin, tmp_path / "run", iteration=3)
+    assert rec["status"] == "ok" and rec["frames"] == 7 and rec["deviation_lines"] == 7
+    frames = read_frames(tmp_path / "run" / "frames.extxyz")
+    assert [f.info["step"] for f in frames] == list(range(0, 61, 10))
+    committee = Committee(members)
+    for fr in frames[1:]:        # (step 0: the perfect lattice, zero forces by symmetry)
+        ref = committee.deviation(fr)
+        # the dump's positions have 6 significant digits: 1e-4 relative agreement
+        assert fr.info["max_devi_f"] == pytest.approx(ref["max_devi_f"], rel=1e-3)
+        assert fr.info["avg_devi_f"] == pytest.approx(ref["avg_devi_f"], rel=1e-3)
+        assert fr.info["devi_e"] == pytest.approx(ref["devi_e"], rel=1e-3, abs=1e-9)
+        assert fr.info["iteration"] == 3 and fr.info["state_id"] == "fcc" and fr.calc is None
+    assert frames[1].info["max_devi_f"] > 0
+
+
+def test_exploration_stopped_by_the_extrapolation_limit_is_failed_and_keeps_its_frames(tmp_path, plugin):
+    from meltpot.active.explore import explore
+
+    _, path = _committee(tmp_path, narrow_range=True)      # the lattice's own range: heating leaves it
+    cfg = _explore_cfg(extrapolation_limit=0)
+    rec = explore(cfg, "fcc", path, plugin, tmp_path / "run")
+    assert rec["status"] == "failed" and "extrapolat" in rec["error"].lower() + str(rec["warnings"]).lower()
+    assert rec["steps_run"] < 60
+    frames = read_frames(tmp_path / "run" / "frames.extxyz") if rec["frames"] else []
+    assert len(frames) == rec["frames"] and all(f.info["step"] <= rec["steps_run"] for f in frames)
+
+
+# --------------------------------------------------------------------------- the loop through Snakemake
+@pytest.mark.slow
+def test_two_iterations_through_snakemake_resume_after_a_stop(tmp_path):
+    for name in ("Snakefile", "workflow", "config", "report", "envs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    run = tmp_path / "results" / "lj-active-tiny"
+
+    def snakemake(target):
+        res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--configfile", str(PRESET)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res
+
+    # a run stopped after iteration 0's selection resumes there: iteration 0 is not redone
+    snakemake("results/lj-active-tiny/active/iter_000/select/status.json")
+    it0 = run / "active" / "iter_000"
+    stamps = {p: p.stat().st_mtime_ns for p in it0.rglob("*") if p.is_file()}
+    res = snakemake("results/lj-active-tiny/active/iterations.csv")
+    assert "rule al_label" in res.stderr and "rule al_train" in res.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    table = pd.read_csv(run / "active" / "iterations.csv")
+    assert table["iteration"].tolist() == [0, 1] and table["reason"].tolist() == ["continue", "max_iterations"]
+    assert (table["explored"] == 33).all() and (table["failed_runs"] == 0).all()
+    s0 = json.loads((it0 / "select" / "status.json").read_text())
+    assert s0["explored"] == s0["accurate"] + s0["candidate"] + s0["kept_out"] and s0["selected"] <= 6
+    # iteration 0 labelled its selection with the reference (LAMMPS LJ single points)
+    lab = read_frames(it0 / "labelled.extxyz")
+    assert len(lab) == s0["selected"] == table["added"][0] and {f.info["engine"] for f in lab} == {"lammps"}
+    # versioned datasets: iteration 1 = iteration 0's frames + the labelled ones
+    idx0 = pd.read_parquet(it0 / "dataset" / "index.parquet")
+    idx1 = pd.read_parquet(run / "active" / "iter_001" / "dataset" / "index.parquet")
+    assert len(idx1) == len(idx0) + len(lab) == table["dataset_frames"][1]
+    # the held-out frames are test in every member's split, in both iterations
+    held = pd.read_csv(run / "active" / "heldout" / "heldout.csv")
+    for it, idx in (("iter_000", idx0), ("iter_001", idx1)):
+        for k in range(2):
+            m = pd.read_parquet(run / "active" / it / "dataset" / f"member_{k}.parquet")
+            assert (m["split"] == "test").sum() == len(held)
+    # warm start: iteration 1's members start from iteration 0's
+    log = (run / "logs" / "active" / "iter_001" / "train_0.log").read_text()
+    assert "training an HDNNP" in log
+    m1 = torch_load_metadata(run / "active" / "iter_001" / "committee" / "member_0.pt")
+    assert m1["epochs"] <= 20
+    assert np.isfinite(table[["test_energy_rmse", "test_force_rmse", "test_mean_force_rmse"]].to_numpy()).all()
+    for png in ("deviation_hist.png", "rmse_vs_frames.png"):
+        assert (run / "active" / png).stat().st_size > 5000
+
+
+def torch_load_metadata(path):
+    from meltpot.model.modelfile import read_payload
+
+    return read_payload(path)["metadata"]
+
