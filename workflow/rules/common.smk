@@ -330,3 +330,13 @@ def al_iterations(wc):
         if json.loads(Path(status).read_text())["stop"]:
             return out
         it += 1
+
+
+def al_final_members(wc):
+    """The member model files of the loop's last iteration."""
+    return [f"{al_iterations(wc)[-1]}/committee/member_{k}.pt" for k in range(AL["committee"])]
+
+
+def al_final_cache(wc):
+    """The descriptor cache of the loop's last iteration (the committee's training range)."""
+    return f"{al_iterations(wc)[-1]}/descriptors/descriptors.h5"

@@ -6,7 +6,13 @@
 # spreads, verdicts). One temperature: md/validation/{reference,model}/r<k>/ and comparison/;
 # several (validation_md.temperatures): md/validation/T<T>/… and the merged comparison/.
 
-POTENTIAL_SOURCE = f"{RUN}/models/dense.pt" if VMD["model"] == "dense" else f"{RUN}/selection/agl/chosen.json"
+# the validated model: the dense one, the selection's choice, or the active-learning loop's final
+# committee (its members exported together: LAMMPS integrates the committee mean)
+if VMD["model"] == "active":
+    POTENTIAL_SOURCE, POTENTIAL_CACHE = al_final_members, al_final_cache
+else:
+    POTENTIAL_SOURCE = f"{RUN}/models/dense.pt" if VMD["model"] == "dense" else f"{RUN}/selection/agl/chosen.json"
+    POTENTIAL_CACHE = DESCRIPTORS
 
 
 rule plugin:
@@ -27,7 +33,7 @@ rule export_potential:
         config=run_config(),
         stage=stage_config("validation_md"),
         model=POTENTIAL_SOURCE,
-        cache=DESCRIPTORS,
+        cache=POTENTIAL_CACHE,
     output:
         ML_POTENTIAL,
     log:

@@ -81,6 +81,12 @@ def exploration_jobs(cfg: dict) -> list[ExplorationJob]:
 def check_active(cfg: dict, source: str = "config") -> None:
     """Checks the schema cannot express; raises :class:`ConfigError` naming the key."""
     al = cfg.get("active_learning") or {}
+    vmd = cfg.get("validation_md") or {}
+    if vmd.get("model") == "active":
+        if not al.get("enabled"):
+            raise ConfigError(f"{source}: validation_md.model = active needs active_learning.enabled")
+        if vmd.get("route") == "mliap":
+            raise ConfigError(f"{source}: validation_md.model = active runs a committee: route plugin, not mliap")
     if not al.get("enabled"):
         return
     where = f"{source}: active_learning"
