@@ -76,6 +76,16 @@ def test_bad_active_learning_block_fails_before_any_work(change, message):
         validate_config(raw, source="test", base_dir=ROOT)
 
 
+@pytest.mark.parametrize("active, route, message", [(False, "plugin", "needs active_learning.enabled"),
+                                                     (True, "mliap", "route plugin, not mliap")])
+def test_validating_the_final_committee_needs_the_loop_and_the_plugin(active, route, message):
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["active_learning"]["enabled"] = active
+    raw["validation_md"] = {"model": "active", "route": route}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(raw, source="test", base_dir=ROOT)
+
+
 def test_active_learning_needs_force_training():
     raw = yaml.safe_load(PRESET.read_text())
     raw["training"]["loss"] = {"energy": 1.0, "forces": 0.0}
@@ -189,6 +199,16 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     assert not last["converged"] and last["stop"] and last["reason"] == "max_iterations"
 
 
+def _rattled(rng, n, sigma, label=True):
+    """n rattled 32-atom Al lattices, labelled by EMT unless ``label`` is False."""
+    out = []
+    for _ in range(n):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        a.positions += rng.normal(0, sigma, a.positions.shape)
+        out.append(labelled(a, state_id="s") if label else a)
+    return out
+
+
 # --------------------------------------------------------------------------- held-out errors, warm start
 def test_committee_errors_against_the_ase_calculator(tmp_path):
     from meltpot.model.calculator import MeltpotCalculator
@@ -196,11 +216,7 @@ def test_committee_errors_against_the_ase_calculator(tmp_path):
 
     rng = np.random.default_rng(2)
     fs = make_featureset(["Al"])
-    frames = []
-    for _ in range(3):
-        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-        a.positions += rng.normal(0, 0.1, a.positions.shape)
-        frames.append(labelled(a))
+    frames = _rattled(rng, 3, 0.1)
     paths = []
     for seed in (1, 2):
         path = tmp_path / f"m{seed}.pt"
@@ -232,11 +248,7 @@ def test_heldout_set_is_the_initial_test_split_plus_test_files(tmp_path):
 
     rng = np.random.default_rng(4)
     cfg = _al_cfg()
-    frames = []
-    for k in range(10):
-        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-        a.positions += rng.normal(0, 0.08, a.positions.shape)
-        frames.append(labelled(a, state_id="s"))
+    frames = _rattled(rng, 10, 0.08)
     write_frames(tmp_path / "frames.extxyz", frames, format="extxyz")
     write_frames(tmp_path / "extra.extxyz", frames[:2], format="extxyz")
     cfg["split"] = {**cfg["split"], "by": "frame", "train": 0.6, "validation": 0.2, "test": 0.2, "holdout_states": []}
@@ -255,11 +267,7 @@ def test_train_init_starts_from_the_given_model_and_refuses_another_architecture
 
     rng = np.random.default_rng(1)
     fs = make_featureset(["Al"])
-    frames = []
-    for _ in range(2):
-        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-        a.positions += rng.normal(0, 0.08, a.positions.shape)
-        frames.append(labelled(a))
+    frames = _rattled(rng, 2, 0.08)
     start = random_model(fs, frames, seed=3, refs={"Al": -2.5})
     save_model(start, tmp_path / "start.pt", units="metal")
     fresh = random_model(fs, frames, seed=9, refs={"Al": -1.0})
@@ -293,12 +301,7 @@ def _committee(tmp_path, narrow_range=False):
 
     fs = make_featureset(["Al"])
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(2):
-        a = atoms.copy()
-        a.positions += rng.normal(0, 0.1, a.positions.shape)
-        frames.append(a)
+    frames = _rattled(np.random.default_rng(0), 2, 0.1, label=False)
     members = [random_model(fs, frames, seed=s, refs={"Al": -3.0}) for s in (21, 22)]
     G = AtomsDescriptor(fs).per_element(atoms if narrow_range else frames[0])
     lo = {el: g.min(0) - (0 if narrow_range else 10) for el, g in G.items()}
