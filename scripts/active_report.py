@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The al-active preset's results section of docs/results.md, written from its run folder.
+
+    python scripts/active_report.py results/al-active            # print the section
+    python scripts/active_report.py results/al-active --write    # replace it in docs/results.md
+    python scripts/active_report.py results/al-active --check    # exit 1 if docs/results.md differs
+
+The section sits between ``<!-- numbers:al-active -->`` and ``<!-- /numbers:al-active -->``. It
+reads the loop's table (active/iterations.csv), the exploration records of the last iteration,
+the validation comparison of the final committee against the EAM, the per-job timings, and the
+default config's state grid (the hand-designed data it is compared with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_numbers import _fmt, _json, _minutes, _stage_seconds, write_block  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- numbers:al-active -->", "<!-- /numbers:al-active -->"
+
+
+def hand_grid() -> tuple[int, int, int]:
+    """(states, frames, atom environments) the default config's sampling produces."""
+    from meltpot.config import load_config
+    from meltpot.sampling.grid import expand_states
+    from meltpot.sampling.labelling import unit_frame_counts
+
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    n_states = sum(len(u.steps) for u in expand_states(cfg))
+    frames = sum(unit_frame_counts(cfg).values())
+    return n_states, frames, frames * cfg["sampling"]["n_atoms"]
+
+
+def iteration_lines(run: Path) -> list[str]:
+    path = run / "active" / "iterations.csv"
+    if not path.exists():
+        return ["The loop has not finished yet."]
+    t = pd.read_csv(path)
+    lines = ["| iteration | frames in data | explored | accurate | candidates | kept out | failed runs | added | "
+             "held-out E RMSE (meV/atom) | held-out F RMSE (eV/Å), members / mean |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {r['iteration']} | {r['dataset_frames']} | {r['explored']} | {r['accurate']} | "
+                     f"{r['candidate']} ({100 * r['candidate_fraction']:.1f} %) | {r['kept_out']} | "
+                     f"{r['failed_runs']} of {r['runs']} | {r['added']} | {_fmt(1000 * r['test_energy_rmse'])} | "
+                     f"{_fmt(r['test_force_rmse'], 3)} / {_fmt(r['test_mean_force_rmse'], 3)} |")
+    last = t.iloc[-1]
+    n_atoms = _n_atoms(run)
+    states, frames, atoms = hand_grid()
+    labelled = int(t["dataset_frames"].iloc[-1])
+    lines += ["", f"The loop stopped after iteration {int(last['iteration'])} ({last['reason'].replace('_', ' ')}). "
+                  f"Its final data: {labelled} frames of {n_atoms} atoms ({labelled * n_atoms} atom environments), "
+                  f"{int(t['added'].sum())} of them labelled by the loop; the default run's {states} hand-designed "
+                  f"states hold {frames} frames of 256 atoms ({atoms} atom environments)."]
+    return lines
+
+
+def _n_atoms(run: Path) -> int:
+    index = pd.read_parquet(sorted((run / "active").glob("iter_*/dataset/index.parquet"))[-1])
+    return int(index["n_atoms"].median())
+
+
+def stability_lines(run: Path) -> list[str]:
+    its = sorted((run / "active").glob("iter_*/explore"))
+    if not its:
+        return []
+    recs = [json.loads(p.read_text()) for p in sorted(its[-1].glob("*/exploration.json"))]
+    parts = [f"{r['job']} {r['status']}" + (f" ({r['error'][:60]})" if r["error"] else "") for r in recs]
+    import yaml
+
+    ex = yaml.safe_load((run / "config.yaml").read_text())["active_learning"]["exploration"]
+    return ["", f"Exploration with the final committee ({its[-1].parent.name}; {ex['n_atoms']} atoms, the committee "
+                f"mean integrated; the heating ramp and the quench are 20 ps each): {', '.join(parts)}."]
+
+
+def validation_lines(run: Path) -> list[str]:
+    comp = _json(run / "md" / "validation" / "comparison" / "comparison.json")
+    table = run / "md" / "validation" / "comparison" / "comparison.csv"
+    if not comp or not table.exists():
+        return ["", "Validation MD: not run yet."]
+    t = pd.read_csv(table)
+    out = ["", f"Validation MD of the final committee against the EAM ({comp['n_replicas']} replicas per potential "
+               "and temperature; means ± standard deviation over replicas, Δ ± its standard error):", "",
+           "| T | quantity | EAM | committee | Δ | verdict |", "|---|---|---|---|---|---|"]
+    for _, r in t[t["quantity"].isin(["density", "pe_per_atom", "D", "gr_mse"])].iterrows():
+        ref = f"{r['reference']:.4g} ± {r['reference_std']:.2g}" if pd.notna(r["reference"]) else ""
+        mod = f"{r['model']:.4g} ± {r['model_std']:.2g}" if pd.notna(r["model"]) else ""
+        if r["quantity"] in ("D", "density") and pd.notna(r["reference"]):
+            delta = (f"{100 * r['model-reference'] / r['reference']:+.1f} % ± "
+                     f"{100 * r['model-reference_se'] / r['reference']:.1f} %")
+        elif pd.notna(r.get("model-reference")):
+            delta = f"{r['model-reference']:+.3g} ± {r['model-reference_se']:.2g}"
+        else:
+            delta = ""
+        out.append(f"| {r['condition']} | {r['quantity']} ({r['unit']}) | {ref} | {mod} | {delta} | "
+                   f"{r['model_verdict'] if pd.notna(r['model_verdict']) else ''} |")
+    out += ["", f"Overall: {'pass' if comp['pass'] else 'not passed'}."]
+    return out
+
+
+def timing_line(run: Path) -> str:
+    secs, span = _stage_seconds(run)
+    if not secs:
+        return ""
+
+    def total(pick):
+        return _minutes(sum(v for k, v in secs.items() if pick(k)))
+
+    return (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core machine "
+            f"(one job at a time, beside other work); job time: member training "
+            f"{total(lambda k: '/train_' in k)}, exploration {total(lambda k: '/explore_' in k)}, labelling "
+            f"{total(lambda k: k.endswith('/label'))}, validation MD {total(lambda k: k.startswith('md_validation'))}.")
+
+
+def section(run: Path) -> str:
+    lines = iteration_lines(run) + stability_lines(run) + validation_lines(run)
+    t = timing_line(run)
+    return "\n".join(lines + (["", t] if t else []))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="run folder, e.g. results/al-active")
+    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true")
+    g.add_argument("--check", action="store_true")
+    args = p.parse_args(argv)
+    text = section(args.run)
+    if not (args.write or args.check):
+        print(text)
+        return 0
+    return write_block(args.doc, START, END, text, args.check, "the al-active numbers", args.run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
