@@ -76,9 +76,12 @@ def stability_lines(run: Path) -> list[str]:
     parts = [f"{r['job']} {r['status']}" + (f" ({r['error'][:60]})" if r["error"] else "") for r in recs]
     import yaml
 
-    ex = yaml.safe_load((run / "config.yaml").read_text())["active_learning"]["exploration"]
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    ex = cfg["active_learning"]["exploration"]
+    ramps = ", ".join(f"{j['id']} {j['T_start']:g} → {j['T_stop']:g} K in {j['steps'] * cfg['md']['timestep']:g} ps"
+                      for j in ex["jobs"] if j["protocol"] == "ramp")
     return ["", f"Exploration with the final committee ({its[-1].parent.name}; {ex['n_atoms']} atoms, the committee "
-                f"mean integrated; the heating ramp and the quench are 20 ps each): {', '.join(parts)}."]
+                f"mean integrated; ramps: {ramps}): {', '.join(parts)}."]
 
 
 def validation_lines(run: Path) -> list[str]:
