@@ -40,7 +40,7 @@ rule all:
         f"{RUN}/selection/comparison/comparison.csv",
         *STABILITY,
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
-        *([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else []),
+        *([f"{NUCDIR}/ttt_fraction.csv", f"{NUCDIR}/rates.csv"] if NUC["enabled"] else []),
         *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
         *([f"{RUN}/active/iterations.csv"] if AL["enabled"] else []),
         f"{RUN}/manifest.json",

@@ -75,8 +75,10 @@ def _workdir(tmp_path):
 
 
 def _build(tmp_path, env, target, configfile, quiet=True):
-    """Run snakemake for one target with a config file in the work folder (stops the test on failure)."""
-    cmd = [str(BIN / "snakemake"), target, "--cores", "2", *(["--quiet", "rules"] if quiet else []),
+    """Run snakemake for one target (or a list of them) with a config file in the work folder (stops the
+    test on failure)."""
+    targets = [target] if isinstance(target, str) else list(target)
+    cmd = [str(BIN / "snakemake"), *targets, "--cores", "2", *(["--quiet", "rules"] if quiet else []),
            "--configfile", str(configfile)]
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -326,13 +328,14 @@ def test_killed_run_resumes_without_redoing_finished_rules(tmp_path):
 
 def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     """nucleation_md on a tiny EAM Al config: two replicas at one temperature (velocity seeds
-    only differ), CNA and solid-cluster tables per run, TTT tables timed from the isothermal start."""
+    only differ), CNA and solid-cluster tables per run, TTT tables timed from the isothermal start,
+    the rates table with every replica counted (crystallised or censored)."""
     env = _workdir(tmp_path)
     cfg, path = _default_config_file(tmp_path, "nuc.yaml", "nuc-tiny", nucleation_md={
         "enabled": True, "temperatures": [450], "replicas": 2, "n_atoms": 256, "melt_steps": 500,
         "quench_steps": 500, "production_steps": 1000, "dump_every": 100})
     target = "results/nuc-tiny/md/nucleation/ttt_fraction.csv"
-    _build(tmp_path, env, target, path)
+    _build(tmp_path, env, [target, "results/nuc-tiny/md/nucleation/rates.csv"], path)
     nuc = tmp_path / "results" / "nuc-tiny" / "md" / "nucleation"
     inputs = [(nuc / f"T450_r{r}" / "in.lammps").read_text() for r in (0, 1)]
     assert inputs[0] != inputs[1]
@@ -346,6 +349,16 @@ def test_nucleation_stage_runs_replicas_and_builds_ttt_tables(tmp_path):
     reached = runs["time"].dropna()
     assert (reached <= cna["time"].iloc[-1] - cna["time"].iloc[0] + 1e-9).all()   # from the isothermal start
     assert (nuc / "ttt_fraction.png").stat().st_size > 5000 and (nuc / "ttt_onset.csv").exists()
+    rates = pd.read_csv(nuc / "rates.csv")
+    assert len(rates) == 1 and rates["label"].iloc[0] == "reference" and rates["T"].iloc[0] == 450.0
+    r = rates.iloc[0]
+    assert r["replicas"] == 2 and r["events"] + r["censored"] + r["excluded"] == 2
+    assert 15.0 < r["volume"] / 256 < 20.0 and r["J_unit"] == "1e30 m^-3 s^-1"     # Å³ per atom of liquid Al
+    assert r["interval"] == ("upper bound" if r["events"] == 0 else "two-sided") and r["J_hi"] > 0
+    per_run = pd.read_csv(nuc / "rates_runs.csv")
+    assert len(per_run) == 2 and {"pathway_fcc", "pathway_hcp", "pathway_bcc"} <= set(per_run.columns)
+    assert (per_run["t_end"] <= cna["time"].iloc[-1] - cna["time"].iloc[0] + 1e-9).all()
+    assert (nuc / "rates.png").stat().st_size > 5000
     # a changed key under the same run_id: the previous config is kept, the change is named,
     # only the dependent rule reruns (the MD replicas are not redone)
     cfg["nucleation_md"]["level"] = 0.3

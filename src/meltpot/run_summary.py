@@ -163,6 +163,15 @@ def _nucleation(run: Path) -> list[str]:
     onset = run / "md" / "nucleation" / "ttt_onset.csv"
     if onset.exists():
         out += ["", "onset (largest solid cluster):", ""] + _table(pd.read_csv(onset))
+    rates = run / "md" / "nucleation" / "rates.csv"
+    if rates.exists():
+        df = pd.read_csv(rates)
+        cols = [c for c in ("label", "T", "replicas", "events", "censored", "tau", "tau_lo", "tau_hi", "J", "J_lo",
+                            "J_hi", "interval", "pathway_fcc", "pathway_hcp", "pathway_bcc") if c in df]
+        unit = df["J_unit"].dropna().iloc[0] if "J_unit" in df and df["J_unit"].notna().any() else "?"
+        tu = df["time_unit"].iloc[0] if "time_unit" in df and len(df) else "?"
+        out += ["", f"nucleation rates (censored replicas kept; τ in {tu}, J in {unit}; "
+                    f"pathway: CNA of the largest cluster at the onset):", ""] + _table(df[cols])
     return out
 
 

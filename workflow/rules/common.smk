@@ -228,6 +228,8 @@ STAGE_KEYS = {
                       "nucleation_md.n_atoms", "nucleation_md.melt_steps", "nucleation_md.quench_steps",
                       "nucleation_md.production_steps", "nucleation_md.dump_every", "nucleation_md.halt_pe_drop"),
     "nucleation_analysis": ("nucleation_md.level", "nucleation_md.onset_size"),
+    "nucleation_rates": ("units", "nucleation_md.potential", "nucleation_md.onset_size", "nucleation_md.rate_lag",
+                         "nucleation_md.rate_confidence"),
     "transport_md": ("seed", "units", "elements", "reference", "md", "transport_md.potential",
                      "transport_md.n_atoms", "transport_md.melt_steps", "transport_md.cool_steps",
                      "transport_md.equilibration_steps", "transport_md.production_steps", "transport_md.dump_every",

@@ -1,5 +1,6 @@
 # Nucleation stage (config nucleation_md): isothermal runs after a quench, replicas per
-# temperature, CNA and solid-cluster tables per run, TTT tables and plots over all runs.
+# temperature, CNA and solid-cluster tables per run, TTT tables and plots over all runs, and
+# nucleation rates with the replicas that did not crystallise counted as right-censored.
 
 
 rule md_nucleation:
@@ -78,3 +79,28 @@ rule nucleation_ttt:
         " --out {output.fraction}"
         " && meltpot analyze ttt {input.clusters} --pattern '{params.pattern}' --criterion cluster"
         " --size {params.size} --from-first-frame --out {output.onset}) > {log} 2>&1"
+
+
+rule nucleation_rates:
+    input:
+        stage=stage_config("nucleation_rates"),
+        clusters=[f"{NUCDIR}/analysis/clusters_{run}.csv" for run in NUC_RUNS],
+    output:
+        rates=report(f"{NUCDIR}/rates.csv", caption="../../report/rates.rst", category="5 nucleation"),
+        runs=f"{NUCDIR}/rates_runs.csv",
+        png=report(f"{NUCDIR}/rates.png", caption="../../report/rates.rst", category="5 nucleation"),
+    log:
+        f"{RUN}/logs/nucleation_rates.log",
+    params:
+        size=NUC["onset_size"],
+        lag=NUC["rate_lag"],
+        confidence=NUC["rate_confidence"],
+        units=CFG["units"],
+        label=NUC["potential"],
+        pattern=r"T(?P<T>[0-9.]+)_r(?P<replica>[0-9]+)",
+    conda:
+        ENV
+    shell:
+        "meltpot analyze rates {input.clusters} --pattern '{params.pattern}' --criterion cluster --size {params.size}"
+        " --lag {params.lag} --confidence {params.confidence} --units {params.units} --label {params.label}"
+        " --from-first-frame --out {output.rates} > {log} 2>&1"

@@ -110,7 +110,7 @@ rule manifest:
                                f"{RUN}/selection/agl/chosen.json", f"{RUN}/selection/comparison/comparison.csv"]
         + STABILITY
         + ([ML_POTENTIAL, f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else [])
-        + ([f"{NUCDIR}/ttt_fraction.csv"] if NUC["enabled"] else [])
+        + ([f"{NUCDIR}/ttt_fraction.csv", f"{NUCDIR}/rates.csv"] if NUC["enabled"] else [])
         + ([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
         summaries=[f"{RUN}/frames/{u}.summary.json" for u in UNITS],
     output:

@@ -9,7 +9,8 @@
 * Averaged Steinhardt parameters q̄_l (Lechner & Dellago 2008) with pyscal3
   (:func:`steinhardt`) and the OVITO cross-check (:func:`steinhardt_ovito`); histograms.
 * Solid-like atoms (ten Wolde–Frenkel bond criterion on q6, pyscal3 ``find_solids``) and
-  the largest solid cluster; a table of both vs time.
+  the largest solid cluster and its CNA composition (the nucleation pathway, :func:`cluster_cna`);
+  a table of these vs time.
 
 Lengths are Å (or σ in LJ units), times as in the trajectory: ``time = timestep × dt``
 when ``dt`` is given, else ``atoms.info["time"]`` if present, else the timestep itself.
@@ -109,6 +110,19 @@ def cna_fractions(classes: np.ndarray) -> dict[str, float]:
     out = {name: c / n for name, c in class_counts(classes).items()}
     out["crystalline"] = sum(out[c] for c in CRYSTALLINE)
     return out
+
+
+def cluster_cna(classes: np.ndarray, mask: np.ndarray, prefix: str = "cluster_") -> dict[str, float]:
+    """CNA composition of a group of atoms (e.g. the largest solid cluster): fraction of the
+    atoms in ``mask`` per class of ``CNA_CLASSES`` (keys ``prefix + class``, summing to 1);
+    NaN for every class when the group is empty."""
+    classes = np.asarray(classes)
+    mask = np.asarray(mask, dtype=bool)
+    if classes.shape != mask.shape:
+        raise MeltpotError(f"CNA classes ({classes.shape}) and atom mask ({mask.shape}) differ in length")
+    n = int(mask.sum())
+    counts = class_counts(classes[mask])
+    return {prefix + name: (counts[name] / n if n else float("nan")) for name in CNA_CLASSES}
 
 
 def rdf_first_minimum(frames: Atoms | Iterable[Atoms], r_max: float | None = None, bins: int = 200) -> float:
@@ -423,7 +437,8 @@ def _frames_with_progress(frames: Iterable[Atoms], progress: bool, total: int | 
 def tabulate(frames: Iterable[Atoms], row: Callable[[Atoms], dict], dt: float | None = None,
              transform: Callable[[Atoms], Atoms] | None = None, progress: bool = False,
              total: int | None = None, source: str = "frames", desc: str = "analysis") -> pd.DataFrame:
-    """One row per frame: ``frame``, ``timestep``, ``time``, ``n_atoms`` and ``row(atoms)``.
+    """One row per frame: ``frame``, ``timestep``, ``time``, ``n_atoms``, ``volume`` (of the
+    cell, Å³ or σ³; NaN without a cell) and ``row(atoms)``.
 
     Frames are processed one at a time (a generator is never held in memory); ``transform``
     (e.g. a :class:`Minimizer`) is applied first. A failing frame raises ``FrameError``
@@ -436,7 +451,8 @@ def tabulate(frames: Iterable[Atoms], row: Callable[[Atoms], dict], dt: float | 
         try:
             step, time = frame_time(atoms, i, dt)
             a = transform(atoms) if transform is not None else atoms
-            rows.append({"frame": i, "timestep": step, "time": time, "n_atoms": len(a)} | row(a))
+            volume = abs(float(a.cell.volume)) or float("nan")
+            rows.append({"frame": i, "timestep": step, "time": time, "n_atoms": len(a), "volume": volume} | row(a))
         except FrameError:
             raise
         except MeltpotError as exc:
@@ -454,13 +470,22 @@ def cna_table(frames: Iterable[Atoms], cutoff: float | None = None, **kwargs) ->
 
 
 def cluster_table(frames: Iterable[Atoms], cutoff: float | str = "adaptive", bonds: int | float = 6,
-                  threshold: float = 0.5, avgthreshold: float = 0.6, **kwargs) -> pd.DataFrame:
+                  threshold: float = 0.5, avgthreshold: float = 0.6, pathway: bool = True,
+                  **kwargs) -> pd.DataFrame:
     """Solid-like atoms vs time: ``n_solid``, ``solid_fraction``, ``largest_cluster`` (atoms),
-    ``second_cluster`` and ``n_clusters`` per frame (see :func:`find_solids`)."""
+    ``second_cluster`` and ``n_clusters`` per frame (see :func:`find_solids`).
+
+    ``pathway``: also the CNA composition of the largest cluster, ``cluster_other``,
+    ``cluster_fcc``, ``cluster_hcp``, ``cluster_bcc``, ``cluster_ico`` (fractions of its atoms;
+    adaptive CNA of the whole frame, so a small cluster's surface atoms, whose neighbours are
+    liquid, count as "other"; NaN without a cluster): :func:`cluster_cna`."""
     def row(a: Atoms) -> dict:
         r = find_solids(a, cutoff, bonds, threshold, avgthreshold)
-        return {"n_solid": r.n_solid, "solid_fraction": r.n_solid / len(a), "largest_cluster": r.largest_size,
-                "second_cluster": int(r.sizes[1]) if len(r.sizes) > 1 else 0, "n_clusters": len(r.sizes)}
+        out = {"n_solid": r.n_solid, "solid_fraction": r.n_solid / len(a), "largest_cluster": r.largest_size,
+               "second_cluster": int(r.sizes[1]) if len(r.sizes) > 1 else 0, "n_clusters": len(r.sizes)}
+        if pathway:
+            out.update(cluster_cna(cna(a) if r.largest.any() else np.zeros(len(a), np.int8), r.largest))
+        return out
 
     kwargs.setdefault("desc", "clusters")
     return tabulate(frames, row, **kwargs)

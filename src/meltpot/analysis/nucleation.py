@@ -7,7 +7,8 @@ frames around it; a criterion never met gives NaN with ``reached = False``.
 * :func:`first_passage`, :func:`onset_time` (largest solid cluster over a size),
   :func:`time_to_fraction` (thesis: 40 % crystalline atoms by CNA, fcc + hcp + bcc).
 * :func:`run_times` / :func:`ttt_table` / :func:`plot_ttt`: replicas at several
-  temperatures → T, mean, std, reached / replicas; TTT plot (T vs log time).
+  temperatures → T, mean, std, reached / replicas; TTT plot (T vs log time). Nucleation
+  rates with the censored replicas counted are in :mod:`meltpot.analysis.rates`.
 * :func:`enthalpy_drop`: the crystallisation drop of H(t).
 * :func:`analyze_ramp`: H(T) from a heating or cooling ramp → two linear branches, the
   transition (a jump: melting / crystallisation, with its latent heat; or a kink: glass
@@ -117,15 +118,12 @@ def time_to_fraction(t, fraction, level: float = 0.4, hold: float = 0.0) -> Pass
 
 
 # --------------------------------------------------------------------------- TTT
-def run_times(table: pd.DataFrame, criterion: str = "fraction", level: float = 0.4,
-              size: float = 100.0, hold: float = 0.0, source: str = "table") -> dict:
-    """Nucleation/crystallisation time of one run from its table (column ``time``).
-
-    ``criterion`` "fraction": time to ``level`` crystalline fraction (CNA columns);
-    "cluster": onset with the largest cluster over ``size`` atoms (``largest_cluster``).
-    Returns ``time``, ``reached`` and ``t_end`` (the last time: a lower bound when not
-    reached).
-    """
+def run_passage(table: pd.DataFrame, criterion: str = "fraction", level: float = 0.4,
+                size: float = 100.0, hold: float = 0.0, source: str = "table") -> tuple[Passage, np.ndarray]:
+    """The criterion's :class:`Passage` in one run's table and the table's times (column
+    ``time``). ``criterion`` "fraction": time to ``level`` crystalline fraction (CNA
+    columns); "cluster": onset with the largest cluster over ``size`` atoms
+    (``largest_cluster``); ``hold`` as in :func:`first_passage`. Errors name ``source``."""
     if "time" not in table:
         raise MeltpotError(f"{source}: no `time` column")
     t = table["time"].to_numpy(float)
@@ -140,6 +138,15 @@ def run_times(table: pd.DataFrame, criterion: str = "fraction", level: float = 0
             raise MeltpotError(f"criterion must be 'fraction' or 'cluster', got {criterion!r}")
     except MeltpotError as exc:
         raise MeltpotError(f"{source}: {exc}") from None
+    return p, t
+
+
+def run_times(table: pd.DataFrame, criterion: str = "fraction", level: float = 0.4,
+              size: float = 100.0, hold: float = 0.0, source: str = "table") -> dict:
+    """Nucleation/crystallisation time of one run from its table (:func:`run_passage`).
+    Returns ``time``, ``reached`` and ``t_end`` (the last time: a lower bound when not
+    reached)."""
+    p, t = run_passage(table, criterion, level, size, hold, source)
     return {"time": p.time, "reached": p.reached, "t_end": float(t[-1])}
 
 
@@ -207,17 +214,24 @@ def run_list(tables=(), index=None, pattern: str = RUN_PATTERN) -> list[tuple[fl
     return runs
 
 
+def read_run_table(path, T, replica, from_first_frame: bool = False) -> pd.DataFrame:
+    """One run's CSV table; ``from_first_frame``: times counted from its first row."""
+    path = Path(path)
+    if not path.exists():
+        raise MeltpotError(f"{path}: per-run table not found (T={T}, replica {replica})")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MeltpotError(f"{path}: not a CSV table (T={T}, replica {replica}): {exc}") from None
+    if from_first_frame and len(table) and "time" in table:
+        table["time"] = table["time"] - table["time"].iloc[0]
+    return table
+
+
 def ttt_from_files(runs, from_first_frame: bool = False, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(TTT table, per-run times) from the per-run CSV files of :func:`run_list` (keywords of
     :func:`run_times`); ``from_first_frame``: times counted from each table's first row."""
-    triples = []
-    for T, rep, path in runs:
-        if not path.exists():
-            raise MeltpotError(f"{path}: per-run table not found (T={T}, replica {rep})")
-        table = pd.read_csv(path)
-        if from_first_frame and len(table) and "time" in table:
-            table["time"] = table["time"] - table["time"].iloc[0]
-        triples.append((T, rep, table))
+    triples = [(T, rep, read_run_table(path, T, rep, from_first_frame)) for T, rep, path in runs]
     per_run = ttt_from_tables(triples, **kwargs)
     return ttt_table(per_run), per_run
 

@@ -5,8 +5,8 @@ trajectories and logs (:mod:`meltpot.analysis`). One module per command group, e
 * :mod:`.structure`: ``rdf``, ``sq`` (:mod:`meltpot.analysis.structure`);
 * :mod:`.dynamics`: ``msd``, ``viscosity``, ``interdiffusion``, ``arrhenius``
   (:mod:`meltpot.analysis.transport`, :mod:`meltpot.analysis.dynamics`);
-* :mod:`.order`: ``cna``, ``steinhardt``, ``clusters``, ``ttt`` (:mod:`meltpot.analysis.local_order`,
-  :mod:`meltpot.analysis.nucleation`);
+* :mod:`.order`: ``cna``, ``steinhardt``, ``clusters``, ``ttt``, ``rates``
+  (:mod:`meltpot.analysis.local_order`, :mod:`meltpot.analysis.nucleation`, :mod:`meltpot.analysis.rates`);
 * :mod:`.thermo`: ``enthalpy``, ``enthalpy-drop``, ``two-phase`` (:mod:`meltpot.analysis.thermo`).
 """
 

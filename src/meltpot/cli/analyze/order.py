@@ -1,9 +1,11 @@
-"""``meltpot analyze cna|steinhardt|clusters|ttt``: local order and nucleation
-(:mod:`meltpot.analysis.local_order`, :mod:`meltpot.analysis.nucleation`).
+"""``meltpot analyze cna|steinhardt|clusters|ttt|rates``: local order and nucleation
+(:mod:`meltpot.analysis.local_order`, :mod:`meltpot.analysis.nucleation`,
+:mod:`meltpot.analysis.rates`).
 
 Each trajectory command streams the frames of a LAMMPS dump or extxyz file, optionally minimises
 each frame first (``--minimize``: inherent structures), and writes a CSV table plus a PNG with the
-same stem. ``ttt`` turns per-run CSVs (one per temperature × replica) into the TTT table and plot.
+same stem. ``ttt`` turns per-run CSVs (one per temperature × replica) into the TTT table and plot;
+``rates`` into nucleation rates with censored replicas (several labelled sets side by side).
 """
 
 from __future__ import annotations
@@ -139,6 +141,41 @@ def cmd_ttt(args) -> int:
     return 0
 
 
+def cmd_rates(args) -> int:
+    from ...analysis.rates import labelled_runs, plot_survival, rates_from_files
+
+    run_defaults(args, [])  # --units: the --config's, else metal (the tables do not state them)
+    runs = labelled_runs(args.tables, args.index, args.runs or [], args.pattern, args.label)
+    rates, onsets = rates_from_files(runs, confidence=args.confidence, lag=args.lag, units=args.units,
+                                     criterion=args.criterion, size=args.size, level=args.level, hold=args.hold,
+                                     from_first_frame=args.from_first_frame, volume=args.volume)
+    out, png = output_paths(args.out)
+    runs_csv = out.with_name(out.stem + "_runs.csv")
+    rates.to_csv(out, index=False)
+    onsets.to_csv(runs_csv, index=False)
+    tu = rates["time_unit"].iloc[0]
+    plot_survival(onsets, rates, png, args.lag, args.confidence, time_label=f"time ({tu})", T_label=args.T_label)
+    for _, r in onsets[onsets["time"] <= args.lag].iterrows():
+        state = "crystallised" if r["observed"] else "ended"
+        print(f"note: {r['path']} {state} at {r['time']:g} {tu}, at or before the lag {args.lag:g}: "
+              "not at risk, left out of the rate")
+    for _, r in rates.iterrows():
+        head = f"{r['label']} T = {r['T']:g}: {r['events']}/{r['replicas']} crystallised"
+        if r["interval"] == "none":
+            print(f"{head}, no replica at risk after the lag")
+            continue
+        ci = f"{args.confidence:.0%}"
+        if r["interval"] == "upper bound":
+            print(f"{head}, k < {r['k_hi']:.4g} /{tu}, τ > {r['tau_lo']:.4g} {tu}, J < {r['J_hi']:.4g} "
+                  f"{r['J_unit']} ({ci} upper bound)")
+        else:
+            print(f"{head}, k = {r['k']:.4g} [{r['k_lo']:.4g}, {r['k_hi']:.4g}] /{tu}, τ = {r['tau']:.4g} {tu}, "
+                  f"J = {r['J']:.4g} [{r['J_lo']:.4g}, {r['J_hi']:.4g}] {r['J_unit']} ({ci}); naive mean of the "
+                  f"crystallised {r['naive_mean']:.4g} {tu}")
+    print(f"written {out}, {runs_csv}, {png}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("trajectory", help="LAMMPS text dump (.gz ok) or extxyz file")
@@ -162,7 +199,7 @@ def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Register ``cna``, ``steinhardt``, ``clusters`` and ``ttt`` on the ``analyze`` group."""
+    """Register ``cna``, ``steinhardt``, ``clusters``, ``ttt`` and ``rates`` on the ``analyze`` group."""
     c = command(subparsers, "cna", "common neighbour analysis (OVITO): class fractions vs time")
     _trajectory_args(c, "CNA fractions (other fcc hcp bcc ico crystalline)")
     c.add_argument("--cutoff", help="fixed cutoff (Å, e.g. the first minimum of g(r)) or 'auto' (that "
@@ -211,3 +248,41 @@ def add_commands(subparsers) -> None:
     t.add_argument("--time-label", default="time (ps)")
     t.add_argument("--T-label", default="T (K)")
     t.set_defaults(func=cmd_ttt)
+
+    r = command(subparsers, "rates", "nucleation rates from replica onsets with censoring: Kaplan–Meier survival, "
+                                     "k, τ = 1/k and J = k/V with chi-square intervals, CNA pathway of the "
+                                     "critical cluster")
+    r.add_argument("tables", nargs="*", help="per-run CSVs (from `clusters`; `cna` with --criterion fraction), "
+                                             "T and replica taken from the file name by --pattern, labelled --label")
+    r.add_argument("--runs", nargs="+", action="append", metavar=("LABEL", "TABLE"),
+                   help="one labelled set of per-run CSVs (repeatable: e.g. --runs reference … --runs model …, "
+                        "side by side in one table and plot)")
+    r.add_argument("--label", default="runs", help="label of the positional tables (e.g. reference, model)")
+    r.add_argument("--index", help="CSV with columns T, path and optionally replica, label (paths relative to it)")
+    r.add_argument("--pattern", default=RUN_PATTERN,
+                   help="regex with named groups T and replica, searched in file names")
+    r.add_argument("--criterion", choices=["cluster", "fraction"], default="cluster",
+                   help="onset: 'cluster': the largest solid cluster reaches --size (cluster tables); "
+                        "'fraction': --level crystalline fraction (CNA tables)")
+    r.add_argument("--size", type=float, default=100.0, help="onset cluster size (atoms)")
+    r.add_argument("--level", type=float, default=0.4, help="crystalline fraction of --criterion fraction")
+    r.add_argument("--hold", type=float, default=0.0, help="the criterion must hold this long (time units)")
+    r.add_argument("--lag", type=float, default=0.0,
+                   help="induction time t0 (time units): replicas still liquid at t0 are at risk, with times "
+                        "counted from t0; τ is then the mean waiting time after t0")
+    r.add_argument("--confidence", type=float, default=0.95,
+                   help="confidence level of the intervals and the survival band (a fraction)")
+    r.add_argument("--volume", type=float, default=None,
+                   help="liquid volume of every run (Å³ in metal/real units, σ³ in lj; default: each table's "
+                        "`volume` column, averaged up to the onset)")
+    r.add_argument("--units", choices=["lj", "metal", "real"], default=None,
+                   help="unit system of the tables (metal: ps, Å → J in 1e30 m⁻³ s⁻¹ and m⁻³ s⁻¹; real: fs, Å; "
+                        "lj: τ, σ → J in σ⁻³ τ⁻¹; default: the --config's units, else metal)")
+    add_config(r)
+    r.add_argument("--from-first-frame", action="store_true",
+                   help="measure times from each run's first frame (the start of the isothermal stage, when the "
+                        "dump starts there) instead of the time stored in the table")
+    r.add_argument("--out", required=True, help="rates CSV (one row per label and T); also <stem>_runs.csv (one row "
+                                                "per replica) and <stem>.png (survival curves, J(T))")
+    r.add_argument("--T-label", default="T (K)")
+    r.set_defaults(func=cmd_rates)
