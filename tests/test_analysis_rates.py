@@ -148,18 +148,6 @@ def test_kaplan_meier_hand_example():
     np.testing.assert_allclose(ra.survival(t, np.ones(4, bool))["survival"], [1, 0.75, 0.5, 0.25, 0.0])
 
 
-def test_kaplan_meier_agrees_with_lifelines():
-    lifelines = pytest.importorskip("lifelines")
-    w = np.random.default_rng(3).exponential(20.0, 30)
-    obs, t = w < 25.0, np.minimum(w, 25.0)
-    ours = ra.survival(t, obs).set_index("time")
-    kmf = lifelines.KaplanMeierFitter().fit(t, obs)
-    theirs = kmf.survival_function_.iloc[:, 0]
-    np.testing.assert_allclose(ours.loc[theirs.index, "survival"], theirs.to_numpy(), rtol=1e-12)
-    ci = kmf.confidence_interval_survival_function_
-    np.testing.assert_allclose(ours.loc[ci.index, "lower"], ci.iloc[:, 0].to_numpy(), rtol=1e-6)
-
-
 # --------------------------------------------------------------------------- pathway
 def stacked(seq: str, a: float = 2.86, n=(6, 6)) -> Atoms:
     """Close-packed layers in the order ``seq`` (A, B, C positions; periodic along z),
