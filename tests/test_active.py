@@ -341,6 +341,25 @@ def test_exploration_stopped_by_the_extrapolation_limit_is_failed_and_keeps_its_
     assert len(frames) == rec["frames"] and all(f.info["step"] <= rec["steps_run"] for f in frames)
 
 
+def test_exploration_halted_by_the_force_deviation_is_failed_at_the_first_line_above(tmp_path, plugin):
+    from meltpot.active.explore import explore
+    from meltpot.model.committee import read_deviation
+
+    _, path = _committee(tmp_path)
+    free = explore(_explore_cfg(), "fcc", path, plugin, tmp_path / "free")
+    devi = read_deviation(tmp_path / "free" / "model_devi.out")
+    halt = float(devi["max_devi_f"].iloc[3]) * 0.999      # the 4th line (step 30) is the first above, or earlier
+    first = int(devi.loc[devi["max_devi_f"] > halt, "step"].iloc[0])
+    rec = explore(_explore_cfg(halt_deviation=halt), "fcc", path, plugin, tmp_path / "halted")
+    assert free["status"] == "ok" and rec["status"] == "failed" and rec["steps_run"] == first < 60
+    frames = read_frames(tmp_path / "halted" / "frames.extxyz")
+    # LAMMPS halts before it dumps the step that crossed: the frames before it
+    assert [f.info["step"] for f in frames] == list(range(0, first, 10))
+    # the same trajectory up to the halt (same seeds): the same deviations
+    np.testing.assert_allclose([f.info["max_devi_f"] for f in frames],
+                               devi.loc[devi["step"] < first, "max_devi_f"], rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- the loop through Snakemake
 @pytest.mark.slow
 def test_two_iterations_through_snakemake_resume_after_a_stop(tmp_path):

@@ -3,7 +3,8 @@
 The committee export runs in the ``meltpot`` pair style, which integrates the committee mean and
 writes the deviation (``model_devi.out``: max/min/mean σ_F over atoms, σ_E per atom, atoms
 extrapolating) every ``exploration.every`` steps, the dump interval. A run that LAMMPS stops
-(atoms lost, non-finite energies, …) counts as failed: the frames it dumped before are kept.
+(atoms lost, non-finite energies, more atoms extrapolating than ``extrapolation_limit``, a max
+force deviation above ``halt_deviation``) counts as failed: the frames it dumped before are kept.
 
 Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``dump*.lammpstrj``,
 ``model_devi.out``, ``summary.json``), ``frames.extxyz`` (every dumped frame, positions only,
@@ -70,6 +71,12 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
     pot = Potential.meltpot_plugin(plugin, committee, cfg["elements"], device=device, units=cfg["units"],
                                    masses=cfg["reference"].get("masses"), deviation=(every, DEVIATION_FILE),
                                    extrapolation_limit=cfg["active_learning"]["exploration"]["extrapolation_limit"])
+    halt = cfg["active_learning"]["exploration"]["halt_deviation"]
+    if halt is not None:      # the pair style's last deviation line: compute pair meltpot, element 3 = max σ_F
+        pot.post_commands += ["compute meltpot_devi all pair meltpot",
+                              "variable meltpot_max_devi_f equal c_meltpot_devi[3]",
+                              f"fix meltpot_devi_halt all halt {every} v_meltpot_max_devi_f > {float(halt)!r} "
+                              "error hard message yes"]
     error = None
     try:
         summary = run_protocol(run_cfg, job.protocol, out, potential=pot, progress_every=progress_every)
