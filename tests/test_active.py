@@ -47,7 +47,8 @@ def test_exploration_jobs_expand_lists_and_carry_md_overrides():
     liq, heat = jobs[1], jobs[2]
     assert liq.protocol == "npt" and liq.T == 2.0 and liq.P == 1.0
     assert liq.overrides["protocols.npt.T"] == 2.0 and liq.overrides["protocols.npt.production_steps"] == 200
-    assert liq.overrides["run.dump_every"] == 20 == cfg["active_learning"]["exploration"]["every"]
+    assert liq.overrides["run.thermo_every"] == 20 == cfg["active_learning"]["exploration"]["every"]
+    assert liq.overrides["run.dump_every"] == 0          # explore.py dumps every stage itself
     # the ramp's rate gives exactly `steps` steps at the config's timestep
     from meltpot.md.protocols import ramp_steps
 
@@ -321,10 +322,10 @@ def test_exploration_deviation_equals_the_python_committee_on_the_dumped_frames(
     committee = Committee(members)
     for fr in frames[1:]:        # (step 0: the perfect lattice, zero forces by symmetry)
         ref = committee.deviation(fr)
-        # the dump's positions have 6 significant digits: 1e-4 relative agreement
-        assert fr.info["max_devi_f"] == pytest.approx(ref["max_devi_f"], rel=1e-3)
-        assert fr.info["avg_devi_f"] == pytest.approx(ref["avg_devi_f"], rel=1e-3)
-        assert fr.info["devi_e"] == pytest.approx(ref["devi_e"], rel=1e-3, abs=1e-9)
+        # the dump's positions have 12 significant digits
+        assert fr.info["max_devi_f"] == pytest.approx(ref["max_devi_f"], rel=1e-7)
+        assert fr.info["avg_devi_f"] == pytest.approx(ref["avg_devi_f"], rel=1e-7)
+        assert fr.info["devi_e"] == pytest.approx(ref["devi_e"], rel=1e-6, abs=1e-12)
         assert fr.info["iteration"] == 3 and fr.info["state_id"] == "fcc" and fr.calc is None
     assert frames[1].info["max_devi_f"] > 0
 

@@ -6,7 +6,8 @@ extrapolating) every ``exploration.every`` steps, the dump interval. A run that 
 (atoms lost, non-finite energies, more atoms extrapolating than ``extrapolation_limit``, a max
 force deviation above ``halt_deviation``) counts as failed: the frames it dumped before are kept.
 
-Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``dump*.lammpstrj``,
+Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``explore.lammpstrj``: every
+stage dumped at the deviation interval,
 ``model_devi.out``, ``summary.json``), ``frames.extxyz`` (every dumped frame, positions only,
 tagged with the job and its deviation) and ``exploration.json`` (status, frames, steps/s, the
 pair style's extrapolation warnings).
@@ -22,11 +23,13 @@ import numpy as np
 
 from ..errors import ConfigError, FrameError
 from ..md.runner import MDError
+from ..seeds import derive_seed
 from .settings import exploration_jobs
 
 log = logging.getLogger(__name__)
 
 DEVIATION_FILE = "model_devi.out"
+DUMP_FILE = "explore.lammpstrj"
 
 
 def find_job(cfg: dict, job_id: str):
@@ -36,17 +39,18 @@ def find_job(cfg: dict, job_id: str):
     return jobs[job_id]
 
 
-def _dumped_frames(out_dir: Path) -> list:
-    """The frames of the run's dump files (a frame cut short by a failed run is left out)."""
+def _dumped_frames(path: Path) -> list:
+    """The frames of the exploration dump (a frame cut short by a failed run is left out)."""
     from ..analysis.trajectory import iter_frames
 
     frames = []
-    for path in sorted(out_dir.glob("dump*.lammpstrj")):
-        try:
-            for atoms in iter_frames(path):
-                frames.append(atoms)
-        except FrameError as exc:   # the last frame of a run stopped while dumping
-            log.warning("%s: stopped reading at a broken frame (%s)", path, exc)
+    if not path.exists():
+        return frames
+    try:
+        for atoms in iter_frames(path):
+            frames.append(atoms)
+    except FrameError as exc:   # the last frame of a run stopped while dumping
+        log.warning("%s: stopped reading at a broken frame (%s)", path, exc)
     return frames
 
 
@@ -64,13 +68,20 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
     job = find_job(cfg, job_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("dump*.lammpstrj"), out / DEVIATION_FILE]:
+    for stale in [out / DUMP_FILE, out / DEVIATION_FILE]:
         stale.unlink(missing_ok=True)   # a rerun must not read an earlier attempt's frames
     run_cfg = apply_overrides(cfg, job.protocol, job.override_args())
+    # each job and iteration its own velocities (the protocol's seed would repeat across jobs)
+    run_cfg["seed"] = derive_seed(cfg["seed"], "active", int(iteration), job.id)
     every = cfg["active_learning"]["exploration"]["every"]
     pot = Potential.meltpot_plugin(plugin, committee, cfg["elements"], device=device, units=cfg["units"],
                                    masses=cfg["reference"].get("masses"), deviation=(every, DEVIATION_FILE),
                                    extrapolation_limit=cfg["active_learning"]["exploration"]["extrapolation_limit"])
+    # one dump over every stage (melting and cooling too: where a young committee fails first), at
+    # the deviation interval
+    pot.post_commands += [f"dump meltpot_explore all custom {every} {DUMP_FILE} id type element x y z",
+                          f"dump_modify meltpot_explore sort id element {' '.join(cfg['elements'])} "
+                          "format float %.12g"]
     halt = cfg["active_learning"]["exploration"]["halt_deviation"]
     if halt is not None:      # the pair style's last deviation line: compute pair meltpot, element 3 = max σ_F
         pot.post_commands += ["compute meltpot_devi all pair meltpot",
@@ -86,7 +97,7 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
         summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     devi_path = out / DEVIATION_FILE
     devi = read_deviation(devi_path) if devi_path.exists() and devi_path.stat().st_size else None
-    frames = _dumped_frames(out)
+    frames = _dumped_frames(out / DUMP_FILE)
     by_step = {} if devi is None else {int(r.step): r for r in devi.itertuples()}
     kept = []
     for atoms in frames:

@@ -9,8 +9,8 @@ variables; it expands to one job per combination:
   liquid``, ``T_start > T_stop``) over ``steps``, for each ``P``.
 
 A job's id is the entry's id, with ``_T<T>`` and ``_P<P>`` added for each list of more than one
-value. The deviation and the dump share one interval (``exploration.every`` steps), so every
-dumped frame has its deviation line.
+value. The deviation and the exploration's dump (every stage, melting included) share one
+interval (``exploration.every`` steps), so every dumped frame has its deviation line.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def exploration_jobs(cfg: dict) -> list[ExplorationJob]:
     for entry in ex["jobs"]:
         protocol, phase = entry["protocol"], entry.get("phase", "liquid")
         Ps = _values(entry.get("P", 0.0))
-        common = {"run.n_atoms": ex["n_atoms"], "run.dump_every": ex["every"], "run.thermo_every": ex["every"],
+        # the exploration writes its own dump over all stages (explore.py): no production dump
+        common = {"run.n_atoms": ex["n_atoms"], "run.dump_every": 0, "run.thermo_every": ex["every"],
                   "run.pressure_every": 0, "run.melt_steps": ex["melt_steps"], "run.cool_steps": ex["cool_steps"],
                   "run.melt_temperature": ex["melt_temperature"], f"protocols.{protocol}.phase": phase,
                   f"protocols.{protocol}.equilibration_steps": entry.get("equilibration_steps", 0)}
