@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.meltpot-installed
 CORES  ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: run test test-fast test-mliap venv dft clean-results
+.PHONY: run test test-fast test-mliap venv dft slurm clean-results
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ test: $(STAMP)
 # for users (their tests skip without it); CI installs it and runs the DFT tests.
 dft: $(STAMP)
 	scripts/install_dft.sh $(BIN)/python
+
+# Slurm and munge (Debian packages, root) for the real-Slurm tests (tests/test_slurm.py); they start
+# a single-node cluster on localhost with scripts/slurm_local.sh and stop it after. Optional for
+# users (the tests skip without it); CI installs it.
+slurm:
+	scripts/slurm_local.sh install
 
 test-fast: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not slow"

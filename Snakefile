@@ -15,12 +15,15 @@ include: "workflow/rules/lammps.smk"
 include: "workflow/rules/nucleation.smk"
 include: "workflow/rules/transport.smk"
 include: "workflow/rules/active.smk"
+include: "workflow/rules/cluster.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
 localrules: run_config, stage_config
 
 
 onstart:
+    # a Slurm run: failing status queries end it within a bounded time (workflow/rules/cluster.smk)
+    start_cluster_guards()
     # a changed config under an existing run_id: keep the previous one (config_history/) and say
     # which keys changed; the stages that depend on them rerun in place
     from meltpot.config_history import archive_if_changed

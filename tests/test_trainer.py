@@ -27,7 +27,8 @@ from meltpot.reference import MDSegment
 from meltpot.reference.lammps_engine import LammpsEngine
 from meltpot.train.data import EnergyDataset, ForceDataset
 from meltpot.train.settings import TrainSettings
-from meltpot.train.trainer import Trainer, TrainingError, build_optimizer, param_groups, prepare_model
+from meltpot.train.trainer import (Trainer, TrainingError, build_optimizer, param_groups, prepare_model,
+                                   require_device)
 
 STATES = [(300, 4.05), (700, 4.10), (1000, 4.14), (1400, 4.20)]  # (T in K, lattice constant in Å)
 
@@ -365,3 +366,13 @@ def test_cli_refuses_a_cache_of_another_feature_set(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "computed with feature set tiny" in err and "trains on other" in err and "recompute" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device exists here")
+def test_cuda_without_a_device_stops_with_the_reason(monkeypatch):
+    """A GPU slot without a device (a Slurm job's CUDA_VISIBLE_DEVICES=0 on a CPU node) names the cause."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(TrainingError, match=r"training.device = cuda, but torch sees no CUDA device "
+                                            r"\(torch .*; CUDA_VISIBLE_DEVICES=0\)"):
+        require_device("cuda")
+    require_device("cpu")

@@ -73,7 +73,7 @@ def prepare_training(cfg: dict, cache_path, index_path, splits_path, *, derivati
     from ..seeds import derive_seed
     from .data import EnergyDataset, ForceDataset
     from .settings import TrainSettings
-    from .trainer import prepare_model
+    from .trainer import prepare_model, require_device
 
     t_start = time.perf_counter()
     fs = load_run_featureset(cfg)
@@ -88,6 +88,7 @@ def prepare_training(cfg: dict, cache_path, index_path, splits_path, *, derivati
     elif tcfg.get("seed") is None:
         overrides["seed"] = derive_seed(cfg["seed"], "train")
     settings = TrainSettings.from_config(tcfg, **overrides)
+    require_device(settings.device)
 
     index_path = Path(index_path)
     index = read_index(index_path)

@@ -53,6 +53,20 @@ class TrainingError(MeltpotError):
     """Training cannot go on (non-finite loss, unusable data or checkpoint)."""
 
 
+def require_device(device: str) -> None:
+    """Fail with the reason when ``device`` is a GPU that torch cannot see (a CPU-only torch, a
+    node without a GPU, or a Slurm job whose GPU request gave it none)."""
+    if str(device).split(":")[0] != "cuda" or torch.cuda.is_available():
+        return
+    import os
+
+    built = torch.version.cuda or "no"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    raise TrainingError(f"training.device = {device}, but torch sees no CUDA device (torch {torch.__version__}, "
+                        f"built with CUDA: {built}; CUDA_VISIBLE_DEVICES={visible}): run on a GPU node with a "
+                        "CUDA torch, or set training.device: cpu")
+
+
 # ----------------------------------------------------------------------------- model set-up
 def init_weights(model, seed: int) -> None:
     """Glorot-uniform weights and zero biases for every element network, drawn from a
@@ -297,6 +311,7 @@ class Trainer:
                  monitor: Callable | str | None = None, after_step: Callable | None = None,
                  penalty: Callable | None = None):
         self.settings = settings
+        require_device(settings.device)
         self.device = torch.device(settings.device)
         self.dtype = settings.torch_dtype
         self.model = model.to(device=self.device, dtype=self.dtype)
