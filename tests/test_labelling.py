@@ -157,3 +157,49 @@ def test_aimd_liquid_is_melted_by_the_sampler_and_run_by_the_reference(tmp_path)
     frac = d @ np.linalg.inv(cell)
     d = (frac - np.round(frac)) @ cell
     assert np.linalg.norm(d, axis=-1).min(axis=1).mean() > 0.5
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # EMT on two atoms at one site
+def test_label_run_reuses_earlier_labels_of_the_same_frames_only(tmp_path):
+    """`meltpot label run --reuse FILE` takes an earlier labelled file (its dropped frames listed in
+    the report beside it) when the frames are the same; other frames are computed afresh."""
+    import json
+
+    import yaml
+
+    from meltpot.cli import main
+    from meltpot.data.io import write_frames
+
+    cfg = _cfg()
+    cfg.pop("_base_dir", None)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 1, 1))
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        a.info.update(state_id="s", sampled_index=k, sampled_from="x")
+        frames.append(a)
+    frames[1].positions[1] = frames[1].positions[0]          # dropped: EMT's energy is not finite
+    write_frames(tmp_path / "chunk_000.extxyz", frames)
+    first = tmp_path / "first"
+    first.mkdir()
+    args = ["label", "run", str(tmp_path / "c.yaml"), "--frames", str(tmp_path / "chunk_000.extxyz"), "--no-progress"]
+    assert main([*args, "--out", str(first / "chunk_000.extxyz"), "--report", str(first / "chunk_000.json")]) == 0
+    assert json.loads((first / "chunk_000.json").read_text())["dropped"] == 1
+    # the same frames: taken from the earlier file, equal labels, the dropped frame still listed
+    assert main([*args, "--out", str(tmp_path / "again.extxyz"), "--report", str(tmp_path / "again.json"),
+                 "--reuse", str(first / "chunk_000.extxyz")]) == 0
+    rep = json.loads((tmp_path / "again.json").read_text())
+    assert rep["reused_from"] == str(first / "chunk_000.extxyz") and rep["dropped_frames"][0]["frame"] == 1
+    a, b = read_frames(first / "chunk_000.extxyz"), read_frames(tmp_path / "again.extxyz")
+    assert [f.get_potential_energy() for f in a] == [f.get_potential_energy() for f in b]
+    # other positions: recomputed (no reused_from), labels of the moved frame differ
+    frames[2].positions[0] += 0.1
+    write_frames(tmp_path / "chunk_000.extxyz", frames)
+    assert main([*args, "--out", str(tmp_path / "new.extxyz"), "--report", str(tmp_path / "new.json"),
+                 "--reuse", str(first / "chunk_000.extxyz")]) == 0
+    assert "reused_from" not in json.loads((tmp_path / "new.json").read_text())
+    c = read_frames(tmp_path / "new.extxyz")
+    assert c[0].get_potential_energy() == a[0].get_potential_energy()
+    assert c[1].get_potential_energy() != a[1].get_potential_energy()

@@ -44,6 +44,15 @@ if LABEL["enabled"]:
     LABELLED_FILES = [f"{LABEL_DIR}/labelled/chunk_{k}.extxyz" for k in LABEL_CHUNKS]
 else:
     LABELLED_FILES = SAMPLED_FILES
+
+
+def label_reuse_arg(chunk):
+    """--reuse FILE of a labelling chunk when labelling.reuse names a folder of earlier labels."""
+    if not LABEL.get("reuse"):
+        return ""
+    folder = Path(LABEL["reuse"])
+    folder = folder if folder.is_absolute() else Path(CFG["_base_dir"]) / folder
+    return f"--reuse {folder / f'chunk_{chunk}.extxyz'}"
 FRAME_FILES = LABELLED_FILES + AIMD_FILES + [f"{RUN}/frames/import_{i}.extxyz" for i in IMPORTS]
 
 # descriptors: the cache is named after the feature set; a feature-set file is an input

@@ -39,6 +39,8 @@ if LABEL["enabled"]:
             runtime=240,
         conda:
             ENV
+        params:
+            reuse=lambda wc: label_reuse_arg(wc.chunk),
         shell:
             "OMP_NUM_THREADS=1 meltpot label run {input.config} --frames {input.chunk} --out {output.frames}"
-            " --report {output.report} --no-progress > {log} 2>&1"
+            " --report {output.report} {params.reuse} --no-progress > {log} 2>&1"

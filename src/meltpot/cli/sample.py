@@ -27,6 +27,9 @@ def add_commands(sub) -> None:
     r.add_argument("--frames", required=True, help="frames to label (any format meltpot reads)")
     r.add_argument("--out", required=True, help="labelled frames (extxyz)")
     r.add_argument("--report", help="JSON: frames labelled and dropped (with the reason), wall time per frame")
+    r.add_argument("--reuse", help="an earlier labelled file of these frames (e.g. from labelling.reuse): taken "
+                                   "when its frames are these (species, cell, positions), else ignored and "
+                                   "recomputed (default: always compute)")
     add_progress(r)
     r.set_defaults(func=cmd_label_run)
 
@@ -87,15 +90,20 @@ def cmd_label_run(args) -> int:
     from ..data.io import read_frames, write_frames
     from ..manifest import write_json
     from ..reference import make_engine
-    from ..sampling.labelling import label_frames
+    from ..sampling.labelling import label_frames, reusable_labels
 
     cfg = load_config(args.config)
     out = Path(args.out)
     ref = dict(cfg["reference"], base_dir=cfg.get("_base_dir"))
     engine = make_engine(ref, cfg["elements"], cfg["units"], workdir=out.with_name(f".{out.name}.dft"))
     frames = read_frames(args.frames)
-    labelled, dropped, timing = label_frames(frames, engine, on_error=cfg["labelling"]["on_error"],
-                                             progress=not args.no_progress, source=str(args.frames))
+    earlier = reusable_labels(frames, args.reuse) if args.reuse else None
+    if earlier is not None:
+        labelled, dropped, timing = earlier
+        print(f"{out}: the labels of {args.reuse} are these frames': taken, not recomputed")
+    else:
+        labelled, dropped, timing = label_frames(frames, engine, on_error=cfg["labelling"]["on_error"],
+                                                 progress=not args.no_progress, source=str(args.frames))
     tmp = out.with_name(f".{out.name}.partial")
     if labelled:
         write_frames(tmp, labelled, format="extxyz")

@@ -194,3 +194,37 @@ def label_frames(frames: Sequence[Atoms], engine, on_error: str = "fail", progre
     log.info("%s: %d of %d frames labelled in %.1f s (%.1f s per frame)", source, len(labelled), len(frames),
              wall, timing["s_per_frame"])
     return labelled, dropped, timing
+
+
+def reusable_labels(frames: Sequence[Atoms], path, tol: float = 1e-6):
+    """(labelled, dropped, timing) from an earlier labelled file of the same frames, or None.
+
+    The file is taken when it holds every frame of ``frames`` in order, or all but frames its
+    report (``<file>.json`` beside it, as ``meltpot label run --report`` writes) lists as
+    dropped, with the same species, cell and positions (to ``tol`` Å): expensive DFT labels kept
+    (e.g. in the repository) serve a rerun. Anything else returns None (and says why in the log)."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        log.info("no earlier labels at %s: computing", path)
+        return None
+    report_path = path.with_suffix(".json")
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    dropped = report.get("dropped_frames", [])
+    skip = {int(d["frame"]) for d in dropped}
+    earlier = read_frames(path) if path.stat().st_size else []
+    kept = [a for k, a in enumerate(frames) if k not in skip]
+    if len(earlier) != len(kept):
+        log.info("%s holds %d frames, the chunk %d: computing", path, len(earlier), len(kept))
+        return None
+    for k, (a, b) in enumerate(zip(kept, earlier)):
+        same = (len(a) == len(b) and np.array_equal(a.numbers, b.numbers)
+                and np.allclose(a.cell.array, b.cell.array, atol=tol, rtol=0)
+                and np.allclose(a.positions, b.positions, atol=tol, rtol=0))
+        if not same:
+            log.info("%s frame %d is not the chunk's frame: computing", path, k)
+            return None
+    timing = {key: report.get(key) for key in ("frames", "labelled", "dropped", "wall_s", "s_per_frame")}
+    timing["reused_from"] = str(path)
+    return earlier, dropped, timing
