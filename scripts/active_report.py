@@ -100,10 +100,12 @@ def validation_lines(run: Path) -> list[str]:
             delta = (f"{100 * r['model-reference'] / r['reference']:+.1f} % ± "
                      f"{100 * r['model-reference_se'] / r['reference']:.1f} %")
         elif pd.notna(r.get("model-reference")):
-            delta = f"{r['model-reference']:+.3g} ± {r['model-reference_se']:.2g}"
+            se = r["model-reference_se"]
+            delta = f"{r['model-reference']:+.3g}" + (f" ± {se:.2g}" if pd.notna(se) else "")
         else:
             delta = ""
-        out.append(f"| {r['condition']} | {r['quantity']} ({r['unit']}) | {ref} | {mod} | {delta} | "
+        unit = f" ({r['unit']})" if isinstance(r["unit"], str) else ""
+        out.append(f"| {r['condition']} | {r['quantity']}{unit} | {ref} | {mod} | {delta} | "
                    f"{r['model_verdict'] if pd.notna(r['model_verdict']) else ''} |")
     out += ["", f"Overall: {'pass' if comp['pass'] else 'not passed'}."]
     return out
@@ -118,7 +120,7 @@ def timing_line(run: Path) -> str:
         return _minutes(sum(v for k, v in secs.items() if pick(k)))
 
     return (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core machine "
-            f"(one job at a time, beside other work); job time: member training "
+            f"(two jobs at a time); job time: member training "
             f"{total(lambda k: '/train_' in k)}, exploration {total(lambda k: '/explore_' in k)}, labelling "
             f"{total(lambda k: k.endswith('/label'))}, validation MD {total(lambda k: k.startswith('md_validation'))}.")
 
@@ -138,6 +140,15 @@ def main(argv=None) -> int:
     g.add_argument("--check", action="store_true")
     args = p.parse_args(argv)
     text = section(args.run)
+    if args.write:      # the loop's table and plots, and the comparison, beside the text
+        import shutil
+
+        out = ROOT / "docs" / "results"
+        for src, name in (("active/iterations.csv", "iterations.csv"), ("active/deviation_hist.png", "deviation-hist.png"),
+                          ("active/rmse_vs_frames.png", "rmse-vs-frames.png"),
+                          ("md/validation/comparison/comparison.csv", "validation-comparison.csv")):
+            if (args.run / src).exists():
+                shutil.copyfile(args.run / src, out / f"al-active-{name}")
     if not (args.write or args.check):
         print(text)
         return 0
