@@ -13,7 +13,6 @@ default config's state grid (the hand-designed data it is compared with).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_numbers import _fmt, _json, _minutes, _stage_seconds, write_block  # noqa: E402
+from readme_numbers import _fmt, _json, _minutes, results_section_main, span_sentence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- numbers:al-active -->", "<!-- /numbers:al-active -->"
@@ -112,17 +111,16 @@ def validation_lines(run: Path) -> list[str]:
 
 
 def timing_line(run: Path) -> str:
-    secs, span = _stage_seconds(run)
+    secs, head = span_sentence(run)
     if not secs:
         return ""
 
     def total(pick):
         return _minutes(sum(v for k, v in secs.items() if pick(k)))
 
-    return (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core machine "
-            f"(two jobs at a time); job time: member training "
-            f"{total(lambda k: '/train_' in k)}, exploration {total(lambda k: '/explore_' in k)}, labelling "
-            f"{total(lambda k: k.endswith('/label'))}, validation MD {total(lambda k: k.startswith('md_validation'))}.")
+    return (f"{head}; job time: member training {total(lambda k: '/train_' in k)}, exploration "
+            f"{total(lambda k: '/explore_' in k)}, labelling {total(lambda k: k.endswith('/label'))}, validation MD "
+            f"{total(lambda k: k.startswith('md_validation'))}.")
 
 
 def section(run: Path) -> str:
@@ -131,28 +129,21 @@ def section(run: Path) -> str:
     return "\n".join(lines + (["", t] if t else []))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="run folder, e.g. results/al-active")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--write", action="store_true")
-    g.add_argument("--check", action="store_true")
-    args = p.parse_args(argv)
-    text = section(args.run)
-    if args.write:      # the loop's table and plots, and the comparison, beside the text
-        import shutil
+def copy_figures(run: Path) -> None:
+    """The loop's table and plots, and the validation comparison, into docs/results/ (al-active-*)."""
+    import shutil
 
-        out = ROOT / "docs" / "results"
-        for src, name in (("active/iterations.csv", "iterations.csv"), ("active/deviation_hist.png", "deviation-hist.png"),
-                          ("active/rmse_vs_frames.png", "rmse-vs-frames.png"),
-                          ("md/validation/comparison/comparison.csv", "validation-comparison.csv")):
-            if (args.run / src).exists():
-                shutil.copyfile(args.run / src, out / f"al-active-{name}")
-    if not (args.write or args.check):
-        print(text)
-        return 0
-    return write_block(args.doc, START, END, text, args.check, "the al-active numbers", args.run)
+    out = ROOT / "docs" / "results"
+    for src, name in (("active/iterations.csv", "iterations.csv"), ("active/deviation_hist.png", "deviation-hist.png"),
+                      ("active/rmse_vs_frames.png", "rmse-vs-frames.png"),
+                      ("md/validation/comparison/comparison.csv", "validation-comparison.csv")):
+        if (run / src).exists():
+            shutil.copyfile(run / src, out / f"al-active-{name}")
+
+
+def main(argv=None) -> int:
+    return results_section_main(argv, __doc__.splitlines()[0], "results/al-active", START, END, section,
+                                "the al-active numbers", on_write=copy_figures)
 
 
 if __name__ == "__main__":

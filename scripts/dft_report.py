@@ -13,7 +13,6 @@ against the EAM sampler) and the per-job benchmark timings.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_numbers import _fmt, _json, _minutes, _stage_seconds, write_block  # noqa: E402
+from readme_numbers import _fmt, _json, _minutes, results_section_main, span_sentence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- numbers:al-dft -->", "<!-- /numbers:al-dft -->"
@@ -110,15 +109,14 @@ def validation_table(run: Path) -> list[str]:
 
 
 def timing_line(run: Path) -> str:
-    secs, span = _stage_seconds(run)
+    secs, head = span_sentence(run)
     if not secs:
         return ""
 
     def part(prefix):
         return sum(v for k, v in secs.items() if k.startswith(prefix))
 
-    return (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core machine "
-            f"(two jobs at a time); job time by stage: EAM sampling {_minutes(part('sample/') - part('sample/aimd'))}, "
+    return (f"{head}; job time by stage: EAM sampling {_minutes(part('sample/') - part('sample/aimd'))}, "
             f"AIMD {_minutes(part('sample/aimd'))}, GPAW labelling {_minutes(part('label/'))}, descriptors and "
             f"derivative store {_minutes(secs.get('descriptors', 0) + secs.get('derivatives', 0))}, training "
             f"{_minutes(secs.get('train_dense', 0))}, selection {_minutes(part('select'))}, validation MD "
@@ -132,18 +130,9 @@ def section(run: Path) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="run folder, e.g. results/al-dft")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--write", action="store_true")
-    g.add_argument("--check", action="store_true")
-    args = p.parse_args(argv)
-    text = section(args.run)
-    if not (args.write or args.check):
-        print(text)
-        return 0
-    return write_block(args.doc, START, END, text, args.check, "the al-dft numbers", args.run)
+    return results_section_main(argv, __doc__.splitlines()[0], "results/al-dft", START, END, section,
+                                "the al-dft numbers")
+
 
 if __name__ == "__main__":
     sys.exit(main())

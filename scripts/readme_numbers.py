@@ -161,18 +161,39 @@ def validation_sentence(comp: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="run folder, e.g. results/al-default")
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    return results_section_main(argv, __doc__.splitlines()[0], "results/al-default", START, END, paragraph,
+                                "the numbers", doc=("--readme", ROOT / "README.md"))
+
+
+def results_section_main(argv, description: str, example: str, start: str, end: str, section, what: str,
+                         on_write=None, doc=("--doc", ROOT / "docs" / "results.md")) -> int:
+    """The command line of a numbers script: RUN [--doc FILE] [--write | --check]; prints
+    ``section(run)``, or writes it between the markers of the document (``on_write(run)`` first:
+    figures). ``doc``: the option naming the document and its default."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("run", type=Path, help=f"run folder, e.g. {example}")
+    p.add_argument(doc[0], dest="doc", type=Path, default=doc[1])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--write", action="store_true")
     g.add_argument("--check", action="store_true")
     args = p.parse_args(argv)
-    text = paragraph(args.run)
+    text = section(args.run)
     if not (args.write or args.check):
         print(text)
         return 0
-    return write_block(args.readme, START, END, text, args.check, "the numbers", args.run)
+    if args.write and on_write is not None:
+        on_write(args.run)
+    return write_block(args.doc, start, end, text, args.check, what, args.run)
+
+
+def span_sentence(run: Path) -> tuple[dict, str]:
+    """(job seconds by benchmark name, the sentence on the wall time from the first job's start to
+    the last one's end); no benchmarks: ({}, "")."""
+    secs, span = _stage_seconds(run)
+    if not secs:
+        return {}, ""
+    return secs, (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core "
+                  "machine (two jobs at a time)")
 
 
 def write_block(path: Path, start: str, end: str, text: str, check: bool, what: str, run: Path) -> int:
