@@ -198,6 +198,18 @@ def _trajectory_args(p: argparse.ArgumentParser, what: str) -> None:
     m.add_argument("--ftol", type=float, default=1e-6, help="force tolerance (eV/Å in metal units)")
 
 
+def _onset_options(p, criterion: str) -> None:
+    """--pattern and the onset criterion (--criterion, --level, --size, --hold) of ttt and rates."""
+    p.add_argument("--pattern", default=RUN_PATTERN,
+                   help="regex with named groups T and replica, searched in file names")
+    p.add_argument("--criterion", choices=["fraction", "cluster"], default=criterion,
+                   help="onset: 'fraction': time to --level crystalline fraction (CNA tables); "
+                        "'cluster': the largest solid cluster reaches --size (cluster tables)")
+    p.add_argument("--level", type=float, default=0.4, help="crystalline fraction (thesis: 0.4)")
+    p.add_argument("--size", type=float, default=100.0, help="cluster size (atoms)")
+    p.add_argument("--hold", type=float, default=0.0, help="the criterion must hold this long (time units)")
+
+
 def add_commands(subparsers) -> None:
     """Register ``cna``, ``steinhardt``, ``clusters``, ``ttt`` and ``rates`` on the ``analyze`` group."""
     c = command(subparsers, "cna", "common neighbour analysis (OVITO): class fractions vs time")
@@ -233,14 +245,7 @@ def add_commands(subparsers) -> None:
     t.add_argument("tables", nargs="*", help="per-run CSVs (from `cna` or `clusters`), T and replica "
                                              "taken from the file name by --pattern")
     t.add_argument("--index", help="CSV with columns T, replica, path (paths relative to it)")
-    t.add_argument("--pattern", default=RUN_PATTERN,
-                   help="regex with named groups T and replica, searched in file names")
-    t.add_argument("--criterion", choices=["fraction", "cluster"], default="fraction",
-                   help="'fraction': time to --level crystalline fraction (CNA tables); "
-                        "'cluster': largest cluster reaches --size (cluster tables)")
-    t.add_argument("--level", type=float, default=0.4, help="crystalline fraction (thesis: 0.4)")
-    t.add_argument("--size", type=float, default=100.0, help="cluster size (atoms)")
-    t.add_argument("--hold", type=float, default=0.0, help="the criterion must hold this long (time units)")
+    _onset_options(t, "fraction")
     t.add_argument("--from-first-frame", action="store_true",
                    help="measure times from each run's first frame (e.g. the start of the isothermal stage, "
                         "when the dump starts there) instead of the time stored in the table")
@@ -259,14 +264,7 @@ def add_commands(subparsers) -> None:
                         "side by side in one table and plot)")
     r.add_argument("--label", default="runs", help="label of the positional tables (e.g. reference, model)")
     r.add_argument("--index", help="CSV with columns T, path and optionally replica, label (paths relative to it)")
-    r.add_argument("--pattern", default=RUN_PATTERN,
-                   help="regex with named groups T and replica, searched in file names")
-    r.add_argument("--criterion", choices=["cluster", "fraction"], default="cluster",
-                   help="onset: 'cluster': the largest solid cluster reaches --size (cluster tables); "
-                        "'fraction': --level crystalline fraction (CNA tables)")
-    r.add_argument("--size", type=float, default=100.0, help="onset cluster size (atoms)")
-    r.add_argument("--level", type=float, default=0.4, help="crystalline fraction of --criterion fraction")
-    r.add_argument("--hold", type=float, default=0.0, help="the criterion must hold this long (time units)")
+    _onset_options(r, "cluster")
     r.add_argument("--lag", type=float, default=0.0,
                    help="induction time t0 (time units): replicas still liquid at t0 are at risk, with times "
                         "counted from t0; τ is then the mean waiting time after t0")
