@@ -115,10 +115,7 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
                       "avg_devi_f": float(row.avg_devi_f), "devi_e": float(row.devi_e),
                       "extrapolating": int(row.extrapolating)}
         kept.append(clean)
-    if kept:
-        write_frames(out / "frames.extxyz", kept, format="extxyz")
-    else:
-        (out / "frames.extxyz").write_text("")   # nothing dumped before the run failed
+    write_frames(out / "frames.extxyz", kept, format="extxyz")   # empty when the run failed before its first dump
     extrapolating = None if devi is None else int((devi["extrapolating"] > 0).sum())
     record = {"job": job.id, "protocol": job.protocol, "phase": job.phase, "T": job.T, "P": job.P,
               "iteration": int(iteration), "status": "failed" if error else "ok", "error": error,

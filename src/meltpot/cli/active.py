@@ -119,10 +119,7 @@ def cmd_select(args) -> int:
     sel = select_frames(cfg, args.explore, args.iteration, featureset=load_run_featureset(cfg))
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    if sel.frames:
-        write_frames(out / "candidates.extxyz", sel.frames, format="extxyz")
-    else:
-        (out / "candidates.extxyz").write_text("")
+    write_frames(out / "candidates.extxyz", sel.frames, format="extxyz")
     sel.table.to_csv(out / "deviations.csv", index=False)
     write_json(out / "status.json", sel.status)
     st = sel.status

@@ -104,12 +104,7 @@ def cmd_label_run(args) -> int:
     else:
         labelled, dropped, timing = label_frames(frames, engine, on_error=cfg["labelling"]["on_error"],
                                                  progress=not args.no_progress, source=str(args.frames))
-    tmp = out.with_name(f".{out.name}.partial")
-    if labelled:
-        write_frames(tmp, labelled, format="extxyz")
-    else:
-        tmp.write_text("")   # every frame dropped: an empty file, which the dataset skips
-    tmp.replace(out)
+    write_frames(out, labelled, format="extxyz")   # every frame dropped: an empty file, which the dataset skips
     if args.report:
         write_json(args.report, {**timing, "engine": engine.describe(), "dropped_frames": dropped})
     print(f"{out}: {len(labelled)} frames labelled, {len(dropped)} dropped, {timing['s_per_frame']:.2f} s per frame")

@@ -651,7 +651,8 @@ def write_frames(path: str | os.PathLike, frames: Iterable[Atoms], format: str |
     frame written (ASE's own writer rounds positions and forces to 8 decimals, which
     would shift energies of labelled frames by ~1e-6 eV). String tags that ASE's
     key=value parser would change (empty, numeric- or boolean-looking) are written
-    percent-encoded behind a ``_str:`` prefix and restored by :func:`read_frames`.
+    percent-encoded behind a ``_str:`` prefix and restored by :func:`read_frames`. An extxyz
+    file is written whole or not at all (through ``<name>.part``); no frames make an empty file.
     """
     path = Path(path)
     fmt = guess_format(path) if format is None else _check_format(format, _WRITE_FORMATS)
