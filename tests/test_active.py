@@ -21,7 +21,7 @@ from ase.calculators.emt import EMT
 from helpers import labelled, make_featureset, random_model
 from meltpot.active.data import heldout_frames, member_splits
 from meltpot.active.report import committee_errors
-from meltpot.active.select import CANDIDATE, KEPT_OUT, classify, quotas, select_frames
+from meltpot.active.select import CANDIDATE, KEPT_OUT, classify, quotas, select_frames, stop_decision
 from meltpot.active.settings import exploration_jobs
 from meltpot.config import validate_config
 from meltpot.data.io import read_frames, write_frames
@@ -183,7 +183,10 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     assert t.loc[t["job"] == "a", "class"].tolist() == ["accurate"] + [CANDIDATE] * 7 + [KEPT_OUT, KEPT_OUT]
     assert t.loc[t["job"] == "c", "class"].tolist() == ["accurate", CANDIDATE, CANDIDATE, KEPT_OUT]
     assert (st["explored"], st["candidate"], st["kept_out"], st["too_close"]) == (17, 9, 4, 1)
-    assert st["failed_runs"] == 1 and st["failed_jobs"] == ["c"] and not st["converged"] and not st["stop"]
+    assert st["failed_runs"] == 1 and st["failed_jobs"] == ["c"]
+    assert stop_decision(cfg["active_learning"], st) == {
+        "iteration": 0, "converged": False, "stop": False, "reason": "continue", "max_iterations": 5,
+        "converged_fraction": 0.01}
     # 5 of 9: a gets 4 (7/9 of 5, rounded by largest remainder), c gets 1; a's by FPS in descriptor space
     chosen = t[t["selected"]]
     assert len(sel.frames) == st["selected"] == 5 and chosen["job"].value_counts().to_dict() == {"a": 4, "c": 1}
@@ -195,9 +198,19 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     for sub in ("d", "e"):
         _explore_dir(tmp_path / sub, sub, [0.01] * 120 + [0.1], rng=rng)
     done = select_frames(cfg, [tmp_path / "d", tmp_path / "e"], iteration=1, featureset=fs).status
-    assert done["candidate_fraction"] == pytest.approx(2 / 242) and done["converged"] and done["stop"]
-    last = select_frames(_al_cfg(max_iterations=2), [tmp_path / "a"], iteration=1, featureset=fs).status
-    assert not last["converged"] and last["stop"] and last["reason"] == "max_iterations"
+    assert done["candidate_fraction"] == pytest.approx(2 / 242)
+    dec = stop_decision(cfg["active_learning"], done)
+    assert dec["converged"] and dec["stop"] and dec["reason"] == "converged"
+    # a stricter threshold: not converged; and a failed run never converges
+    assert not stop_decision({**cfg["active_learning"], "converged_fraction": 0.005}, done)["converged"]
+    assert not stop_decision(cfg["active_learning"], {**done, "failed_runs": 1})["converged"]
+    last = select_frames(cfg, [tmp_path / "a"], iteration=1, featureset=fs).status
+    dec = stop_decision(_al_cfg(max_iterations=2)["active_learning"], last)
+    assert not dec["converged"] and dec["stop"] and dec["reason"] == "max_iterations"
+    # the selection itself does not depend on the stop settings
+    pd.testing.assert_frame_equal(
+        select_frames(_al_cfg(max_iterations=2), [tmp_path / "a"], iteration=1, featureset=fs).table,
+        select_frames(cfg, [tmp_path / "a"], iteration=1, featureset=fs).table)
 
 
 def _rattled(rng, n, sigma, label=True):
@@ -368,27 +381,36 @@ def test_two_iterations_through_snakemake_resume_after_a_stop(tmp_path):
         (tmp_path / name).symlink_to(ROOT / name)
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
     run = tmp_path / "results" / "lj-active-tiny"
+    one = tmp_path / "one_iteration.yaml"     # the preset with max_iterations 1
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["active_learning"]["max_iterations"] = 1
+    one.write_text(yaml.safe_dump(raw))
 
-    def snakemake(target):
-        res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--configfile", str(PRESET)],
+    def snakemake(target, configfile=PRESET):
+        res = subprocess.run([str(BIN / "snakemake"), target, "--cores", "2", "--configfile", str(configfile)],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]
         return res
 
-    # a run stopped after iteration 0's selection resumes there: iteration 0 is not redone
-    snakemake("results/lj-active-tiny/active/iter_000/select/status.json")
+    # a loop that stopped at max_iterations 1 is extended by raising it: iteration 0's exploration,
+    # training and selection are not redone, only its stop decision (then it labels and goes on)
+    snakemake("results/lj-active-tiny/active/iterations.csv", one)
+    first = pd.read_csv(run / "active" / "iterations.csv")
+    assert first["iteration"].tolist() == [0] and first["reason"].tolist() == ["max_iterations"]
     it0 = run / "active" / "iter_000"
-    stamps = {p: p.stat().st_mtime_ns for p in it0.rglob("*") if p.is_file()}
+    assert not (it0 / "labelled.extxyz").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in it0.rglob("*") if p.is_file() and p.name != "stop.json"}
     res = snakemake("results/lj-active-tiny/active/iterations.csv")
     assert "rule al_label" in res.stderr and "rule al_train" in res.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert json.loads((it0 / "stop.json").read_text())["reason"] == "continue"
     table = pd.read_csv(run / "active" / "iterations.csv")
     assert table["iteration"].tolist() == [0, 1] and table["reason"].tolist() == ["continue", "max_iterations"]
     for it, row in table.iterrows():     # every dumped frame of every job (melting stages too) is classified
         recs = [json.loads(p.read_text()) for p in (run / "active" / f"iter_{it:03d}" / "explore").glob("*/exploration.json")]
         assert len(recs) == 3 and row["explored"] == sum(r["frames"] for r in recs) > 33
     assert (table["failed_runs"] == 0).all()
-    s0 = json.loads((it0 / "select" / "status.json").read_text())
+    s0 = json.loads((it0 / "select" / "selection.json").read_text())
     assert s0["explored"] == s0["accurate"] + s0["candidate"] + s0["kept_out"] and s0["selected"] <= 6
     # iteration 0 labelled its selection with the reference (LAMMPS LJ single points)
     lab = read_frames(it0 / "labelled.extxyz")

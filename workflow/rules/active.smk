@@ -1,8 +1,9 @@
 # Active learning (config `active_learning`, library meltpot.active): per iteration
 # results/<run_id>/active/iter_<i>/ holds the dataset (initial frames + every earlier iteration's
 # labelled frames), the committee (one training job per member), the exploration MD jobs, the
-# selection (a checkpoint: it decides whether iteration i + 1 exists) and the labelled frames.
-# A rerun resumes where the loop stopped; active/iterations.csv is the loop's table.
+# selection, the labelled frames and stop.json (a checkpoint: it decides whether iteration i + 1
+# exists). A rerun resumes where the loop stopped, and a raised max_iterations redoes only the stop
+# decisions; active/iterations.csv is the loop's table.
 
 if AL["enabled"]:
 
@@ -31,6 +32,7 @@ if AL["enabled"]:
         input:
             config=run_config(),
             stage=stage_config("split"),
+            al_stage=stage_config("active_data"),
             index=f"{ALDIR}/iter_000/dataset/index.parquet",
         output:
             frames=f"{ALDIR}/heldout/heldout.extxyz",
@@ -47,7 +49,7 @@ if AL["enabled"]:
     rule al_split:
         input:
             config=run_config(),
-            stage=stage_config("active"),
+            stage=stage_config("active_data"),
             index=f"{AL_IT}/dataset/index.parquet",
             heldout=f"{ALDIR}/heldout/heldout.csv",
         output:
@@ -145,7 +147,7 @@ if AL["enabled"]:
     rule al_explore:
         input:
             config=run_config(),
-            stage=stage_config("active"),
+            stage=stage_config("active_explore"),
             committee=f"{AL_IT}/committee/committee.pt",
             plugin=f"{RUN}/lammps/plugin.txt",
         output:
@@ -165,19 +167,19 @@ if AL["enabled"]:
             "OMP_NUM_THREADS=1 meltpot active explore {input.config} --job {wildcards.job} --committee {input.committee}"
             " --plugin $(cat {input.plugin}) --iteration {params.it} --out-dir {params.out_dir} > {log} 2>&1"
 
-    checkpoint al_select:
+    rule al_select:
         input:
             config=run_config(),
-            stage=stage_config("active"),
+            stage=stage_config("active_select"),
             records=[f"{AL_IT}/explore/{job}/exploration.json" for job in AL_JOBS],
             frames=[f"{AL_IT}/explore/{job}/frames.extxyz" for job in AL_JOBS],
         output:
-            status=f"{AL_IT}/select/status.json",
+            selection=f"{AL_IT}/select/selection.json",
             candidates=f"{AL_IT}/select/candidates.extxyz",
             table=f"{AL_IT}/select/deviations.csv",
         params:
             dirs=lambda wc, input: " ".join(str(Path(r).parent) for r in input.records),
-            out_dir=lambda wc, output: Path(output.status).parent,
+            out_dir=lambda wc, output: Path(output.selection).parent,
             it=lambda wc: int(wc.it),
         log:
             f"{RUN}/logs/active/iter_{{it}}/select.log",
@@ -186,6 +188,20 @@ if AL["enabled"]:
         shell:
             "meltpot active select {input.config} --explore {params.dirs} --iteration {params.it}"
             " --out-dir {params.out_dir} > {log} 2>&1"
+
+    checkpoint al_stop:
+        input:
+            config=run_config(),
+            stage=stage_config("active_stop"),
+            selection=f"{AL_IT}/select/selection.json",
+        output:
+            f"{AL_IT}/stop.json",
+        log:
+            f"{RUN}/logs/active/iter_{{it}}/stop.log",
+        conda:
+            ENV
+        shell:
+            "meltpot active stop {input.config} --selection {input.selection} --out {output} > {log} 2>&1"
 
     rule al_label:
         input:
@@ -209,7 +225,8 @@ if AL["enabled"]:
     rule al_report:
         input:
             config=run_config(),
-            status=lambda wc: [f"{d}/select/status.json" for d in al_iterations(wc)],
+            stop=lambda wc: [f"{d}/stop.json" for d in al_iterations(wc)],
+            selection=lambda wc: [f"{d}/select/selection.json" for d in al_iterations(wc)],
             tests=lambda wc: [f"{d}/test.json" for d in al_iterations(wc)],
             labelled=lambda wc: [f"{d}/labelled.json" for d in al_iterations(wc)[:-1]],
         output:
@@ -217,7 +234,7 @@ if AL["enabled"]:
             hist=report(f"{ALDIR}/deviation_hist.png", category="5 active learning"),
             rmse=report(f"{ALDIR}/rmse_vs_frames.png", category="5 active learning"),
         params:
-            dirs=lambda wc, input: " ".join(str(Path(s).parent.parent) for s in input.status),
+            dirs=lambda wc, input: " ".join(str(Path(s).parent) for s in input.stop),
             out_dir=lambda wc, output: Path(output.table).parent,
         log:
             f"{RUN}/logs/active/report.log",

@@ -229,8 +229,15 @@ STAGE_KEYS = {
                       "validation_md.device", "validation_md.extrapolation_limit",
                       *(() if VAL_MULTI else ("validation_md.T", "validation_md.temperatures"))),
     "validation_compare": ("units", "validation_md.thresholds"),
-    # the active-learning loop: its splits, exploration MD and selection (training has its own stage)
-    "active": ("seed", "units", "elements", "md", "active_learning"),
+    # the active-learning loop, one stage per step so that a change reruns only what it affects
+    # (training has its own stage): the held-out set and member splits, the exploration MD, the
+    # selection, and the stop decision (raising max_iterations extends a finished loop)
+    "active_data": ("seed", "active_learning.committee", "active_learning.validation_fraction",
+                    "active_learning.test_files"),
+    "active_explore": ("seed", "units", "elements", "reference.masses", "md", "active_learning.exploration"),
+    "active_select": ("elements", "descriptors.featureset", "validation.min_distance", "active_learning.trust_lo",
+                      "active_learning.trust_hi", "active_learning.max_candidates", "active_learning.failed_frames"),
+    "active_stop": ("active_learning.max_iterations", "active_learning.converged_fraction"),
     # MD stages: the settings of one run (temperatures and replicas only add or drop runs); the
     # analysis keys have their own stage, so changing them reruns only the analysis
     "nucleation_md": ("seed", "units", "elements", "reference", "md", "nucleation_md.potential",
@@ -336,7 +343,7 @@ def al_iterations(wc):
     """Iteration folders up to the one whose selection stopped the loop (walks the checkpoints)."""
     out, it = [], 0
     while True:
-        status = checkpoints.al_select.get(it=f"{it:03d}").output.status
+        status = checkpoints.al_stop.get(it=f"{it:03d}").output[0]
         out.append(al_dir(it))
         if json.loads(Path(status).read_text())["stop"]:
             return out

@@ -51,11 +51,11 @@ def committee_errors(model_files, frames) -> dict:
 
 
 def iteration_table(iteration_dirs) -> pd.DataFrame:
-    """One row per iteration folder (``select/status.json``, ``test.json``, ``dataset/``,
-    ``labelled.json`` when the iteration labelled)."""
+    """One row per iteration folder (``select/selection.json``, ``stop.json``, ``test.json``,
+    ``dataset/``, ``labelled.json`` when the iteration labelled)."""
     rows = []
     for d in map(Path, iteration_dirs):
-        st = json.loads((d / "select" / "status.json").read_text())
+        st = {**json.loads((d / "select" / "selection.json").read_text()), **json.loads((d / "stop.json").read_text())}
         test = json.loads((d / "test.json").read_text())
         lab = d / "labelled.json"
         added = json.loads(lab.read_text())["labelled"] if lab.exists() else 0
@@ -88,7 +88,7 @@ def plot_iterations(iteration_dirs, table: pd.DataFrame, out_dir, units: str = "
     allv, statuses = [], []
     for d in map(Path, iteration_dirs):
         allv.append(pd.read_csv(d / "select" / "deviations.csv")["max_devi_f"].to_numpy())
-        statuses.append(json.loads((d / "select" / "status.json").read_text()))
+        statuses.append(json.loads((d / "select" / "selection.json").read_text()))
     lo = hi = None
     if statuses:
         lo, hi = statuses[-1]["trust_lo"], statuses[-1]["trust_hi"]

@@ -1,5 +1,5 @@
 """Selection of one iteration: classify the explored frames by the committee's force deviation,
-pick at most ``max_candidates`` to label, and decide whether the loop stops.
+pick at most ``max_candidates`` to label; and whether the loop stops (:func:`stop_decision`).
 
 A frame with max σ_F (over atoms) below ``trust_lo`` is *accurate*, within [trust_lo,
 trust_hi] a *candidate*, above ``trust_hi`` *kept out* (the committee is so far off that the
@@ -15,7 +15,9 @@ and standard deviation over atoms of every symmetry function:
 :func:`meltpot.sampling.labelling.frame_summaries`).
 
 The loop has converged when the candidates are fewer than ``converged_fraction`` of the explored
-frames and no run failed; it stops then, or after ``max_iterations``.
+frames and no run failed; it stops then, or after ``max_iterations``. The decision is kept apart
+from the selection (its own file and Snakemake job) so that raising ``max_iterations`` or changing
+``converged_fraction`` re-decides a finished loop without redoing any selection or labelling.
 """
 
 from __future__ import annotations
@@ -74,11 +76,11 @@ class Selection:
 
     frames: list            # the chosen frames (positions, tags), unlabelled
     table: pd.DataFrame     # one row per explored frame: job, step, deviations, class, selected
-    status: dict            # counts, convergence and the stop decision
+    status: dict            # counts: explored, accurate, candidates, kept out, failed runs, selected
 
 
 def select_frames(cfg: dict, explore_dirs, iteration: int, featureset=None) -> Selection:
-    """Classify the frames of the exploration folders, choose the candidates to label, decide."""
+    """Classify the frames of the exploration folders and choose the candidates to label."""
     import json
 
     from ..data.io import read_frames
@@ -125,8 +127,6 @@ def select_frames(cfg: dict, explore_dirs, iteration: int, featureset=None) -> S
     failed = sum(rec["status"] == "failed" for rec in jobs)
     n_explored, n_cand = len(table), len(cand)
     fraction = n_cand / n_explored if n_explored else 1.0
-    converged = fraction < al["converged_fraction"] and failed == 0 and n_explored > 0
-    last = iteration + 1 >= al["max_iterations"]
     counts_by_class = table["class"].value_counts()
     status = {
         "iteration": int(iteration), "explored": n_explored,
@@ -136,8 +136,7 @@ def select_frames(cfg: dict, explore_dirs, iteration: int, featureset=None) -> S
         "candidate_fraction": fraction, "runs": len(jobs), "failed_runs": int(failed),
         "failed_jobs": [rec["job"] for rec in jobs if rec["status"] == "failed"],
         "steps_extrapolating": int(sum(rec.get("steps_extrapolating") or 0 for rec in jobs)),
-        "trust_lo": lo, "trust_hi": hi, "converged": bool(converged), "stop": bool(converged or last),
-        "reason": "converged" if converged else ("max_iterations" if last else "continue"),
+        "trust_lo": lo, "trust_hi": hi,
     }
     picked = []
     for i in chosen:
@@ -146,3 +145,16 @@ def select_frames(cfg: dict, explore_dirs, iteration: int, featureset=None) -> S
         a.info["sampled_index"] = int(a.info["step"])
         picked.append(a)
     return Selection(frames=picked, table=table, status=status)
+
+
+def stop_decision(al: dict, status: dict) -> dict:
+    """Whether the loop stops after the iteration of ``status`` (a :func:`select_frames` status):
+    converged (candidate fraction below ``converged_fraction``, no failed run, frames explored) or
+    its ``max_iterations`` reached."""
+    it = int(status["iteration"])
+    converged = (status["candidate_fraction"] < al["converged_fraction"] and status["failed_runs"] == 0
+                 and status["explored"] > 0)
+    last = it + 1 >= al["max_iterations"]
+    return {"iteration": it, "converged": bool(converged), "stop": bool(converged or last),
+            "reason": "converged" if converged else ("max_iterations" if last else "continue"),
+            "max_iterations": int(al["max_iterations"]), "converged_fraction": float(al["converged_fraction"])}

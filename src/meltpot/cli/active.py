@@ -1,4 +1,4 @@
-"""``meltpot active heldout|split|explore|select|test|report``: the steps of the active-learning
+"""``meltpot active heldout|split|explore|select|stop|test|report``: the steps of the active-learning
 loop (:mod:`meltpot.active`), one command per Snakemake rule of ``workflow/rules/active.smk``."""
 
 from __future__ import annotations
@@ -37,13 +37,20 @@ def add_commands(sub) -> None:
     e.add_argument("--out-dir", required=True, type=Path)
     e.set_defaults(func=cmd_explore)
 
-    c = command(g, "select", "classify the explored frames by force deviation, choose the candidates to label "
-                             "and decide whether the loop stops: candidates.extxyz, deviations.csv, status.json")
+    c = command(g, "select", "classify the explored frames by force deviation and choose the candidates to "
+                             "label: candidates.extxyz, deviations.csv, selection.json (counts)")
     c.add_argument("config")
     c.add_argument("--explore", nargs="+", required=True, type=Path, help="exploration folders of the iteration")
-    c.add_argument("--iteration", type=int, required=True, help="the loop's iteration (0, 1, …): with max_iterations it decides the stop")
+    c.add_argument("--iteration", type=int, required=True, help="the loop's iteration (0, 1, …): tags the frames")
     c.add_argument("--out-dir", required=True, type=Path)
     c.set_defaults(func=cmd_select)
+
+    d = command(g, "stop", "whether the loop stops after an iteration (converged, or max_iterations reached): "
+                           "stop.json; apart from the selection, so a raised max_iterations redoes nothing else")
+    d.add_argument("config")
+    d.add_argument("--selection", required=True, type=Path, help="the iteration's selection.json (`meltpot active select`)")
+    d.add_argument("--out", required=True, type=Path, help="stop.json")
+    d.set_defaults(func=cmd_stop)
 
     t = command(g, "test", "energy and force RMSE of every member and of the committee mean on the held-out set")
     t.add_argument("config")
@@ -121,11 +128,26 @@ def cmd_select(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_frames(out / "candidates.extxyz", sel.frames, format="extxyz")
     sel.table.to_csv(out / "deviations.csv", index=False)
-    write_json(out / "status.json", sel.status)
+    write_json(out / "selection.json", sel.status)
     st = sel.status
     print(f"iteration {st['iteration']}: {st['explored']} frames explored, {st['accurate']} accurate, "
           f"{st['candidate']} candidates ({100 * st['candidate_fraction']:.1f} %), {st['kept_out']} kept out, "
-          f"{st['failed_runs']} of {st['runs']} runs failed; {st['selected']} selected; {st['reason']}")
+          f"{st['failed_runs']} of {st['runs']} runs failed; {st['selected']} selected")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    import json
+
+    from ..active.select import stop_decision
+    from ..config import load_config
+    from ..manifest import write_json
+
+    cfg = load_config(args.config)
+    dec = stop_decision(cfg["active_learning"], json.loads(args.selection.read_text()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, dec)
+    print(f"iteration {dec['iteration']}: {dec['reason']} (max_iterations {dec['max_iterations']})")
     return 0
 
 
