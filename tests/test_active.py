@@ -25,7 +25,7 @@ from meltpot.active.select import CANDIDATE, KEPT_OUT, classify, quotas, select_
 from meltpot.active.settings import exploration_jobs
 from meltpot.config import validate_config
 from meltpot.data.io import read_frames, write_frames
-from meltpot.errors import ConfigError
+from meltpot.errors import ConfigError, MeltpotError
 from meltpot.sampling.labelling import farthest_point_indices, frame_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,8 @@ def test_exploration_jobs_expand_lists_and_carry_md_overrides():
     ({"exploration": {"jobs": [{"id": "a_T1", "protocol": "npt", "T": 1.0, "steps": 10},
                                {"id": "a", "protocol": "npt", "T": [1.0, 2.0], "steps": 10}]}}, "repeat"),
     ({"committee": 1}, "committee"),
+    ({"exploration": {"jobs": [{"id": "a", "protocol": "npt", "T": 1.0, "steps": 10, "start": "gas"}]}},
+     r"start state\(s\) \['gas'\] are not states of the initial data"),
 ])
 def test_bad_active_learning_block_fails_before_any_work(change, message):
     raw = yaml.safe_load(PRESET.read_text())
@@ -372,6 +374,46 @@ def test_exploration_halted_by_the_force_deviation_is_failed_at_the_first_line_a
     # the same trajectory up to the halt (same seeds): the same deviations
     np.testing.assert_allclose([f.info["max_devi_f"] for f in frames],
                                devi.loc[devi["step"] < first, "max_devi_f"], rtol=1e-12)
+
+
+def test_exploration_started_from_a_data_frame_skips_melting(tmp_path, plugin):
+    """A `start` job begins from a frame of the named state (drawn by the iteration's seed), with
+    no melt stage; an unknown state is a clear error naming the index and its states."""
+    from meltpot.active.explore import START_FILE, explore
+
+    _, path = _committee(tmp_path)
+    rng = np.random.default_rng(4)
+    liquid = _rattled(rng, 3, 0.25, label=False)
+    for k, a in enumerate(liquid):
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_frames(data / "liquid.extxyz", liquid, format="extxyz")
+    write_frames(data / "fcc.extxyz", _rattled(rng, 2, 0.01, label=False), format="extxyz")
+    index = pd.DataFrame({"frame_id": range(5), "state_id": ["liquid_1250K"] * 3 + ["fcc_300K"] * 2,
+                          "file": ["liquid.extxyz"] * 3 + ["fcc.extxyz"] * 2, "file_index": [0, 1, 2, 0, 1]})
+    index.to_parquet(data / "index.parquet")
+    jobs = [{"id": "hot", "protocol": "npt", "phase": "liquid", "T": 900, "steps": 30, "start": "liquid_1250K"}]
+    cfg = _explore_cfg(jobs=jobs, melt_steps=500, cool_steps=500)
+    recs = [explore(cfg, "hot", path, plugin, tmp_path / f"run{it}", iteration=it, index=data / "index.parquet")
+            for it in (0, 1, 2, 3)]
+    for it, rec in enumerate(recs):
+        run = tmp_path / f"run{it}"
+        src = rec["started_from"]
+        assert rec["status"] == "ok" and src["state_id"] == "liquid_1250K" and src["file"].endswith("liquid.extxyz")
+        # the run began at the data frame's positions (step 0 of the dump), and ran only its 30 steps
+        first = read_frames(run / "frames.extxyz")[0]
+        assert first.info["step"] == 0
+        frac = first.get_scaled_positions(wrap=False) - liquid[src["file_index"]].get_scaled_positions(wrap=False)
+        np.testing.assert_allclose(frac - np.round(frac), 0, atol=1e-9)    # LAMMPS wraps into the box
+        np.testing.assert_allclose(read_frames(run / START_FILE)[0].cell[:], liquid[0].cell[:], atol=1e-12)
+        assert rec["total_steps"] == 30          # no melt or cool stage
+    assert len({r["started_from"]["file_index"] for r in recs}) > 1     # drawn per iteration
+    again = explore(cfg, "hot", path, plugin, tmp_path / "again", iteration=2, index=data / "index.parquet")
+    assert again["started_from"] == recs[2]["started_from"]
+    bad = _explore_cfg(jobs=[dict(jobs[0], start="liquid_950K")])    # a state of the config, not of this index
+    with pytest.raises(MeltpotError, match=r"start state 'liquid_950K' has no frame in .*index.parquet .*'fcc_300K'"):
+        explore(bad, "hot", path, plugin, tmp_path / "bad", index=data / "index.parquet")
 
 
 # --------------------------------------------------------------------------- the loop through Snakemake

@@ -149,6 +149,7 @@ if AL["enabled"]:
             config=run_config(),
             stage=stage_config("active_explore"),
             committee=f"{AL_IT}/committee/committee.pt",
+            index=f"{AL_IT}/dataset/index.parquet",
             plugin=f"{RUN}/lammps/plugin.txt",
         output:
             frames=f"{AL_IT}/explore/{{job}}/frames.extxyz",
@@ -165,7 +166,8 @@ if AL["enabled"]:
             ENV
         shell:
             "OMP_NUM_THREADS=1 meltpot active explore {input.config} --job {wildcards.job} --committee {input.committee}"
-            " --plugin $(cat {input.plugin}) --iteration {params.it} --out-dir {params.out_dir} > {log} 2>&1"
+            " --plugin $(cat {input.plugin}) --iteration {params.it} --index {input.index} --out-dir {params.out_dir}"
+            " > {log} 2>&1"
 
     rule al_select:
         input:

@@ -10,7 +10,7 @@ Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``expl
 stage dumped at the deviation interval,
 ``model_devi.out``, ``summary.json``), ``frames.extxyz`` (every dumped frame, positions only,
 tagged with the job and its deviation) and ``exploration.json`` (status, frames, steps/s, the
-pair style's extrapolation warnings).
+pair style's extrapolation warnings, the data frame a ``start`` job began with: ``start.extxyz``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, FrameError
+from ..errors import ConfigError, FrameError, MeltpotError
 from ..md.runner import MDError
 from ..seeds import derive_seed
 from .settings import exploration_jobs
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEVIATION_FILE = "model_devi.out"
 DUMP_FILE = "explore.lammpstrj"
+START_FILE = "start.extxyz"
 
 
 def find_job(cfg: dict, job_id: str):
@@ -54,10 +55,32 @@ def _dumped_frames(path: Path) -> list:
     return frames
 
 
+def start_frame(job, index_path, iteration: int, seed: int):
+    """(atoms, where) of the frame a ``start`` job begins with: one frame of state ``job.start``
+    in the dataset ``index_path``, drawn by a seed of (iteration, job)."""
+    import pandas as pd
+
+    from ..data.index import read_index_frames
+
+    index_path = Path(index_path)
+    index = pd.read_parquet(index_path)
+    rows = index[index["state_id"] == job.start]
+    if rows.empty:
+        raise MeltpotError(f"exploration job {job.id}: start state {job.start!r} has no frame in {index_path} "
+                           f"(states there: {sorted(index['state_id'].unique())})")
+    rng = np.random.default_rng(derive_seed(seed, "active", "start", int(iteration), job.id))
+    fid = int(rows["frame_id"].to_numpy()[rng.integers(len(rows))])
+    frames, sources = read_index_frames(index, index_path.parent, np.array([fid], dtype=np.int64))
+    atoms = frames[0].copy()
+    atoms.calc = None
+    return atoms, {"state_id": job.start, "file": str(sources[0][0]), "file_index": int(sources[0][1])}
+
+
 def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: int = 0, device: str = "cpu",
-            progress_every: float = 10.0) -> dict:
+            index=None, progress_every: float = 10.0) -> dict:
     """Run exploration job ``job_id`` with the committee export ``committee`` (TorchScript, the
-    LAMMPS plugin ``plugin``) in ``out_dir``; returns the ``exploration.json`` record."""
+    LAMMPS plugin ``plugin``) in ``out_dir``; returns the ``exploration.json`` record. A job with
+    ``start`` begins from a frame of the dataset ``index`` (the iteration's index.parquet)."""
     from ..data.io import write_frames
     from ..manifest import write_json
     from ..md.execute import run_protocol
@@ -73,6 +96,13 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
     run_cfg = apply_overrides(cfg, job.protocol, job.override_args())
     # each job and iteration its own velocities (the protocol's seed would repeat across jobs)
     run_cfg["seed"] = derive_seed(cfg["seed"], "active", int(iteration), job.id)
+    started_from = None
+    if job.start:
+        if index is None:
+            raise MeltpotError(f"exploration job {job.id} starts from state {job.start!r}: give the dataset index")
+        atoms, started_from = start_frame(job, index, iteration, cfg["seed"])
+        write_frames(out / START_FILE, [atoms], format="extxyz")
+        run_cfg["md"]["run"]["structure_file"] = str((out / START_FILE).resolve())
     every = cfg["active_learning"]["exploration"]["every"]
     pot = Potential.meltpot_plugin(plugin, committee, cfg["elements"], device=device, units=cfg["units"],
                                    masses=cfg["reference"].get("masses"), deviation=(every, DEVIATION_FILE),
@@ -118,7 +148,8 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
     write_frames(out / "frames.extxyz", kept, format="extxyz")   # empty when the run failed before its first dump
     extrapolating = None if devi is None else int((devi["extrapolating"] > 0).sum())
     record = {"job": job.id, "protocol": job.protocol, "phase": job.phase, "T": job.T, "P": job.P,
-              "iteration": int(iteration), "status": "failed" if error else "ok", "error": error,
+              "iteration": int(iteration), "started_from": started_from,
+              "status": "failed" if error else "ok", "error": error,
               "frames": len(kept), "steps_run": int(devi["step"].max()) if devi is not None and len(devi) else 0,
               "total_steps": summary.get("total_steps"), "steps_per_s": summary.get("steps_per_s"),
               "wall_s": summary.get("wall_s"), "deviation_lines": 0 if devi is None else len(devi),

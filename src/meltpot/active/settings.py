@@ -8,6 +8,11 @@ variables; it expands to one job per combination:
 * ``ramp``: heating of a crystal (``T_start < T_stop``) or quenching of a liquid (``phase:
   liquid``, ``T_start > T_stop``) over ``steps``, for each ``P``.
 
+A job starts from a lattice of ``n_atoms`` (a liquid melted at ``melt_temperature`` by the
+committee itself), or, with ``start: <state id>``, from a frame of that state of the initial data
+(no melting): a young committee cannot melt a crystal at 2 000 K, and its failure in the first
+50 fs teaches it nothing.
+
 A job's id is the entry's id, with ``_T<T>`` and ``_P<P>`` added for each list of more than one
 value. The deviation and the exploration's dump (every stage, melting included) share one
 interval (``exploration.every`` steps), so every dumped frame has its deviation line.
@@ -31,6 +36,7 @@ class ExplorationJob:
     T: float            # the target (npt/nvt) or the final temperature (ramp)
     P: float
     overrides: dict = field(default_factory=dict)
+    start: str | None = None     # a state id of the initial data to start from (None: a lattice)
 
     def override_args(self) -> list[str]:
         """``KEY=VALUE`` strings for :func:`meltpot.md.plan.apply_overrides`."""
@@ -59,6 +65,9 @@ def exploration_jobs(cfg: dict) -> list[ExplorationJob]:
                   "run.pressure_every": 0, "run.melt_steps": ex["melt_steps"], "run.cool_steps": ex["cool_steps"],
                   "run.melt_temperature": ex["melt_temperature"], f"protocols.{protocol}.phase": phase,
                   f"protocols.{protocol}.equilibration_steps": entry.get("equilibration_steps", 0)}
+        start = entry.get("start")
+        if start:          # from a frame of the data: nothing to melt
+            common.update({"run.melt_steps": 0, "run.cool_steps": 0})
         if protocol == "ramp":
             T0, T1 = float(entry["T_start"]), float(entry["T_stop"])
             rate = abs(T1 - T0) / (int(entry["steps"]) * dt)
@@ -66,7 +75,7 @@ def exploration_jobs(cfg: dict) -> list[ExplorationJob]:
                 jid = entry["id"] + (_tag("P", P) if len(Ps) > 1 else "")
                 over = {**common, "run.P": P, "protocols.ramp.T_start": T0, "protocols.ramp.T_stop": T1,
                         "protocols.ramp.rate": rate}
-                jobs.append(ExplorationJob(jid, protocol, phase, T1, P, over))
+                jobs.append(ExplorationJob(jid, protocol, phase, T1, P, over, start))
             continue
         Ts = _values(entry["T"])
         for T, P in itertools.product(Ts, Ps):
@@ -75,7 +84,7 @@ def exploration_jobs(cfg: dict) -> list[ExplorationJob]:
                     f"protocols.{protocol}.production_steps": int(entry["steps"])}
             if protocol == "nvt":
                 over["protocols.nvt.volume"] = "npt_average"
-            jobs.append(ExplorationJob(jid, protocol, phase, T, P, over))
+            jobs.append(ExplorationJob(jid, protocol, phase, T, P, over, start))
     return jobs
 
 
@@ -105,6 +114,15 @@ def check_active(cfg: dict, source: str = "config") -> None:
                 raise ConfigError(f"{at}: T_start = T_stop = {entry['T_start']}: nothing to ramp")
         elif "T" not in entry:
             raise ConfigError(f"{at}: protocol {entry['protocol']} needs T (one value or a list)")
+    starts = {e["start"] for e in al["exploration"]["jobs"] if e.get("start")}
+    if starts and cfg.get("sampling", {}).get("states") is not None and not cfg.get("imports"):
+        from ..sampling.grid import expand_states
+
+        known = {sid for u in expand_states(cfg) for sid in u.state_ids}
+        unknown = sorted(starts - known)
+        if unknown:
+            raise ConfigError(f"{where}.exploration.jobs: start state(s) {unknown} are not states of the initial "
+                              f"data (sampling: {sorted(known)})")
     ids = [j.id for j in exploration_jobs(cfg)]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

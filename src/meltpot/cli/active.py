@@ -34,6 +34,7 @@ def add_commands(sub) -> None:
     e.add_argument("--plugin", required=True, help="meltpot LAMMPS plugin (.so)")
     e.add_argument("--iteration", type=int, default=0, help="the loop's iteration (tags the frames)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the committee runs")
+    e.add_argument("--index", help="the iteration's dataset index.parquet: jobs with `start` begin from one of its frames")
     e.add_argument("--out-dir", required=True, type=Path)
     e.set_defaults(func=cmd_explore)
 
@@ -110,7 +111,7 @@ def cmd_explore(args) -> int:
 
     cfg = load_config(args.config)
     rec = explore(cfg, args.job, args.committee, args.plugin, args.out_dir, iteration=args.iteration,
-                  device=args.device)
+                  device=args.device, index=args.index)
     print(f"{args.job}: {rec['status']}, {rec['frames']} frames, max force deviation {rec['max_devi_f']}, "
           f"{rec['steps_per_s'] or 0:.1f} steps/s" + (f" ({rec['error']})" if rec["error"] else ""))
     return 0
