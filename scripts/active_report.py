@@ -72,10 +72,19 @@ def stability_lines(run: Path) -> list[str]:
     if not its:
         return []
     recs = [json.loads(p.read_text()) for p in sorted(its[-1].glob("*/exploration.json"))]
-    parts = [f"{r['job']} {r['status']}" + (f" ({r['error'][:60]})" if r["error"] else "") for r in recs]
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
+    dt = cfg["md"]["timestep"]
+
+    def part(r):
+        if not r["error"]:
+            return f"{r['job']} {r['status']}"
+        why = "halted by the deviation" if "halt" in r["error"] else r["error"][:60]
+        return (f"{r['job']} failed ({why} after {r['steps_run'] * dt:g} of {r['total_steps'] * dt:g} ps, "
+                f"max σ_F {r['max_devi_f']:.2f} eV/Å)")
+
+    parts = [part(r) for r in recs]
     ex = cfg["active_learning"]["exploration"]
     ramps = ", ".join(f"{j['id']} {j['T_start']:g} → {j['T_stop']:g} K in {j['steps'] * cfg['md']['timestep']:g} ps"
                       for j in ex["jobs"] if j["protocol"] == "ramp")

@@ -41,6 +41,8 @@ def labelling_lines(run: Path) -> list[str]:
     lab = sum(r["labelled"] for r in reports)
     dropped = [d for r in reports for d in r["dropped_frames"]]
     wall = sum(r["wall_s"] for r in reports)
+    reused = [r for r in reports if r.get("reused_from")]
+    wall_here = sum(r["wall_s"] for r in reports if not r.get("reused_from"))
     frames = []
     from meltpot.data.io import read_frames
 
@@ -56,7 +58,9 @@ def labelling_lines(run: Path) -> list[str]:
     out = [f"Labelling: {done}{lab} of the {n_picked} picked frames labelled by GPAW in {len(reports)} chunk jobs "
            f"({', '.join(f'{k} {v}' for k, v in per_state.items())}); {len(dropped)} dropped"
            + (f" ({'; '.join(sorted({d['error'][:80] for d in dropped}))})" if dropped else "")
-           + f"; {wall / max(n, 1):.0f} s per single point (one core, {_minutes(wall)} of job time in all)"
+           + f"; {wall / max(n, 1):.0f} s per single point (one core, {_minutes(wall)} of job time in all"
+           + (f"; {len(reused)} chunks taken from `labelling.reuse`, computed by an earlier run here, "
+              f"{len(reports) - len(reused)} computed in this run in {_minutes(wall_here)}" if reused else "") + ")"
            + (f", {sum(its) / len(its):.1f} SCF iterations on average" if its else "") + "."]
     return out
 
