@@ -31,8 +31,7 @@ if AL["enabled"]:
     rule al_heldout:
         input:
             config=run_config(),
-            stage=stage_config("split"),
-            al_stage=stage_config("active_data"),
+            stage=stage_config("active_data"),
             index=f"{ALDIR}/iter_000/dataset/index.parquet",
         output:
             frames=f"{ALDIR}/heldout/heldout.extxyz",

@@ -232,7 +232,7 @@ STAGE_KEYS = {
     # the active-learning loop, one stage per step so that a change reruns only what it affects
     # (training has its own stage): the held-out set and member splits, the exploration MD, the
     # selection, and the stop decision (raising max_iterations extends a finished loop)
-    "active_data": ("seed", "active_learning.committee", "active_learning.validation_fraction",
+    "active_data": ("seed", "split", "active_learning.committee", "active_learning.validation_fraction",
                     "active_learning.test_files"),
     "active_explore": ("seed", "units", "elements", "reference.masses", "md", "active_learning.exploration"),
     "active_select": ("elements", "descriptors.featureset", "validation.min_distance", "active_learning.trust_lo",
