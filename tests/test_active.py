@@ -188,7 +188,7 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     assert st["failed_runs"] == 1 and st["failed_jobs"] == ["c"]
     assert stop_decision(cfg["active_learning"], st) == {
         "iteration": 0, "converged": False, "stop": False, "reason": "continue", "max_iterations": 5,
-        "converged_fraction": 0.01}
+        "converged_fraction": 0.01, "converged_deviation": None, "unconverged_fraction": 9 / 17}
     # 5 of 9: a gets 4 (7/9 of 5, rounded by largest remainder), c gets 1; a's by FPS in descriptor space
     chosen = t[t["selected"]]
     assert len(sel.frames) == st["selected"] == 5 and chosen["job"].value_counts().to_dict() == {"a": 4, "c": 1}
@@ -206,6 +206,19 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     # a stricter threshold: not converged; and a failed run never converges
     assert not stop_decision({**cfg["active_learning"], "converged_fraction": 0.005}, done)["converged"]
     assert not stop_decision(cfg["active_learning"], {**done, "failed_runs": 1})["converged"]
+    # a convergence threshold of its own: frames above it (and kept out) count, not the candidates
+    hot = {"f": [0.01] * 100 + [0.1] * 20 + [0.3], "g": [0.01] * 120 + [0.9]}
+    for sub, devi in hot.items():
+        _explore_dir(tmp_path / sub, sub, devi, rng=rng)
+    hot_sel = select_frames(cfg, [tmp_path / "f", tmp_path / "g"], iteration=1, featureset=fs)
+    assert hot_sel.status["candidate_fraction"] == pytest.approx(21 / 242)
+    assert not stop_decision(cfg["active_learning"], hot_sel.status, hot_sel.table)["converged"]
+    own = {**cfg["active_learning"], "converged_deviation": 0.2}
+    dec = stop_decision(own, hot_sel.status, hot_sel.table)
+    assert dec["unconverged_fraction"] == pytest.approx(2 / 242) and dec["converged"]   # the 0.3 and the kept-out 0.9
+    assert not stop_decision({**own, "converged_deviation": 0.05}, hot_sel.status, hot_sel.table)["converged"]
+    with pytest.raises(ValueError, match="needs the selection's deviation table"):
+        stop_decision(own, hot_sel.status)
     last = select_frames(cfg, [tmp_path / "a"], iteration=1, featureset=fs).status
     dec = stop_decision(_al_cfg(max_iterations=2)["active_learning"], last)
     assert not dec["converged"] and dec["stop"] and dec["reason"] == "max_iterations"
@@ -305,9 +318,9 @@ def plugin():
     return build_plugin()
 
 
-def _explore_cfg(**exploration):
+def _explore_cfg(steps=60, **exploration):
     ex = {"n_atoms": 32, "every": 10, "jobs": [{"id": "fcc", "protocol": "nvt", "phase": "fcc", "T": 600,
-                                                "steps": 60}], **exploration}
+                                                "steps": steps}], **exploration}
     return _al_cfg(exploration=ex)
 
 
@@ -374,6 +387,44 @@ def test_exploration_halted_by_the_force_deviation_is_failed_at_the_first_line_a
     # the same trajectory up to the halt (same seeds): the same deviations
     np.testing.assert_allclose([f.info["max_devi_f"] for f in frames],
                                devi.loc[devi["step"] < first, "max_devi_f"], rtol=1e-12)
+
+
+def test_exploration_halt_waits_for_consecutive_lines_above(tmp_path, plugin):
+    """With halt_consecutive = 2 a single line above the threshold does not stop the run; the second
+    line in a row does, at its step; a threshold never crossed twice in a row lets the run finish."""
+    from meltpot.active.explore import explore
+    from meltpot.model.committee import read_deviation
+
+    _, path = _committee(tmp_path)
+    free = explore(_explore_cfg(steps=120), "fcc", path, plugin, tmp_path / "free")
+    d = read_deviation(tmp_path / "free" / "model_devi.out")
+    steps, dev = d["step"].to_numpy(), d["max_devi_f"].to_numpy()
+
+    def first_pair_above(halt):
+        above = dev > halt
+        pairs = np.flatnonzero(above[1:] & above[:-1])
+        return int(steps[pairs[0] + 1]) if len(pairs) else None
+
+    # a threshold that some line crosses alone (the line before and after below) before any pair does
+    for halt in np.sort(dev[1:])[::-1] * 0.999:
+        single = int(steps[np.flatnonzero(dev > halt)[0]])
+        pair = first_pair_above(halt)
+        if pair is not None and pair > single + 10:
+            break
+    else:
+        pytest.skip("this trajectory has no lone line above a threshold before a pair")
+    one = explore(_explore_cfg(steps=120, halt_deviation=float(halt)), "fcc", path, plugin, tmp_path / "one")
+    two = explore(_explore_cfg(steps=120, halt_deviation=float(halt), halt_consecutive=2), "fcc", path, plugin,
+                  tmp_path / "two")
+    assert free["status"] == "ok"
+    assert one["status"] == "failed" and one["steps_run"] == single
+    assert two["status"] == "failed" and two["steps_run"] == pair > single
+    # never twice in a row above: the run goes to its end
+    lone = [h for h in np.sort(dev)[::-1] * 0.999 if first_pair_above(h) is None and (dev > h).any()]
+    if lone:
+        ok = explore(_explore_cfg(steps=120, halt_deviation=float(lone[-1]), halt_consecutive=2), "fcc", path,
+                     plugin, tmp_path / "ok")
+        assert ok["status"] == "ok" and ok["steps_run"] == 120
 
 
 def test_exploration_started_from_a_data_frame_skips_melting(tmp_path, plugin):

@@ -195,6 +195,7 @@ if AL["enabled"]:
             config=run_config(),
             stage=stage_config("active_stop"),
             selection=f"{AL_IT}/select/selection.json",
+            table=f"{AL_IT}/select/deviations.csv",
         output:
             f"{AL_IT}/stop.json",
         log:
@@ -202,7 +203,8 @@ if AL["enabled"]:
         conda:
             ENV
         shell:
-            "meltpot active stop {input.config} --selection {input.selection} --out {output} > {log} 2>&1"
+            "meltpot active stop {input.config} --selection {input.selection} --deviations {input.table}"
+            " --out {output} > {log} 2>&1"
 
     rule al_label:
         input:

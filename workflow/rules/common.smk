@@ -237,7 +237,8 @@ STAGE_KEYS = {
     "active_explore": ("seed", "units", "elements", "reference.masses", "md", "active_learning.exploration"),
     "active_select": ("elements", "descriptors.featureset", "validation.min_distance", "active_learning.trust_lo",
                       "active_learning.trust_hi", "active_learning.max_candidates", "active_learning.failed_frames"),
-    "active_stop": ("active_learning.max_iterations", "active_learning.converged_fraction"),
+    "active_stop": ("active_learning.max_iterations", "active_learning.converged_fraction",
+                    "active_learning.converged_deviation"),
     # MD stages: the settings of one run (temperatures and replicas only add or drop runs); the
     # analysis keys have their own stage, so changing them reruns only the analysis
     "nucleation_md": ("seed", "units", "elements", "reference", "md", "nucleation_md.potential",

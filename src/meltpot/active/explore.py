@@ -76,6 +76,29 @@ def start_frame(job, index_path, iteration: int, seed: int):
     return atoms, {"state_id": job.start, "file": str(sources[0][0]), "file_index": int(sources[0][1])}
 
 
+def halt_commands(every: int, halt: float, consecutive: int = 1) -> list[str]:
+    """LAMMPS lines that stop the run once ``consecutive`` deviation lines in a row have a max force
+    deviation above ``halt``.
+
+    ``compute pair meltpot`` exposes the pair style's last deviation line (element 3: max σ_F). With
+    ``consecutive`` > 1 a one-line spike (two atoms meeting once, the next line back in the data) does
+    not stop the run, a trajectory that has left the data for good does: ``fix ave/time … ave window``
+    keeps the mean of the last ``consecutive`` indicators (1 above, 0 below), which is 1 only when all
+    were above; the step condition waits until the window is full (the runs start at step 0).
+    """
+    lines = ["compute meltpot_devi all pair meltpot",
+             "variable meltpot_max_devi_f equal c_meltpot_devi[3]"]
+    if consecutive <= 1:
+        return lines + [f"fix meltpot_devi_halt all halt {every} v_meltpot_max_devi_f > {float(halt)!r} "
+                        "error hard message yes"]
+    full = (consecutive - 1) * every
+    return lines + [
+        f"variable meltpot_devi_above equal v_meltpot_max_devi_f>{float(halt)!r}",
+        f"fix meltpot_devi_window all ave/time {every} 1 {every} v_meltpot_devi_above ave window {consecutive}",
+        f"variable meltpot_devi_persists equal (f_meltpot_devi_window>0.999)*(step>={full})",
+        f"fix meltpot_devi_halt all halt {every} v_meltpot_devi_persists > 0.5 error hard message yes"]
+
+
 def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: int = 0, device: str = "cpu",
             index=None, progress_every: float = 10.0) -> dict:
     """Run exploration job ``job_id`` with the committee export ``committee`` (TorchScript, the
@@ -112,12 +135,9 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
     pot.post_commands += [f"dump meltpot_explore all custom {every} {DUMP_FILE} id type element x y z",
                           f"dump_modify meltpot_explore sort id element {' '.join(cfg['elements'])} "
                           "format float %.12g"]
-    halt = cfg["active_learning"]["exploration"]["halt_deviation"]
-    if halt is not None:      # the pair style's last deviation line: compute pair meltpot, element 3 = max σ_F
-        pot.post_commands += ["compute meltpot_devi all pair meltpot",
-                              "variable meltpot_max_devi_f equal c_meltpot_devi[3]",
-                              f"fix meltpot_devi_halt all halt {every} v_meltpot_max_devi_f > {float(halt)!r} "
-                              "error hard message yes"]
+    ex = cfg["active_learning"]["exploration"]
+    if ex["halt_deviation"] is not None:
+        pot.post_commands += halt_commands(every, ex["halt_deviation"], ex["halt_consecutive"])
     error = None
     try:
         summary = run_protocol(run_cfg, job.protocol, out, potential=pot, progress_every=progress_every)

@@ -62,7 +62,9 @@ def iteration_table(iteration_dirs) -> pd.DataFrame:
         n_data = len(pd.read_parquet(d / "dataset" / "index.parquet"))
         rows.append({"iteration": st["iteration"], "dataset_frames": n_data, "explored": st["explored"],
                      "accurate": st["accurate"], "candidate": st["candidate"], "kept_out": st["kept_out"],
-                     "candidate_fraction": st["candidate_fraction"], "runs": st["runs"],
+                     "candidate_fraction": st["candidate_fraction"],
+                     "unconverged_fraction": st.get("unconverged_fraction", st["candidate_fraction"]),
+                     "runs": st["runs"],
                      "failed_runs": st["failed_runs"], "selected": st["selected"], "added": added,
                      "test_energy_rmse": test["energy_rmse"], "test_force_rmse": test["force_rmse"],
                      "test_mean_force_rmse": test["mean_force_rmse"], "converged": st["converged"],

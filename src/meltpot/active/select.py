@@ -14,10 +14,12 @@ job the frames are chosen by farthest-point sampling in descriptor space (per el
 and standard deviation over atoms of every symmetry function:
 :func:`meltpot.sampling.labelling.frame_summaries`).
 
-The loop has converged when the candidates are fewer than ``converged_fraction`` of the explored
-frames and no run failed; it stops then, or after ``max_iterations``. The decision is kept apart
-from the selection (its own file and Snakemake job) so that raising ``max_iterations`` or changing
-``converged_fraction`` re-decides a finished loop without redoing any selection or labelling.
+The loop has converged when the frames above ``converged_deviation`` (default ``trust_lo``: the
+candidates; kept-out frames count too) are fewer than ``converged_fraction`` of the explored frames
+and no run failed; it stops then, or after ``max_iterations``. The decision is kept apart from the
+selection (its own file and Snakemake job, reading the selection's deviation table) so that raising
+``max_iterations`` or changing the convergence keys re-decides a finished loop without redoing any
+selection or labelling.
 """
 
 from __future__ import annotations
@@ -147,14 +149,33 @@ def select_frames(cfg: dict, explore_dirs, iteration: int, featureset=None) -> S
     return Selection(frames=picked, table=table, status=status)
 
 
-def stop_decision(al: dict, status: dict) -> dict:
-    """Whether the loop stops after the iteration of ``status`` (a :func:`select_frames` status):
-    converged (candidate fraction below ``converged_fraction``, no failed run, frames explored) or
-    its ``max_iterations`` reached."""
+def unconverged_fraction(table: pd.DataFrame, threshold: float) -> float:
+    """Fraction of the explored frames (rows of a selection's deviation table) that the convergence
+    test counts against the loop: max σ_F above ``threshold``, or kept out (above trust_hi, too close)."""
+    if not len(table):
+        return 1.0
+    bad = (table["max_devi_f"].to_numpy(float) > threshold) | (table["class"].to_numpy() == KEPT_OUT)
+    return float(bad.mean())
+
+
+def stop_decision(al: dict, status: dict, table: pd.DataFrame | None = None) -> dict:
+    """Whether the loop stops after the iteration of ``status`` (a :func:`select_frames` status, with
+    its deviation ``table``): converged (frames above ``converged_deviation`` fewer than
+    ``converged_fraction`` of those explored, no failed run, frames explored) or its
+    ``max_iterations`` reached. Without ``converged_deviation`` the measure is the candidate fraction."""
     it = int(status["iteration"])
-    converged = (status["candidate_fraction"] < al["converged_fraction"] and status["failed_runs"] == 0
+    threshold = al.get("converged_deviation")
+    if threshold is None:
+        measure = float(status["candidate_fraction"])
+    elif table is None:
+        raise ValueError("converged_deviation is set: the stop decision needs the selection's deviation table")
+    else:
+        measure = unconverged_fraction(table, float(threshold))
+    converged = (measure < al["converged_fraction"] and status["failed_runs"] == 0
                  and status["explored"] > 0)
     last = it + 1 >= al["max_iterations"]
     return {"iteration": it, "converged": bool(converged), "stop": bool(converged or last),
             "reason": "converged" if converged else ("max_iterations" if last else "continue"),
-            "max_iterations": int(al["max_iterations"]), "converged_fraction": float(al["converged_fraction"])}
+            "max_iterations": int(al["max_iterations"]), "converged_fraction": float(al["converged_fraction"]),
+            "converged_deviation": None if threshold is None else float(threshold),
+            "unconverged_fraction": measure}

@@ -50,6 +50,7 @@ def add_commands(sub) -> None:
                            "stop.json; apart from the selection, so a raised max_iterations redoes nothing else")
     d.add_argument("config")
     d.add_argument("--selection", required=True, type=Path, help="the iteration's selection.json (`meltpot active select`)")
+    d.add_argument("--deviations", type=Path, help="the iteration's deviations.csv (needed with converged_deviation)")
     d.add_argument("--out", required=True, type=Path, help="stop.json")
     d.set_defaults(func=cmd_stop)
 
@@ -144,11 +145,15 @@ def cmd_stop(args) -> int:
     from ..config import load_config
     from ..manifest import write_json
 
+    import pandas as pd
+
     cfg = load_config(args.config)
-    dec = stop_decision(cfg["active_learning"], json.loads(args.selection.read_text()))
+    table = pd.read_csv(args.deviations) if args.deviations else None
+    dec = stop_decision(cfg["active_learning"], json.loads(args.selection.read_text()), table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, dec)
-    print(f"iteration {dec['iteration']}: {dec['reason']} (max_iterations {dec['max_iterations']})")
+    print(f"iteration {dec['iteration']}: {dec['reason']} ({100 * dec['unconverged_fraction']:.1f} % of the frames "
+          f"against convergence, limit {100 * dec['converged_fraction']:.1f} %; max_iterations {dec['max_iterations']})")
     return 0
 
 

@@ -150,9 +150,10 @@ class _Builder:
         self.lines = [
             f"# meltpot MD protocol '{protocol}' (generated: change the config, not this file)",
             f"units {s.units}", "atom_style atomic", "atom_modify map array", "boundary p p p",
-            f"read_data {s.data_file}", "", "# interaction", *potential.commands(), "",
+            # step 0 before the interaction: its commands may define time-dependent fixes
+            f"read_data {s.data_file}", "reset_timestep 0", "", "# interaction", *potential.commands(), "",
             "neigh_modify every 1 delay 0 check yes",
-            f"timestep {_f(s.timestep)}", "reset_timestep 0",
+            f"timestep {_f(s.timestep)}",
             "variable meltpot_vol equal vol",
             f"thermo_style custom {THERMO_COLUMNS}",
             "thermo_modify norm no lost error flush yes",
