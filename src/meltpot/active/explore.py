@@ -4,7 +4,8 @@ The committee export runs in the ``meltpot`` pair style, which integrates the co
 writes the deviation (``model_devi.out``: max/min/mean σ_F over atoms, σ_E per atom, atoms
 extrapolating) every ``exploration.every`` steps, the dump interval. A run that LAMMPS stops
 (atoms lost, non-finite energies, more atoms extrapolating than ``extrapolation_limit``, a max
-force deviation above ``halt_deviation``) counts as failed: the frames it dumped before are kept.
+force deviation above ``halt_deviation`` on ``halt_consecutive`` lines in a row) counts as failed:
+the frames it dumped before are kept.
 
 Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``explore.lammpstrj``: every
 stage dumped at the deviation interval,
