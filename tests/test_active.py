@@ -389,9 +389,11 @@ def test_exploration_halted_by_the_force_deviation_is_failed_at_the_first_line_a
                                devi.loc[devi["step"] < first, "max_devi_f"], rtol=1e-12)
 
 
-def test_exploration_halt_waits_for_consecutive_lines_above(tmp_path, plugin):
-    """With halt_consecutive = 2 a single line above the threshold does not stop the run; the second
-    line in a row does, at its step; a threshold never crossed twice in a row lets the run finish."""
+def test_exploration_halt_on_the_windowed_mean_of_the_deviation(tmp_path, plugin):
+    """With halt_window = 3 the run stops at the first line where the mean max force deviation of the
+    last three lines exceeds halt_deviation (not at a single line above it); a threshold that no
+    window mean crosses lets the run finish. The steps are predicted from a free run's deviations
+    (same seeds, same trajectory)."""
     from meltpot.active.explore import explore
     from meltpot.model.committee import read_deviation
 
@@ -399,32 +401,31 @@ def test_exploration_halt_waits_for_consecutive_lines_above(tmp_path, plugin):
     free = explore(_explore_cfg(steps=120), "fcc", path, plugin, tmp_path / "free")
     d = read_deviation(tmp_path / "free" / "model_devi.out")
     steps, dev = d["step"].to_numpy(), d["max_devi_f"].to_numpy()
+    mean3 = np.convolve(dev, np.ones(3) / 3, mode="valid")       # mean3[k]: lines k, k+1, k+2
 
-    def first_pair_above(halt):
-        above = dev > halt
-        pairs = np.flatnonzero(above[1:] & above[:-1])
-        return int(steps[pairs[0] + 1]) if len(pairs) else None
+    def first_window_above(halt):
+        k = np.flatnonzero(mean3 > halt)
+        return int(steps[k[0] + 2]) if len(k) else None
 
-    # a threshold that some line crosses alone (the line before and after below) before any pair does
-    for halt in np.sort(dev[1:])[::-1] * 0.999:
+    # a threshold that a single line crosses before any window mean does
+    for halt in np.sort(dev[1:]) * 0.999:
         single = int(steps[np.flatnonzero(dev > halt)[0]])
-        pair = first_pair_above(halt)
-        if pair is not None and pair > single + 10:
+        window = first_window_above(halt)
+        if window is not None and window > single:
             break
     else:
-        pytest.skip("this trajectory has no lone line above a threshold before a pair")
+        pytest.skip("no line of this trajectory crosses a threshold before its window mean does")
     one = explore(_explore_cfg(steps=120, halt_deviation=float(halt)), "fcc", path, plugin, tmp_path / "one")
-    two = explore(_explore_cfg(steps=120, halt_deviation=float(halt), halt_consecutive=2), "fcc", path, plugin,
-                  tmp_path / "two")
+    three = explore(_explore_cfg(steps=120, halt_deviation=float(halt), halt_window=3), "fcc", path, plugin,
+                    tmp_path / "three")
     assert free["status"] == "ok"
     assert one["status"] == "failed" and one["steps_run"] == single
-    assert two["status"] == "failed" and two["steps_run"] == pair > single
-    # never twice in a row above: the run goes to its end
-    lone = [h for h in np.sort(dev)[::-1] * 0.999 if first_pair_above(h) is None and (dev > h).any()]
-    if lone:
-        ok = explore(_explore_cfg(steps=120, halt_deviation=float(lone[-1]), halt_consecutive=2), "fcc", path,
-                     plugin, tmp_path / "ok")
-        assert ok["status"] == "ok" and ok["steps_run"] == 120
+    assert three["status"] == "failed" and three["steps_run"] == window > single
+    # above every window mean but below the largest line: the run goes to its end
+    high = float(mean3.max()) * 1.001
+    assert high < dev.max()
+    ok = explore(_explore_cfg(steps=120, halt_deviation=high, halt_window=3), "fcc", path, plugin, tmp_path / "ok")
+    assert ok["status"] == "ok" and ok["steps_run"] == 120
 
 
 def test_exploration_started_from_a_data_frame_skips_melting(tmp_path, plugin):
@@ -526,6 +527,18 @@ def test_two_iterations_through_snakemake_resume_after_a_stop(tmp_path):
     assert np.isfinite(table[["test_energy_rmse", "test_force_rmse", "test_mean_force_rmse"]].to_numpy()).all()
     for png in ("deviation_hist.png", "rmse_vs_frames.png"):
         assert (run / "active" / png).stat().st_size > 5000
+    # final_dataset: the run's own dataset (dense model, feature selection) is the loop's final data
+    final = tmp_path / "final_dataset.yaml"
+    raw = yaml.safe_load(PRESET.read_text())
+    raw["active_learning"]["final_dataset"] = True
+    final.write_text(yaml.safe_dump(raw))
+    res = snakemake("results/lj-active-tiny/dataset/splits.parquet", final)
+    assert "rule al_" not in res.stderr, res.stderr[-3000:]       # the loop is done: nothing of it reruns
+    assert (run / "dataset" / "index.parquet").exists(), res.stderr[-3000:]
+    idx = pd.read_parquet(run / "dataset" / "index.parquet")
+    assert len(idx) == len(idx1)
+    assert idx["state_id"].value_counts().to_dict() == idx1["state_id"].value_counts().to_dict()
+    assert len(pd.read_parquet(run / "dataset" / "splits.parquet")) == len(idx1)
 
 
 def torch_load_metadata(path):

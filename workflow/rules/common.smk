@@ -328,6 +328,16 @@ def al_frames(wc):
     return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(int(wc.it))]
 
 
+def dataset_frames(wc):
+    """The frames of the run's dataset (the dense model, the feature selection, the validation MD of
+    the models): the initial frames, or with active_learning.final_dataset the loop's final data
+    (its last iteration's frames: the initial ones and every labelled iteration's)."""
+    if not (AL["enabled"] and AL["final_dataset"]):
+        return FRAME_FILES
+    last = len(al_iterations(wc)) - 1
+    return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(last)]
+
+
 def al_init(wc):
     """The member's model of the previous iteration (warm start), if any."""
     it = int(wc.it)

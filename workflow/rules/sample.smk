@@ -70,7 +70,7 @@ rule import_frames:
 rule dataset:
     input:
         config=run_config(),
-        frames=FRAME_FILES,
+        frames=dataset_frames,
         stage=stage_config("dataset"),
     output:
         index=f"{RUN}/dataset/index.parquet",

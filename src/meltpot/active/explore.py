@@ -4,7 +4,7 @@ The committee export runs in the ``meltpot`` pair style, which integrates the co
 writes the deviation (``model_devi.out``: max/min/mean σ_F over atoms, σ_E per atom, atoms
 extrapolating) every ``exploration.every`` steps, the dump interval. A run that LAMMPS stops
 (atoms lost, non-finite energies, more atoms extrapolating than ``extrapolation_limit``, a max
-force deviation above ``halt_deviation`` on ``halt_consecutive`` lines in a row) counts as failed:
+force deviation above ``halt_deviation``, averaged over ``halt_window`` lines) counts as failed:
 the frames it dumped before are kept.
 
 Outputs in the job folder: the LAMMPS run (``in.lammps``, ``log.lammps``, ``explore.lammpstrj``: every
@@ -77,27 +77,28 @@ def start_frame(job, index_path, iteration: int, seed: int):
     return atoms, {"state_id": job.start, "file": str(sources[0][0]), "file_index": int(sources[0][1])}
 
 
-def halt_commands(every: int, halt: float, consecutive: int = 1) -> list[str]:
-    """LAMMPS lines that stop the run once ``consecutive`` deviation lines in a row have a max force
-    deviation above ``halt``.
+def halt_commands(every: int, halt: float, window: int = 1) -> list[str]:
+    """LAMMPS lines that stop the run once the max force deviation, averaged over the last
+    ``window`` deviation lines, exceeds ``halt``.
 
-    ``compute pair meltpot`` exposes the pair style's last deviation line (element 3: max σ_F). With
-    ``consecutive`` > 1 a one-line spike (two atoms meeting once, the next line back in the data) does
-    not stop the run, a trajectory that has left the data for good does: ``fix ave/time … ave window``
-    keeps the mean of the last ``consecutive`` indicators (1 above, 0 below), which is 1 only when all
-    were above; the step condition waits until the window is full (the runs start at step 0).
+    ``compute pair meltpot`` exposes the pair style's last deviation line (element 3: max σ_F). A
+    window of one stops at the first line above. A wider window lets a run go on through a one-line
+    spike (two atoms meeting once, the next lines back in the data) and still stops one that has
+    left the data, whose deviation stays high even where single lines dip below ``halt`` (a rule
+    "every line above" let such runs go on, and their frames of collapsed liquid, forces of 100 eV/Å,
+    came in as candidates). ``fix ave/time … ave window`` keeps the running mean; the step condition
+    waits until the window is full (the runs start at step 0).
     """
     lines = ["compute meltpot_devi all pair meltpot",
              "variable meltpot_max_devi_f equal c_meltpot_devi[3]"]
-    if consecutive <= 1:
+    if window <= 1:
         return lines + [f"fix meltpot_devi_halt all halt {every} v_meltpot_max_devi_f > {float(halt)!r} "
                         "error hard message yes"]
-    full = (consecutive - 1) * every
+    full = (window - 1) * every
     return lines + [
-        f"variable meltpot_devi_above equal v_meltpot_max_devi_f>{float(halt)!r}",
-        f"fix meltpot_devi_window all ave/time {every} 1 {every} v_meltpot_devi_above ave window {consecutive}",
-        f"variable meltpot_devi_persists equal (f_meltpot_devi_window>0.999)*(step>={full})",
-        f"fix meltpot_devi_halt all halt {every} v_meltpot_devi_persists > 0.5 error hard message yes"]
+        f"fix meltpot_devi_window all ave/time {every} 1 {every} v_meltpot_max_devi_f ave window {window}",
+        f"variable meltpot_devi_mean equal f_meltpot_devi_window*(step>={full})",
+        f"fix meltpot_devi_halt all halt {every} v_meltpot_devi_mean > {float(halt)!r} error hard message yes"]
 
 
 def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: int = 0, device: str = "cpu",
@@ -138,7 +139,7 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
                           "format float %.12g"]
     ex = cfg["active_learning"]["exploration"]
     if ex["halt_deviation"] is not None:
-        pot.post_commands += halt_commands(every, ex["halt_deviation"], ex["halt_consecutive"])
+        pot.post_commands += halt_commands(every, ex["halt_deviation"], ex["halt_window"])
     error = None
     try:
         summary = run_protocol(run_cfg, job.protocol, out, potential=pot, progress_every=progress_every)
