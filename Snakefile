@@ -18,7 +18,7 @@ include: "workflow/rules/active.smk"
 include: "workflow/rules/cluster.smk"
 
 # tiny bookkeeping rules run on the submitting host, never as cluster jobs
-localrules: run_config, stage_config
+localrules: stage_config
 
 
 onstart:
@@ -32,6 +32,7 @@ onstart:
     if _archived:
         print(f"meltpot: the config of run {CFG['run_id']} changed ({', '.join(_keys)}); "
               f"the previous one is kept as {_archived}; dependent stages rerun in place")
+        write_run_config()
 
 
 rule all:

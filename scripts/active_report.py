@@ -43,19 +43,26 @@ def iteration_lines(run: Path) -> list[str]:
     if not path.exists():
         return ["The loop has not finished yet."]
     t = pd.read_csv(path)
-    lines = ["| iteration | frames in data | explored | accurate | candidates | kept out | failed runs | added | "
-             "held-out E RMSE (meV/atom) | held-out F RMSE (eV/Å), members / mean |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    import yaml
+
+    al = yaml.safe_load((run / "config.yaml").read_text())["active_learning"]
+    above = al.get("converged_deviation") or al["trust_lo"]
+    lines = [f"| iteration | frames in data | explored | accurate | candidates | kept out | above {above:g} eV/Å | "
+             "failed runs | added | held-out E RMSE (meV/atom) | held-out F RMSE (eV/Å), members / mean |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         lines.append(f"| {r['iteration']} | {r['dataset_frames']} | {r['explored']} | {r['accurate']} | "
                      f"{r['candidate']} ({100 * r['candidate_fraction']:.1f} %) | {r['kept_out']} | "
+                     f"{100 * r['unconverged_fraction']:.1f} % | "
                      f"{r['failed_runs']} of {r['runs']} | {r['added']} | {_fmt(1000 * r['test_energy_rmse'])} | "
                      f"{_fmt(r['test_force_rmse'], 3)} / {_fmt(r['test_mean_force_rmse'], 3)} |")
     last = t.iloc[-1]
     n_atoms = _n_atoms(run)
     states, frames, atoms = hand_grid()
     labelled = int(t["dataset_frames"].iloc[-1])
-    lines += ["", f"The loop stopped after iteration {int(last['iteration'])} ({last['reason'].replace('_', ' ')}). "
+    lines += ["", f"Converged means: fewer than {100 * al['converged_fraction']:g} % of the explored frames above "
+                  f"{above:g} eV/Å (or kept out) and no failed run. "
+                  f"The loop stopped after iteration {int(last['iteration'])} ({last['reason'].replace('_', ' ')}). "
                   f"Its final data: {labelled} frames of {n_atoms} atoms ({labelled * n_atoms} atom environments), "
                   f"{int(t['added'].sum())} of them labelled by the loop; the default run's {states} hand-designed "
                   f"states hold {frames} frames of 256 atoms ({atoms} atom environments)."]

@@ -200,6 +200,23 @@ def yaml_text(cfg):
 RUN_CONFIG = f"{RUN}/config.yaml"
 
 
+def write_run_config():
+    """Write the run's validated config (results/<run_id>/config.yaml), the file every CLI call reads.
+
+    A file the Snakefile writes, not a rule: a rule that reran on every config change was a job of
+    its own in the DAG, and with it Snakemake (9.x) left the jobs behind a checkpoint (the active-
+    learning loop, the λ path) unscheduled and ended "done" without running them. Written here when
+    missing (parse time) and in ``onstart`` when changed (after the DAG is built, before any job
+    runs; never in a dry run); an input of rules only as ``run_config()``, ancient.
+    """
+    Path(RUN_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    Path(RUN_CONFIG).write_text(yaml_text(CFG))
+
+
+if not Path(RUN_CONFIG).exists():
+    write_run_config()
+
+
 def run_config():
     """The run's config file as an input of rules, marked ancient; rewriting it (any key changed)
     does not rerun a rule by itself; each rule also takes its stage_config (below)."""

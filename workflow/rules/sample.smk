@@ -1,19 +1,6 @@
 # Sampling stage: reference MD per state/branch, imports, validated dataset index, splits.
 
 
-rule run_config:
-    output:
-        f"{RUN}/config.yaml",
-    params:
-        text=yaml_text(CFG),
-    log:
-        f"{RUN}/logs/run_config.log",
-    conda:
-        ENV
-    shell:
-        "printf '%s' {params.text:q} > {output} 2> {log}"
-
-
 rule stage_config:
     output:
         f"{RUN}/config/{{stage}}.yaml",
