@@ -217,7 +217,7 @@ def test_select_frames_classifies_caps_by_fps_and_decides(tmp_path):
     dec = stop_decision(own, hot_sel.status, hot_sel.table)
     assert dec["unconverged_fraction"] == pytest.approx(2 / 242) and dec["converged"]   # the 0.3 and the kept-out 0.9
     assert not stop_decision({**own, "converged_deviation": 0.05}, hot_sel.status, hot_sel.table)["converged"]
-    with pytest.raises(ValueError, match="needs the selection's deviation table"):
+    with pytest.raises(MeltpotError, match="needs the selection's deviation table"):
         stop_decision(own, hot_sel.status)
     last = select_frames(cfg, [tmp_path / "a"], iteration=1, featureset=fs).status
     dec = stop_decision(_al_cfg(max_iterations=2)["active_learning"], last)

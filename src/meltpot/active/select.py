@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import MeltpotError
+
 ACCURATE, CANDIDATE, KEPT_OUT = "accurate", "candidate", "kept_out"
 
 
@@ -168,7 +170,8 @@ def stop_decision(al: dict, status: dict, table: pd.DataFrame | None = None) -> 
     if threshold is None:
         measure = float(status["candidate_fraction"])
     elif table is None:
-        raise ValueError("converged_deviation is set: the stop decision needs the selection's deviation table")
+        raise MeltpotError("active_learning.converged_deviation is set: the stop decision needs the selection's "
+                           "deviation table (meltpot active stop --deviations deviations.csv)")
     else:
         measure = unconverged_fraction(table, float(threshold))
     converged = (measure < al["converged_fraction"] and status["failed_runs"] == 0
