@@ -105,8 +105,13 @@ def validation_lines(run: Path) -> list[str]:
     if not comp or not table.exists():
         return ["", "Validation MD: not run yet."]
     t = pd.read_csv(table)
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    vmd = cfg["validation_md"]
+    size = f"{vmd['n_atoms']} atoms, {vmd['production_steps'] * cfg['md']['timestep']:g} ps of production"
     out = ["", f"Validation MD of the final committee against the EAM ({comp['n_replicas']} replicas per potential "
-               "and temperature; means ± standard deviation over replicas, Δ ± its standard error):", "",
+               f"and temperature, {size}; means ± standard deviation over replicas, Δ ± its standard error):", "",
            "| T | quantity | EAM | committee | Δ | verdict |", "|---|---|---|---|---|---|"]
     for _, r in t[t["quantity"].isin(["density", "pe_per_atom", "D", "gr_mse"])].iterrows():
         ref = f"{r['reference']:.4g} ± {r['reference_std']:.2g}" if pd.notna(r["reference"]) else ""
