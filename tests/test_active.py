@@ -71,6 +71,8 @@ def test_exploration_jobs_expand_lists_and_carry_md_overrides():
     ({"committee": 1}, "committee"),
     ({"exploration": {"jobs": [{"id": "a", "protocol": "npt", "T": 1.0, "steps": 10, "start": "gas"}]}},
      r"start state\(s\) \['gas'\] are not states of the initial data"),
+    ({"exploration": {"jobs": [{"id": "a", "protocol": "npt", "T": 1.0, "steps": 10}], "halt_deviation": 1.5,
+                      "halt_window": 3, "halt_clip": 1.0}}, "halt_clip = 1.0 must be above halt_deviation = 1.5"),
 ])
 def test_bad_active_learning_block_fails_before_any_work(change, message):
     raw = yaml.safe_load(PRESET.read_text())
@@ -421,6 +423,27 @@ def test_exploration_halt_on_the_windowed_mean_of_the_deviation(tmp_path, plugin
     assert free["status"] == "ok"
     assert one["status"] == "failed" and one["steps_run"] == single
     assert three["status"] == "failed" and three["steps_run"] == window > single
+    # each line clipped before the mean: the step predicted from the clipped deviations; a clip that
+    # moves the halt later than the plain mean's (or removes it) where this trajectory has one
+
+    def clipped_halt(clip):
+        k = np.flatnonzero(np.convolve(np.minimum(dev, clip), np.ones(3) / 3, mode="valid") > halt)
+        return k, (int(steps[k[0] + 2]) if len(k) else None)
+
+    clips = [c for c in np.sort(dev[dev > halt]) * 1.0001 if clipped_halt(c)[1] != window]
+    clip = float(clips[-1]) if clips else float(halt) * 1.2
+    k, _ = clipped_halt(clip)
+    capped = explore(_explore_cfg(steps=120, halt_deviation=float(halt), halt_window=3, halt_clip=clip), "fcc", path,
+                     plugin, tmp_path / "clipped")
+    if len(k):
+        assert capped["status"] == "failed" and capped["steps_run"] == int(steps[k[0] + 2]) >= window
+        assert not clips or capped["steps_run"] > window
+        # the value LAMMPS halted on is the mean of the clipped lines, not of the raw ones
+        value = float(capped["error"].split("with value ")[1].split()[0])
+        assert value == pytest.approx(np.minimum(dev, clip)[k[0]:k[0] + 3].mean(), rel=1e-9)
+        assert value < dev[k[0]:k[0] + 3].mean() or dev[k[0]:k[0] + 3].max() <= clip
+    else:
+        assert capped["status"] == "ok" and capped["steps_run"] == 120
     # above every window mean but below the largest line: the run goes to its end
     high = float(mean3.max()) * 1.001
     assert high < dev.max()

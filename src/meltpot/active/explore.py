@@ -77,17 +77,19 @@ def start_frame(job, index_path, iteration: int, seed: int):
     return atoms, {"state_id": job.start, "file": str(sources[0][0]), "file_index": int(sources[0][1])}
 
 
-def halt_commands(every: int, halt: float, window: int = 1) -> list[str]:
+def halt_commands(every: int, halt: float, window: int = 1, clip: float | None = None) -> list[str]:
     """LAMMPS lines that stop the run once the max force deviation, averaged over the last
-    ``window`` deviation lines, exceeds ``halt``.
+    ``window`` deviation lines (each line counted at most ``clip``), exceeds ``halt``.
 
     ``compute pair meltpot`` exposes the pair style's last deviation line (element 3: max σ_F). A
     window of one stops at the first line above. A wider window lets a run go on through a one-line
     spike (two atoms meeting once, the next lines back in the data) and still stops one that has
     left the data, whose deviation stays high even where single lines dip below ``halt`` (a rule
     "every line above" let such runs go on, and their frames of collapsed liquid, forces of 100 eV/Å,
-    came in as candidates). ``fix ave/time … ave window`` keeps the running mean; the step condition
-    waits until the window is full (the runs start at step 0).
+    came in as candidates). ``clip`` (above ``halt``) bounds what one line adds to the mean, so that a
+    single close contact (one line of 4.8 eV/Å) cannot stop a run alone. ``fix ave/time … ave window``
+    keeps the running mean; the step condition waits until the window is full (the runs start at
+    step 0).
     """
     lines = ["compute meltpot_devi all pair meltpot",
              "variable meltpot_max_devi_f equal c_meltpot_devi[3]"]
@@ -95,8 +97,14 @@ def halt_commands(every: int, halt: float, window: int = 1) -> list[str]:
         return lines + [f"fix meltpot_devi_halt all halt {every} v_meltpot_max_devi_f > {float(halt)!r} "
                         "error hard message yes"]
     full = (window - 1) * every
+    value = "v_meltpot_max_devi_f"
+    if clip is not None:
+        c = float(clip)       # (LAMMPS's min() takes a vector, not two numbers)
+        lines.append(f"variable meltpot_devi_clipped equal v_meltpot_max_devi_f-(v_meltpot_max_devi_f>{c!r})*"
+                     f"(v_meltpot_max_devi_f-{c!r})")
+        value = "v_meltpot_devi_clipped"
     return lines + [
-        f"fix meltpot_devi_window all ave/time {every} 1 {every} v_meltpot_max_devi_f ave window {window}",
+        f"fix meltpot_devi_window all ave/time {every} 1 {every} {value} ave window {window}",
         f"variable meltpot_devi_mean equal f_meltpot_devi_window*(step>={full})",
         f"fix meltpot_devi_halt all halt {every} v_meltpot_devi_mean > {float(halt)!r} error hard message yes"]
 
@@ -139,7 +147,7 @@ def explore(cfg: dict, job_id: str, committee, plugin, out_dir, *, iteration: in
                           "format float %.12g"]
     ex = cfg["active_learning"]["exploration"]
     if ex["halt_deviation"] is not None:
-        pot.post_commands += halt_commands(every, ex["halt_deviation"], ex["halt_window"])
+        pot.post_commands += halt_commands(every, ex["halt_deviation"], ex["halt_window"], ex["halt_clip"])
     error = None
     try:
         summary = run_protocol(run_cfg, job.protocol, out, potential=pot, progress_every=progress_every)

@@ -102,6 +102,10 @@ def check_active(cfg: dict, source: str = "config") -> None:
     where = f"{source}: active_learning"
     if not al["trust_lo"] < al["trust_hi"]:
         raise ConfigError(f"{where}.trust_lo = {al['trust_lo']} must be below trust_hi = {al['trust_hi']}")
+    ex = al["exploration"]
+    if ex["halt_clip"] is not None and (ex["halt_deviation"] is None or not ex["halt_clip"] > ex["halt_deviation"]):
+        raise ConfigError(f"{where}.exploration.halt_clip = {ex['halt_clip']} must be above halt_deviation = "
+                          f"{ex['halt_deviation']} (a clip at or below it would never let a run stop)")
     if not al["exploration"]["jobs"]:
         raise ConfigError(f"{where}.exploration.jobs is empty: the loop needs at least one MD job")
     for k, entry in enumerate(al["exploration"]["jobs"]):
