@@ -38,14 +38,19 @@ def hand_grid() -> tuple[int, int, int]:
     return n_states, frames, frames * cfg["sampling"]["n_atoms"]
 
 
+def run_config(run: Path) -> dict:
+    """The run's config (``<run>/config.yaml``, as the workflow wrote it)."""
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
 def iteration_lines(run: Path) -> list[str]:
     path = run / "active" / "iterations.csv"
     if not path.exists():
         return ["The loop has not finished yet."]
     t = pd.read_csv(path)
-    import yaml
-
-    al = yaml.safe_load((run / "config.yaml").read_text())["active_learning"]
+    al = run_config(run)["active_learning"]
     above = al.get("converged_deviation") or al["trust_lo"]
     lines = [f"| iteration | frames in data | explored | accurate | candidates | kept out | above {above:g} eV/Å | "
              "failed runs | added | held-out E RMSE (meV/atom) | held-out F RMSE (eV/Å), members / mean |",
@@ -79,9 +84,7 @@ def stability_lines(run: Path) -> list[str]:
     if not its:
         return []
     recs = [json.loads(p.read_text()) for p in sorted(its[-1].glob("*/exploration.json"))]
-    import yaml
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = run_config(run)
     dt = cfg["md"]["timestep"]
 
     def part(r):
@@ -105,9 +108,7 @@ def validation_lines(run: Path) -> list[str]:
     if not comp or not table.exists():
         return ["", "Validation MD: not run yet."]
     t = pd.read_csv(table)
-    import yaml
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = run_config(run)
     vmd = cfg["validation_md"]
     size = f"{vmd['n_atoms']} atoms, {vmd['production_steps'] * cfg['md']['timestep']:g} ps of production"
     out = ["", f"Validation MD of the final committee against the EAM ({comp['n_replicas']} replicas per potential "

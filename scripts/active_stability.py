@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from active_report import run_config  # noqa: E402
 from readme_numbers import results_section_main  # noqa: E402
 
 START, END = "<!-- numbers:al-active-stability -->", "<!-- /numbers:al-active-stability -->"
@@ -43,7 +44,7 @@ def run_md(run: Path, jobs: list[str], replicas: int) -> None:
     """The extra exploration runs (no halt) and the reference labels of every 4th frame."""
     from meltpot.data.io import read_frames, write_frames
 
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = run_config(run)
     cfg["active_learning"]["exploration"]["halt_deviation"] = None
     out = run / "active" / "stability"
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,7 @@ def section(run: Path) -> str:
     out = run / "active" / "stability"
     if not (out / "sample_labelled.extxyz").exists():
         return "Not run yet (`python scripts/active_stability.py RUN --run-md`)."
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = run_config(run)
     ex = cfg["active_learning"]["exploration"]
     halt, window = ex["halt_deviation"], ex["halt_window"]
     last = _last_iteration(run)

@@ -340,9 +340,14 @@ def al_dir(it):
     return f"{ALDIR}/{iteration_name(it)}"
 
 
+def al_frame_files(it):
+    """Iteration ``it``'s frames: the initial ones and every earlier iteration's labelled frames."""
+    return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(it)]
+
+
 def al_frames(wc):
-    """The iteration's frames: the initial ones and every earlier iteration's labelled frames."""
-    return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(int(wc.it))]
+    """The frames of the iteration of ``wc.it`` (al_dataset)."""
+    return al_frame_files(int(wc.it))
 
 
 def dataset_frames(wc):
@@ -351,8 +356,7 @@ def dataset_frames(wc):
     (its last iteration's frames: the initial ones and every labelled iteration's)."""
     if not (AL["enabled"] and AL["final_dataset"]):
         return FRAME_FILES
-    last = len(al_iterations(wc)) - 1
-    return FRAME_FILES + [f"{al_dir(j)}/labelled.extxyz" for j in range(last)]
+    return al_frame_files(len(al_iterations(wc)) - 1)
 
 
 def al_init(wc):
