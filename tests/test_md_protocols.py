@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -210,6 +211,14 @@ def test_two_phase_box_is_half_crystalline_and_minimize(tmp_path, eam):
     f_high = cna_fractions(classes[z >= 0.5])["crystalline"]
     print(f"two-phase start: crystalline {f:.2f} (lower half {f_low:.2f}, upper half {f_high:.2f})")
     assert 0.3 < f < 0.7 and f_low > 0.7 and f_high < 0.3
+    # the liquid reached its own density before production (NPT on z, the box dilated around the
+    # liquid only): left at the crystal's density it would start near +15 kbar (1.5 GPa), which
+    # moves T_m by ~90 K
+    thermo = pd.read_csv(tmp_path / "tp" / "thermo.csv")
+    liquid, prod = thermo[thermo["stage"] == "liquid"], thermo[thermo["stage"] == "produce"]
+    assert liquid["Lz"].iloc[-1] > liquid["Lz"].iloc[0] * 1.02 and abs(prod["Pzz"].iloc[0]) < 6000.0
+    text = (tmp_path / "tp" / "in.lammps").read_text()
+    assert "fix meltpot_ens meltpot_liquid npt temp 900.0 900.0 0.2 z 0.0 0.0 2.0 dilate meltpot_liquid" in text
     # inherent structures of the two-phase dump (reuses analysis.local_order.Minimizer)
     from meltpot.md.minimize import minimize_config
 

@@ -412,6 +412,8 @@ def test_melting_stage_brackets_t_m_and_finds_the_melting_jump(tmp_path):
     assert row["label"] == "reference" and row["T_m_method"] == "bracket"
     assert row["T_solid_grew"] == 750.0 and row["T_melted"] == 1100.0 and row["T_m"] == 925.0
     assert 926.0 < row["T_heat"] < 1500.0 and row["heat_jumps"] == 1 and row["latent_heat"] > 0.05
+    # the molar mass of Al reaches the analysis: C_P of fcc Al ≈ 3 k_B per atom ≈ 0.9–1.2 J/(g K)
+    assert 0.7 < row["cp_solid_J_per_gK"] < 1.5 and 5 < row["latent_at_T_m_kJ_per_mol"] < 15
     runs = pd.read_csv(mlt / "melting_two_phase.csv")
     assert len(runs) == 2 and runs["n_atoms"].eq(288).all()
     cna = pd.read_csv(mlt / "reference" / "two_phase" / "T750_r0" / "cna.csv")

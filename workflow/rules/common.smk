@@ -119,6 +119,16 @@ MLT_RAMPS = {d: MLT[f"ramp_{d}"] for d in ("heat", "cool") if MLT[f"ramp_{d}"] i
 MLT_RAMP_RUNS = [f"{d}_r{r}" for d in MLT_RAMPS for r in range(MLT["ramp_replicas"])]
 
 
+def molar_mass():
+    """g/mol of a one-element run in metal units (C_P in J/(g K), latent heats in kJ/mol); None otherwise."""
+    if len(CFG["elements"]) != 1 or CFG["units"] != "metal":
+        return None
+    from ase.data import atomic_masses, atomic_numbers
+
+    el = CFG["elements"][0]
+    return (CFG["reference"].get("masses") or {}).get(el) or float(atomic_masses[atomic_numbers[el]])
+
+
 def two_phase_sets():
     """--set overrides of `meltpot md run two_phase` for the melting stage's coexistence runs."""
     keys = ("phase", "ensemble", "crystal_steps", "melt_steps", "liquid_steps", "production_steps", "dump_every")

@@ -98,7 +98,8 @@ rule melting_compare:
     params:
         folders=" ".join(f"{pot}={MLTDIR}/{pot}" for pot in MLT["potentials"]),
         tol=MLT["tol"],
+        molar_mass=f" --molar-mass {molar_mass():.6g}" if molar_mass() else "",
     conda:
         ENV
     shell:
-        "meltpot analyze melting {params.folders} --tol {params.tol} --out {output.table} > {log} 2>&1"
+        "meltpot analyze melting {params.folders} --tol {params.tol}{params.molar_mass} --out {output.table} > {log} 2>&1"

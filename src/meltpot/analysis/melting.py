@@ -7,11 +7,11 @@ Input per potential: a folder of ``meltpot md run`` outputs (the workflow's
   the ensemble, ``thermo.csv``, and ``cna.csv`` from ``meltpot analyze cna`` of the dump).
   Each run is classified as solid grew / melted / coexist
   (:func:`~meltpot.analysis.nucleation.classify_two_phase`); T_m with its uncertainty from all
-  runs of the potential: NPT, the zero of the crystal growth rate fitted linearly in T
-  (:func:`growth_zero`; the interface velocity is proportional to T_m − T near T_m), else the
-  bracket between the highest T where the solid grew and the lowest where it melted; NPH, the
-  mean steady temperature of the runs where both phases survived
-  (:func:`~meltpot.analysis.nucleation.two_phase_melting_point`).
+  runs of the potential (:func:`~meltpot.analysis.nucleation.two_phase_melting_point`): NPT,
+  the bracket between the highest set T where the crystal grew and the lowest where it melted
+  (midpoint ± half the gap; runs whose fraction changed by less than ``tol`` are undecided and
+  left out; a crystal that grew above a T where another melted makes the bracket
+  "inconsistent"); NPH, the mean steady temperature of the runs where both phases survived.
 * ``ramp/<run>/``: heating and cooling ramps (``summary.json`` with T_start, T_stop, rate;
   ``ramp.csv``: H(T) per atom). Each ramp's jump (:func:`~meltpot.analysis.nucleation.analyze_ramp`):
   superheating on heating, undercooling on cooling, both kinetic limits at the given rate and
@@ -76,7 +76,6 @@ def two_phase_run(run_dir: Path, tol: float = 0.15, final: float | None = None) 
     r = classify_two_phase(t, f, temp, T_set=float(params["T"]), final=final, tol=tol)
     return {"run": run_dir.name, "replica": int(params.get("replica", 0)), "ensemble": params.get("ensemble", "npt"),
             "n_atoms": int(s.get("n_atoms") or params.get("n_atoms", 0)), **asdict(r),
-            "growth_rate": float(np.polyfit(t - t[0], f, 1)[0]),
             "production_ps": float(cna["time"].iloc[-1] - cna["time"].iloc[0]),
             "wall_s": float(s.get("wall_s", np.nan)), "steps_per_s": float(s.get("steps_per_s", np.nan))}
 
@@ -109,28 +108,28 @@ def ramp_run(run_dir: Path) -> dict:
             "n_atoms": int(s.get("n_atoms") or 0), "T_start": T0, "T_stop": T1, "rate": float(params["rate"]),
             "kind": a.kind, "T_transition": a.T_transition if jump else math.nan,
             "latent_heat": a.latent_heat if jump else math.nan, "significance": a.gap_significance,
-            "cp_low": a.cp_low, "cp_high": a.cp_high,
+            "cp_low": a.cp_low, "cp_high": a.cp_high, "low_intercept": a.low.intercept, "high_intercept": a.high.intercept,
             "wall_s": float(s.get("wall_s", np.nan)), "steps_per_s": float(s.get("steps_per_s", np.nan))}
 
 
-def growth_zero(T, rate) -> tuple[float, float]:
-    """T where the fitted crystal growth rate rate(T) = a + b·T (fraction of the atoms per ps,
-    one point per NPT coexistence run) is zero, and its standard error (delta method with the
-    fit's covariance from the residuals); NaN when fewer than three runs at two temperatures,
-    or when the growth rate does not fall with T."""
-    T, rate = np.asarray(T, float), np.asarray(rate, float)
-    if len(T) < 3 or len(np.unique(T)) < 2:
-        return math.nan, math.nan
-    (b, a), cov = np.polyfit(T, rate, 1, cov="unscaled")
-    if not b < 0:
-        return math.nan, math.nan
-    resid = rate - (a + b * T)
-    s2 = float(resid @ resid) / (len(T) - 2)
-    cov = cov * s2
-    T0 = -a / b
-    # gradient of T0 = −a/b with respect to (b, a)
-    g = np.array([a / b ** 2, -1.0 / b])
-    return float(T0), float(np.sqrt(max(g @ cov @ g, 0.0)))
+def liquid_lines(folder: Path, ramps: pd.DataFrame, T_m: float, below: float = 100.0,
+                 above: float = 200.0) -> list[tuple[float, float]]:
+    """(slope, H at T_m) of a line through each cooling ramp's H(T) between T_m − ``below`` and
+    T_m + ``above`` (K), above its crystallisation jump if it had one; none without T_m or
+    without cooling ramps with at least four points there."""
+    out = []
+    if not np.isfinite(T_m) or ramps.empty:
+        return out
+    for _, r in ramps[ramps["direction"] == "cool"].iterrows():
+        ht = pd.read_csv(Path(folder) / "ramp" / r["run"] / "ramp.csv")
+        T, H = ht["T_target"].to_numpy(float), ht["H_per_atom"].to_numpy(float)
+        keep = (T >= T_m - below) & (T <= T_m + above)
+        if np.isfinite(r["T_transition"]):
+            keep &= T > r["T_transition"] + 0.1 * (below + above)
+        if keep.sum() >= 4:
+            slope, icpt = np.polyfit(T[keep], H[keep], 1)
+            out.append((float(slope), float(icpt + slope * T_m)))
+    return out
 
 
 def _mean_std(x) -> tuple[float, float, int]:
@@ -140,10 +139,11 @@ def _mean_std(x) -> tuple[float, float, int]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan, len(x)
 
 
-def potential_summary(label: str, folder: str | Path, tol: float = 0.15,
-                      final: float | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def potential_summary(label: str, folder: str | Path, tol: float = 0.15, final: float | None = None,
+                      molar_mass: float | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(summary row, two-phase runs, ramp runs) of one potential's folder; temperatures in K
-    (metal units), latent heat in eV/atom."""
+    (metal units), latent heats in eV/atom, C_P in eV/(K·atom), and in kJ/mol and J/(g·K)
+    with ``molar_mass`` (g/mol)."""
     folder = Path(folder)
     tp_dirs, ramp_dirs = _run_dirs(folder, "two_phase"), _run_dirs(folder, "ramp")
     if not tp_dirs and not ramp_dirs:
@@ -154,22 +154,20 @@ def potential_summary(label: str, folder: str | Path, tol: float = 0.15,
     if not tp.empty:
         nph = set(tp["ensemble"]) == {"nph"}
         m = two_phase_melting_point(tp, use="T_final" if nph else "T_set")
-        T_m, err, method = m.T_m, m.error, m.method
         if not nph:
-            # NPT: a run's outcome only says on which side of T_m its set T lies ("coexist":
-            # too slow to tell in the run time); T_m is where the fitted growth rate changes
-            # sign, inside the bracket of the decided runs when there is one
-            grew, melted = tp["T_set"][tp["growth_rate"] > 0], tp["T_set"][tp["growth_rate"] < 0]
-            lo, hi = (float(grew.max()) if len(grew) else math.nan), (float(melted.min()) if len(melted) else math.nan)
-            T0, T0_err = growth_zero(tp["T_set"], tp["growth_rate"])
-            if np.isfinite(T0) and tp["T_set"].min() <= T0 <= tp["T_set"].max():
-                T_m, err, method = T0, T0_err, "growth-rate zero"
-            elif np.isfinite(lo) and np.isfinite(hi) and lo < hi:
-                T_m, err, method = 0.5 * (lo + hi), 0.5 * (hi - lo), "bracket"
-            else:
-                T_m, err, method = math.nan, math.nan, "above" if np.isfinite(lo) else "below" if np.isfinite(hi) \
-                    else "none"
-            m.T_low, m.T_high = lo, hi
+            # NPT: a run only says on which side of T_m its set T lies; "coexist" (the fraction
+            # changed by less than tol) is undecided in the run time, not a coexistence temperature
+            decided = tp[tp["outcome"] != "coexist"]
+            m = two_phase_melting_point(decided, use="T_set") if len(decided) else m
+            if decided.empty:
+                m.T_m, m.error, m.method = math.nan, math.nan, "none"
+            elif m.T_low == m.T_high:
+                # grew and melted at the same set T: T_m is there, to within the scan's spacing
+                others = np.abs(np.unique(tp["T_set"]) - m.T_low)
+                others = others[others > 0]
+                m.T_m, m.method = m.T_low, "straddled"
+                m.error = 0.5 * float(others.min()) if len(others) else math.nan
+        T_m, err, method = m.T_m, m.error, m.method
         row.update(T_m=T_m, T_m_err=err, T_m_method=method, T_solid_grew=m.T_low, T_melted=m.T_high,
                    two_phase_runs=len(tp), two_phase_atoms=int(tp["n_atoms"].iloc[0]),
                    two_phase_ps=float(tp["production_ps"].mean()), two_phase_wall_s=float(tp["wall_s"].sum()))
@@ -183,6 +181,37 @@ def potential_summary(label: str, folder: str | Path, tol: float = 0.15,
         row.update({f"T_{direction}": mean, f"T_{direction}_std": std, f"{direction}_runs": len(sub), f"{direction}_jumps": n,
                     f"latent_{direction}": L, f"latent_{direction}_std": L_std,
                     f"{direction}_rate": float(sub["rate"].iloc[0]), f"{direction}_wall_s": float(sub["wall_s"].sum())})
+    heat = rp[rp["direction"] == "heat"] if not rp.empty else rp
+    if not heat.empty:
+        # C_P of the crystal: the slope of the heating ramps' low branch; of the liquid: the
+        # cooling ramps near T_m (the liquid branch, as the thesis's §3.3.2), else the heating
+        # ramps' high branch (short: it starts at the superheated melting). The latent heat at
+        # T_m: liquid minus crystal line, both evaluated at T_m.
+        T_m = row.get("T_m", math.nan)
+        row["cp_solid"], row["cp_solid_std"], _ = _mean_std(heat["cp_low"])
+        liquid = liquid_lines(folder, rp, T_m)
+        if liquid:
+            slopes, H_liq = zip(*liquid)
+            row["liquid_branch"] = "cooling"
+        else:
+            slopes = tuple(heat["cp_high"])
+            H_liq = tuple(heat["high_intercept"] + heat["cp_high"] * T_m)
+            row["liquid_branch"] = "heating"
+        row["cp_liquid"], row["cp_liquid_std"], _ = _mean_std(slopes)
+        if np.isfinite(T_m):
+            H_sol, s_sol, _ = _mean_std(heat["low_intercept"] + heat["cp_low"] * T_m)
+            H_l, s_l, _ = _mean_std(H_liq)
+            row["latent_at_T_m"] = H_l - H_sol
+            row["latent_at_T_m_std"] = math.hypot(*(v for v in (s_sol, s_l) if np.isfinite(v))) \
+                if any(np.isfinite(v) for v in (s_sol, s_l)) else math.nan
+        if molar_mass:
+            from .nucleation import per_atom_units
+
+            for key in ("cp_solid", "cp_liquid"):
+                row[f"{key}_J_per_gK"] = per_atom_units(cp_eV_per_K_atom=row[key], molar_mass=molar_mass)["cp_J_per_gK"]
+            for key in ("latent_heat", "latent_at_T_m"):
+                if key in row:
+                    row[f"{key}_kJ_per_mol"] = per_atom_units(latent_eV_per_atom=row[key])["latent_kJ_per_mol"]
     if not rp.empty:
         rp.insert(0, "label", label)
     return row, tp, rp
@@ -223,12 +252,12 @@ def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: st
     a.set_title("H(T) ramps")
     if not two_phase.empty:
         for k, (label, sub) in enumerate(two_phase.groupby("label", sort=False)):
-            b.scatter(sub["T_set"] + 2.0 * k, sub["growth_rate"], color=colours[k % len(colours)],
+            b.scatter(sub["T_set"] + 2.0 * k, sub["f_end"] - sub["f_start"], color=colours[k % len(colours)],
                       label=label, s=18)
         b.axhline(0, color="grey", lw=0.8)
         b.legend(fontsize=7)
     b.set_xlabel("set T (K)")
-    b.set_ylabel("crystal growth rate (fraction/ps)")
+    b.set_ylabel("crystalline fraction: end − start")
     b.set_title("two-phase runs (> 0: solid grew)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -236,7 +265,7 @@ def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: st
 
 
 def melting_study(potentials: dict[str, str | Path], out: str | Path, tol: float = 0.15,
-                  final: float | None = None) -> pd.DataFrame:
+                  final: float | None = None, molar_mass: float | None = None) -> pd.DataFrame:
     """Write ``out`` (CSV: one row per potential), ``<stem>_two_phase.csv``,
     ``<stem>_ramps.csv``, ``<stem>.json`` and ``<stem>.png``; return the table."""
     if not potentials:
@@ -245,7 +274,7 @@ def melting_study(potentials: dict[str, str | Path], out: str | Path, tol: float
     out.parent.mkdir(parents=True, exist_ok=True)
     rows, tps, rps, ramp_dirs = [], [], [], {}
     for label, folder in potentials.items():
-        row, tp, rp = potential_summary(label, folder, tol, final)
+        row, tp, rp = potential_summary(label, folder, tol, final, molar_mass)
         rows.append(row)
         tps.append(tp)
         rps.append(rp)
@@ -261,7 +290,7 @@ def melting_study(potentials: dict[str, str | Path], out: str | Path, tol: float
     rp_all.to_csv(f"{stem}_ramps.csv", index=False)
     from ..manifest import write_json
 
-    write_json(out.with_suffix(".json"), {"tol": tol, "final": final, "potentials": {k: str(v) for k, v in potentials.items()},
+    write_json(out.with_suffix(".json"), {"tol": tol, "final": final, "molar_mass": molar_mass, "potentials": {k: str(v) for k, v in potentials.items()},
                                           "table": json.loads(table.to_json(orient="records"))})
     plot_melting(ramp_dirs, tp_all, out.with_suffix(".png"))
     return table

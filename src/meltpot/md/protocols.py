@@ -193,7 +193,10 @@ class _Builder:
         what = f"{ensemble.upper()} {'' if T is None else f'{T:g} K'}" + \
                (f" -> {T_stop:g} K" if T_stop is not None and T_stop != T else "")
         self.comment(f"stage {name}: {what}, {steps} steps")
-        self.lines.append(f"fix meltpot_ens {group} {self.fix_args(ensemble, T, T_stop, barostat)}")
+        args = self.fix_args(ensemble, T, T_stop, barostat)
+        if group != "all" and ensemble != "nvt":
+            args += f" dilate {group}"    # the box changes around the group only; other atoms stay put
+        self.lines.append(f"fix meltpot_ens {group} {args}")
         undo = ["unfix meltpot_ens"]
         if produce:
             suffix = f"_{tag}" if tag else ""
@@ -381,7 +384,10 @@ def render_two_phase(settings: Settings, potential: Potential, T: float, crystal
     1. ``crystal``: the whole crystal at ``T`` (NPT ``aniso``) to its lattice at T;
     2. ``melt_half``: atoms in the upper half (z above the box middle) melted at
        ``melt_temperature`` (NVT on that group only; the lower half is not integrated);
-    3. ``liquid``: the same group brought to ``T`` (NVT);
+    3. ``liquid``: the same group brought to ``T`` under NPT with the barostat on z (``dilate``
+       the group: the box grows or shrinks in the liquid only), so that the liquid reaches its
+       own density at T before the crystal meets it (left at the crystal's density, the liquid
+       starts at ~1.5 GPa in Al, which shifts T_m by some 90 K while the barostat relaxes it);
     4. ``produce``: all atoms, NPT (or NPH with ``ensemble="nph"``) with the barostat on z
        only at ``P``, so the crystal keeps its lateral lattice. Below T_m the crystal
        grows, above it melts (NPT); NPH runs drift to T_m.
@@ -402,7 +408,7 @@ def render_two_phase(settings: Settings, potential: Potential, T: float, crystal
                 "group meltpot_liquid region meltpot_top",
                 "group meltpot_crystal subtract all meltpot_liquid"]
     b.stage("melt_half", "melt", melt_steps, "nvt", s.melt_temperature, group="meltpot_liquid")
-    b.stage("liquid", "prepare", liquid_steps, "nvt", T, group="meltpot_liquid")
+    b.stage("liquid", "prepare", liquid_steps, "npt", T, group="meltpot_liquid", barostat="z")
     b.stage("produce", "produce", production_steps, ensemble, T, barostat="z", produce=True)
     return b.script()
 

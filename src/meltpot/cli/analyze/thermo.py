@@ -193,7 +193,7 @@ def cmd_melting(args) -> int:
         if label in potentials:
             raise MeltpotError(f"label {label!r} given twice")
         potentials[label] = folder
-    table = melting_study(potentials, args.out, tol=args.tol, final=args.final)
+    table = melting_study(potentials, args.out, tol=args.tol, final=args.final, molar_mass=args.molar_mass)
     for _, r in table.iterrows():
         parts = [r["label"]]
         if "T_m" in r and math.isfinite(r["T_m"]):
@@ -204,6 +204,8 @@ def cmd_melting(args) -> int:
         for d, what in (("heat", "melts on heating"), ("cool", "freezes on cooling")):
             if f"T_{d}" in r and math.isfinite(r[f"T_{d}"]):
                 parts.append(f"{what} at {r[f'T_{d}']:.0f} K ({r[f'{d}_jumps']:.0f} of {r[f'{d}_runs']:.0f} ramps)")
+        if "latent_at_T_m" in r and math.isfinite(r["latent_at_T_m"]):
+            parts.append(f"latent heat at T_m {r['latent_at_T_m']:.4f} eV/atom")
         print("; ".join(parts))
     stem = Path(args.out).with_suffix("")
     print(f"written {args.out}, {stem}_two_phase.csv, {stem}_ramps.csv, {stem}.json, {stem}.png")
@@ -224,4 +226,5 @@ def add_melting_command(subparsers) -> None:
                    help="crystalline-fraction change (of all atoms) that counts as growth or melting")
     m.add_argument("--final", type=float, help="final averaging interval of the two-phase runs (ps; default the last "
                                                "10 %% of each run)")
+    m.add_argument("--molar-mass", type=float, help="g/mol (26.98 for Al): also C_P in J/(g K) and latent heats in kJ/mol")
     m.set_defaults(func=cmd_melting)
