@@ -9,7 +9,7 @@ LAMMPS validation (md/validation/comparison/, with an Arrhenius fit per potentia
 
 The blocks sit between ``<!-- numbers:melting-<run_id> -->`` (``diffusion-<run_id>``) and
 ``<!-- /numbers -->``; a run without one of the two studies writes only the other. --write also
-copies melting.png to docs/results/melting-<run_id>.png.
+copies melting.png to results/melting-<run_id>.png beside the document.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def section(run: Path) -> str:
               (t["liquid_branch"] == "cooling").all() else "heating ramps above the melting jump")
     if "latent_at_T_m_kJ_per_mol" in t:
         lines[-1] = lines[-1].replace("latent heat at T_m (kJ/mol)", f"latent heat at T_m, liquid line from the {branch.split(',')[0]} (kJ/mol)")
-    for key, name in (("cp_solid_J_per_gK", "C_P crystal, heating ramps below the jump (J/(g K))"),
+    solid = t["solid_branch"].iloc[0] if "solid_branch" in t else "heating, below the jump"
+    for key, name in (("cp_solid_J_per_gK", f"C_P crystal, {solid.replace('heating', 'heating ramps')} (J/(g K))"),
                       ("cp_liquid_J_per_gK", f"C_P liquid, {branch} (J/(g K))")):
         if key in t:
             add(name, key, None, 3)
@@ -160,14 +161,20 @@ def diffusion_section(run: Path) -> str | None:
              f"potential and temperature (velocity seeds; the model's replica k starts from the reference's); D from "
              f"the MSD (Å²/ps = 10⁻⁸ m²/s), means ± standard deviation over replicas, Δ ± its standard error; verdict at "
              f"|ΔD|/D ≤ {100 * vmd['thresholds']['D_relative']:g} % with {vmd['thresholds']['sigmas']:g}σ.", "",
-             "| T (K) | D, EAM | D, model | Δ | verdict | thesis HDNNP − AIMD (T) |", "|---|---|---|---|---|---|"]
+             "| T (K) | D, EAM | D, model | ΔD | D verdict | thesis ΔD, HDNNP − AIMD (T) | Δρ/ρ | g(r) MSE |",
+             "|---|---|---|---|---|---|---|---|"]
+    other = {(r["condition"], r["quantity"]): r for _, r in t[t["quantity"].isin(["density", "gr_mse"])].iterrows()}
     for _, r in d.iterrows():
         near = min(THESIS_D, key=lambda x: abs(x - r["T"]))
         h, a = THESIS_D[near]
         thesis = f"{100 * (h - a) / a:+.1f} % ({near} K)" if abs(near - r["T"]) <= 100 else "—"
+        rho, gr = other.get((r["condition"], "density")), other.get((r["condition"], "gr_mse"))
+        drho = f"{100 * rho['model-reference'] / rho['reference']:+.2f} %" if rho is not None else "—"
+        mse = f"{gr['model-reference']:.1e}" if gr is not None and pd.notna(gr["model-reference"]) else "—"
         lines.append(f"| {r['T']:g} | {r['reference']:.3f} ± {r['reference_std']:.3f} | {r['model']:.3f} ± "
                      f"{r['model_std']:.3f} | {100 * r['model-reference'] / r['reference']:+.1f} % ± "
-                     f"{100 * r['model-reference_se'] / r['reference']:.1f} % | {r['model_verdict']} | {thesis} |")
+                     f"{100 * r['model-reference_se'] / r['reference']:.1f} % | {r['model_verdict']} | {thesis} | "
+                     f"{drho} | {mse} |")
     if len(d) >= 2:
         fits = {}
         for who in ("reference", "model"):
@@ -176,15 +183,19 @@ def diffusion_section(run: Path) -> str | None:
         lines += ["", f"Arrhenius fits over {d['T'].min():g}–{d['T'].max():g} K (weighted by the standard errors): "
                   f"E_a = {fits['reference'].E_a:.3f} ± {fits['reference'].E_a_err:.3f} eV (EAM), "
                   f"{fits['model'].E_a:.3f} ± {fits['model'].E_a_err:.3f} eV (model)."]
+    lines += ["", "g(r) MSE: model against reference on one grid, replica-averaged (the thesis: 6 × 10⁻⁴ for its "
+              "liquids against AIMD)."]
     return "\n".join(lines)
 
 
-def copy_figure(run: Path) -> None:
+def copy_figure(run: Path, dest: Path) -> None:
+    """melting.png as ``dest``/melting-<run_id>.png (the document's results/ folder)."""
     import shutil
 
     src = run / "md" / "melting" / "melting.png"
     if src.exists():
-        shutil.copyfile(src, ROOT / "docs" / "results" / f"melting-{run_config(run)['run_id']}.png")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / f"melting-{run_config(run)['run_id']}.png")
 
 
 def main(argv=None) -> int:
@@ -204,7 +215,7 @@ def main(argv=None) -> int:
         print("\n\n".join(text for _, text, _ in blocks))
         return 0
     if args.write:
-        copy_figure(args.run)
+        copy_figure(args.run, args.doc.parent / "results")
     status = 0
     for start, text, what in blocks:
         status = max(status, write_block(args.doc, start, END, text, args.check, what, args.run))

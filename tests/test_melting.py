@@ -83,6 +83,7 @@ def test_npt_runs_bracket_t_m_between_grown_and_melted_crystals(tmp_path):
     # branch would give 0.1)
     assert row["cp_solid"] == pytest.approx(3e-4, rel=0.02) and row["cp_liquid"] == pytest.approx(3e-4, rel=0.02)
     assert row["liquid_branch"] == "cooling" and row["latent_at_T_m"] == pytest.approx(0.09, abs=0.003)
+    assert row["solid_branch"] == "heating, below T_m"
     (ref / "ramp" / "cool_r0" / "summary.json").unlink()
     row_heat_only, _, _ = potential_summary("reference", ref)
     assert row_heat_only["liquid_branch"] == "heating"
@@ -100,6 +101,9 @@ def test_a_cooled_liquid_without_a_jump_has_no_freezing_temperature(tmp_path):
     cool = rp[rp["direction"] == "cool"].iloc[0]
     assert cool["kind"] == "kink" and math.isnan(cool["T_transition"]) and math.isnan(row["T_cool"])
     assert row["cool_runs"] == 1 and row["cool_jumps"] == 0
+    # no two-phase runs, no T_m: C_P from the heating ramp's jump fit, no latent heat at T_m
+    assert row["solid_branch"] == "heating, below the jump" and "latent_at_T_m" not in row
+    assert row["cp_solid"] == pytest.approx(3e-4, rel=0.05)
 
 
 def test_nph_runs_give_the_mean_coexistence_temperature(tmp_path):
@@ -209,3 +213,36 @@ def test_the_documented_melting_configs_are_valid(name):
     cfg = validate_config(yaml.safe_load(path.read_text()), base_dir=path.parent)
     check_lammps_stages(cfg)
     assert cfg["melting_md"]["enabled"] and cfg["melting_md"]["potentials"][0] == "reference"
+
+
+def test_reproduction_report_writes_and_checks_its_block(tmp_path):
+    """scripts/reproduction_report.py on a run folder with a melting study: the block between the
+    markers is written, --check then passes, and a changed number makes it fail."""
+    import importlib.util
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("reproduction_report", root / "scripts" / "reproduction_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    cfg = validate_config(yaml.safe_load((root / "docs" / "configs" / "melting-eam.yaml").read_text()),
+                          base_dir=root / "docs" / "configs")
+    cfg.pop("_base_dir", None)
+    run = tmp_path / "results" / cfg["run_id"]
+    (run / "md" / "melting").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for T in (910.0, 930.0, 950.0, 970.0):
+        _two_phase_run(run / "md" / "melting" / "reference", T, 0, 0.02 * np.sign(940.0 - T))
+    _ramp_run(run / "md" / "melting" / "reference", "heat_r0", 700, 1300, 1170.0)
+    melting_study({"reference": run / "md" / "melting" / "reference"}, run / "md" / "melting" / "melting.csv",
+                  molar_mass=26.98)
+    doc = tmp_path / "doc.md"
+    doc.write_text("# x\n\n<!-- numbers:melting-al-melting-eam -->\n<!-- /numbers -->\n")
+    assert report.main([str(run), "--doc", str(doc), "--write"]) == 0
+    text = doc.read_text()
+    assert "| T_m (K), two-phase | 940 ± 10 | 970 K" in text and "bracket; 930–950" in text
+    assert report.main([str(run), "--doc", str(doc), "--check"]) == 0
+    assert (tmp_path / "results" / "melting-al-melting-eam.png").stat().st_size > 10_000
+    doc.write_text(text.replace("940 ± 10", "941 ± 10"))
+    assert report.main([str(run), "--doc", str(doc), "--check"]) == 1

@@ -112,23 +112,24 @@ def ramp_run(run_dir: Path) -> dict:
             "wall_s": float(s.get("wall_s", np.nan)), "steps_per_s": float(s.get("steps_per_s", np.nan))}
 
 
-def liquid_lines(folder: Path, ramps: pd.DataFrame, T_m: float, below: float = 100.0,
-                 above: float = 200.0) -> list[tuple[float, float]]:
-    """(slope, H at T_m) of a line through each cooling ramp's H(T) between T_m − ``below`` and
-    T_m + ``above`` (K), above its crystallisation jump if it had one; none without T_m or
-    without cooling ramps with at least four points there."""
+def branch_lines(folder: Path, ramps: pd.DataFrame, direction: str, T_lo: float, T_hi: float,
+                 T_at: float) -> list[tuple[float, float]]:
+    """(slope, H at ``T_at``) of a straight line through each ``direction`` ramp's H(T) between
+    ``T_lo`` and ``T_hi`` (K, thermostat target): for a cooling ramp only above its
+    crystallisation jump, for a heating ramp only below its melting jump. Ramps with fewer than
+    four points there give none."""
     out = []
-    if not np.isfinite(T_m) or ramps.empty:
+    if not (np.isfinite(T_lo) and np.isfinite(T_hi)) or ramps.empty:
         return out
-    for _, r in ramps[ramps["direction"] == "cool"].iterrows():
+    for _, r in ramps[ramps["direction"] == direction].iterrows():
         ht = pd.read_csv(Path(folder) / "ramp" / r["run"] / "ramp.csv")
         T, H = ht["T_target"].to_numpy(float), ht["H_per_atom"].to_numpy(float)
-        keep = (T >= T_m - below) & (T <= T_m + above)
+        keep = (T >= T_lo) & (T <= T_hi)
         if np.isfinite(r["T_transition"]):
-            keep &= T > r["T_transition"] + 0.1 * (below + above)
+            keep &= (T > r["T_transition"]) if direction == "cool" else (T < r["T_transition"])
         if keep.sum() >= 4:
             slope, icpt = np.polyfit(T[keep], H[keep], 1)
-            out.append((float(slope), float(icpt + slope * T_m)))
+            out.append((float(slope), float(icpt + slope * T_at)))
     return out
 
 
@@ -183,27 +184,36 @@ def potential_summary(label: str, folder: str | Path, tol: float = 0.15, final: 
                     f"{direction}_rate": float(sub["rate"].iloc[0]), f"{direction}_wall_s": float(sub["wall_s"].sum())})
     heat = rp[rp["direction"] == "heat"] if not rp.empty else rp
     if not heat.empty:
-        # C_P of the crystal: the slope of the heating ramps' low branch; of the liquid: the
-        # cooling ramps near T_m (the liquid branch, as the thesis's §3.3.2), else the heating
-        # ramps' high branch (short: it starts at the superheated melting). The latent heat at
-        # T_m: liquid minus crystal line, both evaluated at T_m.
+        # The thesis's §3.3.2: C_P from the crystal branch (heating) and the liquid branch
+        # (cooling), the latent heat at T_m as the gap between them there. With T_m known: the
+        # heating ramps from their start up to T_m (the superheated part, with its premelting,
+        # left out) and the cooling ramps from T_m + 200 K down to T_m − 100 K; otherwise, or
+        # without cooling ramps, the two branches of the heating ramps' jump fit.
         T_m = row.get("T_m", math.nan)
-        row["cp_solid"], row["cp_solid_std"], _ = _mean_std(heat["cp_low"])
-        liquid = liquid_lines(folder, rp, T_m)
+        solid = branch_lines(folder, rp, "heat", -math.inf if not np.isfinite(T_m) else 0.0, T_m, T_m)
+        liquid = branch_lines(folder, rp, "cool", T_m - 100.0, T_m + 200.0, T_m)
+        if solid:
+            cp_s, H_sol = zip(*solid)
+            row["solid_branch"] = "heating, below T_m"
+        else:
+            cp_s = tuple(heat["cp_low"])
+            H_sol = tuple(heat["low_intercept"] + heat["cp_low"] * T_m)
+            row["solid_branch"] = "heating, below the jump"
         if liquid:
-            slopes, H_liq = zip(*liquid)
+            cp_l, H_liq = zip(*liquid)
             row["liquid_branch"] = "cooling"
         else:
-            slopes = tuple(heat["cp_high"])
+            cp_l = tuple(heat["cp_high"])
             H_liq = tuple(heat["high_intercept"] + heat["cp_high"] * T_m)
             row["liquid_branch"] = "heating"
-        row["cp_liquid"], row["cp_liquid_std"], _ = _mean_std(slopes)
+        row["cp_solid"], row["cp_solid_std"], _ = _mean_std(cp_s)
+        row["cp_liquid"], row["cp_liquid_std"], _ = _mean_std(cp_l)
         if np.isfinite(T_m):
-            H_sol, s_sol, _ = _mean_std(heat["low_intercept"] + heat["cp_low"] * T_m)
+            H_s, s_s, _ = _mean_std(H_sol)
             H_l, s_l, _ = _mean_std(H_liq)
-            row["latent_at_T_m"] = H_l - H_sol
-            row["latent_at_T_m_std"] = math.hypot(*(v for v in (s_sol, s_l) if np.isfinite(v))) \
-                if any(np.isfinite(v) for v in (s_sol, s_l)) else math.nan
+            row["latent_at_T_m"] = H_l - H_s
+            errs = [v for v in (s_s, s_l) if np.isfinite(v)]
+            row["latent_at_T_m_std"] = math.hypot(*errs) if errs else math.nan
         if molar_mass:
             from .nucleation import per_atom_units
 
@@ -231,9 +241,10 @@ def compare(rows: list[dict]) -> pd.DataFrame:
     return table
 
 
-def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: str | Path) -> None:
-    """H(T) of every ramp (one colour per potential; heating solid, cooling dashed) and the
-    two-phase outcomes (crystalline fraction change vs set T)."""
+def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: str | Path,
+                 T_ms: dict[str, float] | None = None) -> None:
+    """H(T) of every ramp (one colour per potential; heating solid, cooling dashed; T_m of the
+    two-phase runs dotted) and the two-phase outcomes (crystalline fraction change vs set T)."""
     from .nucleation import _plt
 
     plt = _plt()
@@ -241,11 +252,16 @@ def plot_melting(ramps: dict[str, list[Path]], two_phase: pd.DataFrame, path: st
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (label, dirs) in enumerate(ramps.items()):
         c = colours[k % len(colours)]
-        for n, d in enumerate(dirs):
+        shown = set()
+        for d in dirs:
             ht = pd.read_csv(d / "ramp.csv")
-            heat = ht["T_target"].iloc[-1] > ht["T_target"].iloc[0]
-            a.plot(ht["T_target"], ht["H_per_atom"], color=c, ls="-" if heat else "--", lw=1,
-                   label=f"{label} {'heating' if heat else 'cooling'}" if n < 2 else None)
+            what = "heating" if ht["T_target"].iloc[-1] > ht["T_target"].iloc[0] else "cooling"
+            a.plot(ht["T_target"], ht["H_per_atom"], color=c, ls="-" if what == "heating" else "--", lw=1,
+                   label=None if what in shown else f"{label} {what}")
+            shown.add(what)
+        T_m = (T_ms or {}).get(label, math.nan)
+        if np.isfinite(T_m):
+            a.axvline(T_m, color=c, ls=":", lw=1, label=f"{label} T_m (two-phase)")
     a.set_xlabel("thermostat T (K)")
     a.set_ylabel("H (eV/atom)")
     a.legend(fontsize=7)
@@ -292,5 +308,6 @@ def melting_study(potentials: dict[str, str | Path], out: str | Path, tol: float
 
     write_json(out.with_suffix(".json"), {"tol": tol, "final": final, "molar_mass": molar_mass, "potentials": {k: str(v) for k, v in potentials.items()},
                                           "table": json.loads(table.to_json(orient="records"))})
-    plot_melting(ramp_dirs, tp_all, out.with_suffix(".png"))
+    plot_melting(ramp_dirs, tp_all, out.with_suffix(".png"),
+                 {r["label"]: r.get("T_m", math.nan) for r in rows})
     return table
