@@ -200,7 +200,7 @@ def write_block(path: Path, start: str, end: str, text: str, check: bool, what: 
     """Put ``text`` between the marker lines ``start`` and ``end`` of ``path`` (``check``: only
     compare, exit status 1 when it differs). Exit status 2 when the markers are missing."""
     doc = path.read_text()
-    pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)??" + re.escape(end), re.S)   # ??: an empty block stays empty
     if not pattern.search(doc):
         print(f"{path}: no {start} … {end} block", file=sys.stderr)
         return 2
