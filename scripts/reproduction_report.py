@@ -93,30 +93,36 @@ def section(run: Path) -> str:
         thesis, exp = THESIS.get(key, ("—", "—"))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {thesis} | {exp} |")
 
+    def text_row(name, cells, thesis=""):
+        """A row of words: one cell per potential, an empty difference cell, the thesis, experiment."""
+        lines.append(f"| {name} | " + " | ".join(cells) + (" | " if len(t) > 1 else "") + f" | {thesis} | |")
+
     if "T_m" in t:
         add("T_m (K), two-phase", "T_m", "T_m_err", 0, "dT_m")
-        lines.append("| T_m method; bracket (K) | " + " | ".join(
-            f"{r['T_m_method']}; {_pm(_get(r, 'T_solid_grew'), None)}–{_pm(_get(r, 'T_melted'), None)}"
-            for _, r in t.iterrows()) + (" | |" if len(t) > 1 else "") + " | | |")
+        text_row("T_m method; bracket (K)", [f"{r['T_m_method']}; {_pm(_get(r, 'T_solid_grew'), None)}–"
+                                             f"{_pm(_get(r, 'T_melted'), None)}" for _, r in t.iterrows()])
     if "T_heat" in t:
         add(f"melting on heating at {m['ramp_rate']:g} K/ps (K)", "T_heat", "T_heat_std", 0, "dT_heat")
         add("latent heat at the heating jump (eV/atom)", "latent_heat", "latent_heat_std", 4)
-    if "latent_at_T_m_kJ_per_mol" in t:
-        add("latent heat at T_m (kJ/mol)", "latent_at_T_m_kJ_per_mol", None, 2)
-    branch = ("cooling ramps, T_m − 100 to T_m + 200 K" if "liquid_branch" in t and
-              (t["liquid_branch"] == "cooling").all() else "heating ramps above the melting jump")
-    if "latent_at_T_m_kJ_per_mol" in t:
-        lines[-1] = lines[-1].replace("latent heat at T_m (kJ/mol)", f"latent heat at T_m, liquid line from the {branch.split(',')[0]} (kJ/mol)")
+    cooled = "liquid_branch" in t and (t["liquid_branch"] == "cooling").all()
     solid = t["solid_branch"].iloc[0] if "solid_branch" in t else "heating, below the jump"
-    for key, name in (("cp_solid_J_per_gK", f"C_P crystal, {solid.replace('heating', 'heating ramps')} (J/(g K))"),
-                      ("cp_liquid_J_per_gK", f"C_P liquid, {branch} (J/(g K))")):
-        if key in t:
-            add(name, key, None, 3)
+    if "cp_solid_J_per_gK" in t:
+        add(f"C_P crystal, {solid.replace('heating', 'heating ramps')} (J/(g K))", "cp_solid_J_per_gK", None, 3)
+    # the liquid line needs the cooling ramps: the heating ramps' short branch above the
+    # superheated melting (with its tail) gives neither the liquid's C_P nor its H at T_m
+    if cooled:
+        if "latent_at_T_m_kJ_per_mol" in t:
+            add("latent heat at T_m, liquid line from the cooling ramps (kJ/mol)", "latent_at_T_m_kJ_per_mol", None, 2)
+        if "cp_liquid_J_per_gK" in t:
+            add("C_P liquid, cooling ramps, T_m − 100 to T_m + 200 K (J/(g K))", "cp_liquid_J_per_gK", None, 3)
     if "T_cool" in t:
-        lines.append("| crystallised on cooling (ramps) | " + " | ".join(
+        text_row("crystallised on cooling (ramps)", [
             f"{int(r['cool_jumps'])} of {int(r['cool_runs'])}" + (f" at {r['T_cool']:.0f} K" if math.isfinite(
-                _get(r, "T_cool")) else "") for _, r in t.iterrows()) + (" | |" if len(t) > 1 else "")
-            + " | partial crystallisation below 600 K at ≈ 1 K/ps | |")
+                _get(r, "T_cool")) else "") for _, r in t.iterrows()], "partial crystallisation below 600 K at ≈ 1 K/ps")
+    if not cooled and "T_heat" in t:
+        lines += ["", "No cooling ramps in this run: the latent heat at T_m and the liquid's C_P, which need the "
+                      "liquid line near T_m, are not reported (melting.csv keeps the heating ramps' estimate, "
+                      "`liquid_branch: heating`)."]
     if tp is not None and len(tp):
         lines += ["", "Two-phase runs (change of the crystalline fraction over the production, and the outcome):", "",
                   "| potential | " + " | ".join(f"{x:g} K" for x in sorted(tp["T_set"].unique())) + " |",
