@@ -423,6 +423,16 @@ def test_melting_stage_brackets_t_m_and_finds_the_melting_jump(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     res = _build(tmp_path, env, target, path, quiet=False)
     assert "rule melting_compare" in res.stdout + res.stderr and "rule md_two_phase" not in res.stdout + res.stderr
+    # cooling ramps added: they run, the heating ramp and the two-phase runs are not redone
+    heat = mlt / "reference" / "ramp" / "heat_r0" / "summary.json"
+    before = os.stat(heat).st_mtime_ns
+    cfg["melting_md"]["ramp_cool"] = [1300, 700]
+    path.write_text(yaml.safe_dump(cfg))
+    res = _build(tmp_path, env, target, path, quiet=False)
+    log = res.stdout + res.stderr
+    assert "rule md_ramp" in log and "rule md_two_phase" not in log and os.stat(heat).st_mtime_ns == before
+    row = pd.read_csv(mlt / "melting.csv").iloc[0]
+    assert row["cool_runs"] == 1 and row["liquid_branch"] == "cooling"
 
 
 def test_import_vasp_preset_builds_the_dataset_and_descriptors_from_outcar_files(tmp_path):

@@ -56,7 +56,7 @@ rule md_ramp:
     input:
         unpack(lambda wc: ml_potential_inputs(wc.potential == "model")),
         config=run_config(),
-        stage=stage_config("melting_ramp"),
+        stage=lambda wc: stage_config(f"melting_ramp_{wc.direction}"),
     output:
         summary=f"{MLTDIR}/{{potential}}/ramp/{{direction}}_r{{replica}}/summary.json",
         table=f"{MLTDIR}/{{potential}}/ramp/{{direction}}_r{{replica}}/ramp.csv",
