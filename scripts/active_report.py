@@ -133,8 +133,13 @@ def validation_lines(run: Path) -> list[str]:
 
 
 def timing_line(run: Path) -> str:
-    secs, head = span_sentence(run)
-    if not secs:
+    """The loop's wall time (its own jobs: the later MD stages of the run folder are not in the
+    span) and the job time per kind, the validation MD included."""
+    from readme_numbers import _stage_seconds
+
+    _, head = span_sentence(run, pick=lambda k: k.startswith(("active/", "sample/")), what=" of the loop")
+    secs, _ = _stage_seconds(run)
+    if not head:
         return ""
 
     def total(pick):

@@ -35,11 +35,13 @@ def _fmt(x, nd=2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def _stage_seconds(run: Path) -> tuple[dict, float]:
+def _stage_seconds(run: Path, pick=None) -> tuple[dict, float]:
     """Wall seconds per benchmarked job, and the span from the first job's start to the last
-    job's end (a benchmark file is written when its job ends)."""
+    job's end (a benchmark file is written when its job ends); ``pick(name)``: only those jobs."""
     out, starts, ends = {}, [], []
     for f in sorted((run / "benchmarks").rglob("*.tsv")):
+        if pick is not None and not pick(f.relative_to(run / "benchmarks").with_suffix("").as_posix()):
+            continue
         try:
             sec = float(pd.read_csv(f, sep="\t")["s"].iloc[-1])
         except (KeyError, IndexError, ValueError):
@@ -186,14 +188,15 @@ def results_section_main(argv, description: str, example: str, start: str, end: 
     return write_block(args.doc, start, end, text, args.check, what, args.run)
 
 
-def span_sentence(run: Path) -> tuple[dict, str]:
+def span_sentence(run: Path, pick=None, what: str = "") -> tuple[dict, str]:
     """(job seconds by benchmark name, the sentence on the wall time from the first job's start to
-    the last one's end); no benchmarks: ({}, "")."""
-    secs, span = _stage_seconds(run)
+    the last one's end); no benchmarks: ({}, ""). ``pick``/``what``: only those jobs, so named
+    (a run folder extended later, e.g. by an MD stage, keeps the span of its first part)."""
+    secs, span = _stage_seconds(run, pick)
     if not secs:
         return {}, ""
-    return secs, (f"Wall time from the first job's start to the last one's end: {_minutes(span)} on this 2-core "
-                  "machine (two jobs at a time)")
+    return secs, (f"Wall time{what} from the first job's start to the last one's end: {_minutes(span)} on this "
+                  "2-core machine (two jobs at a time)")
 
 
 def write_block(path: Path, start: str, end: str, text: str, check: bool, what: str, run: Path) -> int:
