@@ -226,5 +226,6 @@ def add_melting_command(subparsers) -> None:
                    help="crystalline-fraction change (of all atoms) that counts as growth or melting")
     m.add_argument("--final", type=float, help="final averaging interval of the two-phase runs (ps; default the last "
                                                "10 %% of each run)")
-    m.add_argument("--molar-mass", type=float, help="g/mol (26.98 for Al): also C_P in J/(g K) and latent heats in kJ/mol")
+    m.add_argument("--molar-mass", type=float, help="g/mol (26.98 for Al): also C_P in J/(g K) and latent heats in kJ/mol "
+                                                   "(default: not given)")
     m.set_defaults(func=cmd_melting)
